@@ -1,0 +1,26 @@
+//! snaprelay: a Snapcast-compatible, multi-stream audio relay.
+//!
+//! Layout:
+//! - [`protocol`]: Snapcast wire messages, bytes in and out, no I/O.
+//! - `source`: stream inputs (pipe, file, tone) and the pacer that timestamps PCM chunks.
+//! - `encoder`: PCM chunk to encoded units (pcm for now).
+//! - [`stream`]: one source + encoder, fanning serialized chunks out to sessions.
+//! - `session`: one client connection (handshake, time sync, its single writer).
+//! - [`server`]: listeners, start-up and shutdown.
+//! - [`config`]: figment layering of defaults, file, environment and flags.
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod config;
+pub mod encoder;
+pub mod protocol;
+pub mod sample_format;
+pub mod server;
+pub mod session;
+pub mod source;
+pub mod stream;
+
+pub use server::{bind, run, RunError};
+
+/// Default port for Snapcast stream clients (snapcast-protocol.md §6.2).
+pub const DEFAULT_STREAM_PORT: u16 = 1704;

@@ -1,0 +1,74 @@
+//! The `snaprelay` server binary: flags and config in, tracing set up, then the library runs.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use snaprelay::config::{self, Args};
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.help_level() > 0 {
+        config::print_help(args.help_level());
+        return ExitCode::SUCCESS;
+    }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // tracing may not be up yet (config errors), so print directly as well.
+            eprintln!("snaprelay: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let loaded = config::load(args)?;
+    let config = loaded.config;
+    let filter = EnvFilter::try_new(config.log_filter_directive())
+        .with_context(|| format!("invalid logging.filter '{}'", config.logging.filter))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    for notice in &loaded.notices {
+        info!("{notice}");
+    }
+    snaprelay::server::source_specs(&config)?;
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.server.threads > 0 {
+        runtime.worker_threads(config.server.threads as usize);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let listeners = snaprelay::bind(&config).await?;
+        info!(version = env!("CARGO_PKG_VERSION"), "snaprelay starting");
+        snaprelay::run(&config, listeners, shutdown_signal()).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM (Kubernetes and systemd stop with SIGTERM).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            error!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

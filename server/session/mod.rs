@@ -1,0 +1,219 @@
+//! One stream client connection: the handshake, time sync, and the writer that owns the
+//! socket's write side (snapcast-protocol.md §2).
+//!
+//! A session is one task: its reader and writer are two futures raced in one `select!`, so
+//! a misbehaving client ends only its own task, with a warning naming the peer.
+
+mod reader;
+mod writer;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
+
+use crate::protocol::{DecodeError, Hello, ServerSettings, Tv};
+use crate::server::Shared;
+use crate::stream::Stream;
+
+/// Non-audio messages queued for a session's writer. They always go before audio.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// Answer a Time request: stamped with the send time by the writer, as late as possible.
+    TimeReply {
+        /// The request's id, echoed in `id` and `refersTo`.
+        request_id: u16,
+        /// Server receive time minus the request's `sent`.
+        latency: Tv,
+    },
+    /// The reply to Hello: ServerSettings (refersTo = Hello id), then the stream's
+    /// CodecHeader, then its chunks, in exactly that order (§2.1, §7.1–7.2).
+    Welcome {
+        /// The Hello's id.
+        hello_id: u16,
+        /// Settings for this client.
+        settings: ServerSettings,
+        /// The stream to play.
+        stream: Stream,
+    },
+    /// Unsolicited settings after a change (refersTo = 0).
+    Settings(ServerSettings),
+}
+
+/// Control messages a session may have queued; Time floods wait on the client's socket
+/// rather than grow memory.
+const OUTBOUND_CAPACITY: usize = 64;
+
+/// Why a session ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Socket I/O failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client sent something that is not a valid message.
+    #[error("bad message: {0}")]
+    Decode(#[from] DecodeError),
+    /// The connection closed in the middle of a message.
+    #[error("disconnected mid-message")]
+    Truncated,
+    /// A client message larger than any client message can be.
+    #[error("client message of {size} bytes exceeds the limit of {max}")]
+    MessageTooLarge {
+        /// Announced size.
+        size: usize,
+        /// Our limit for client messages.
+        max: usize,
+    },
+    /// No Hello within the configured time.
+    #[error("no Hello within {0:?}")]
+    HandshakeTimedOut(Duration),
+    /// The client stopped reading: one send could not finish in time.
+    #[error("send stalled for {0:?}; client is not reading")]
+    SendTimedOut(Duration),
+}
+
+/// Per-session counters.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    /// Message bytes written to the socket.
+    pub bytes_sent: AtomicU64,
+    /// Audio chunks written.
+    pub chunks_sent: AtomicU64,
+    /// Chunks skipped because they were already too old to play (§7.5).
+    pub chunks_late: AtomicU64,
+    /// Chunks lost because the session fell more than the stream's queue behind.
+    pub chunks_lagged: AtomicU64,
+    /// Time requests answered.
+    pub time_replies: AtomicU64,
+}
+
+/// What the client told us, and what we told it.
+#[derive(Debug, Clone)]
+pub struct ClientDetails {
+    /// Unique client id (`ID` or `ID#instance`).
+    pub client_id: String,
+    /// The Hello as received.
+    pub hello: Hello,
+    /// Volume last reported by the client (ClientInfo) or set by us.
+    pub volume: u16,
+    /// Mute last reported or set.
+    pub muted: bool,
+    /// Stream the session plays.
+    pub stream: String,
+}
+
+/// A live session as the rest of the server sees it.
+#[derive(Debug)]
+pub struct SessionInfo {
+    /// Server-unique session number.
+    pub id: u64,
+    /// Remote address.
+    pub peer: SocketAddr,
+    /// When the connection was accepted.
+    pub connected_at: SystemTime,
+    /// Counters.
+    pub stats: SessionStats,
+    hello_received: AtomicBool,
+    client: Mutex<Option<ClientDetails>>,
+    outbound: mpsc::Sender<Outbound>,
+    cancel: CancellationToken,
+}
+
+impl SessionInfo {
+    /// The client's details, once it said Hello.
+    pub fn client(&self) -> Option<ClientDetails> {
+        self.client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Ends the session.
+    pub fn disconnect(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Queues new settings for the client; false if the session is gone or congested.
+    pub fn push_settings(&self, settings: ServerSettings) -> bool {
+        self.outbound.try_send(Outbound::Settings(settings)).is_ok()
+    }
+
+    fn update_client(&self, update: impl FnOnce(&mut Option<ClientDetails>)) {
+        update(
+            &mut self
+                .client
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+    }
+}
+
+/// Removes the session from the registry however the task ends.
+struct Registration {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.sessions.remove(&self.id);
+    }
+}
+
+/// Runs one client connection to its end.
+pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    // Chunks and time replies are small and latency-sensitive (§7.14).
+    if let Err(err) = socket.set_nodelay(true) {
+        warn!(%peer, error = %err, "cannot set TCP_NODELAY");
+    }
+    let id = shared.next_session_id.fetch_add(1, Ordering::Relaxed);
+    let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_CAPACITY);
+    let cancel = shared.cancel.child_token();
+    let info = Arc::new(SessionInfo {
+        id,
+        peer,
+        connected_at: SystemTime::now(),
+        stats: SessionStats::default(),
+        hello_received: AtomicBool::new(false),
+        client: Mutex::new(None),
+        outbound: outbound_tx.clone(),
+        cancel: cancel.clone(),
+    });
+    shared.sessions.insert(id, info.clone());
+    let _registration = Registration {
+        shared: shared.clone(),
+        id,
+    };
+
+    let span = tracing::info_span!("session", id, %peer);
+    async {
+        let (read_half, write_half) = socket.into_split();
+        let hello_timeout = shared.settings.hello_timeout;
+        let hello_deadline = async {
+            tokio::time::sleep(hello_timeout).await;
+            if info.hello_received.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            result = reader::run(read_half, outbound_tx, &shared, &info) => result,
+            result = writer::run(write_half, outbound_rx, &shared, &info) => result,
+            () = cancel.cancelled() => Ok(()),
+            () = hello_deadline => Err(SessionError::HandshakeTimedOut(hello_timeout)),
+        };
+        let client = info
+            .client()
+            .map_or_else(|| "-".to_owned(), |c| c.client_id);
+        match result {
+            Ok(()) => info!(%client, "client disconnected"),
+            Err(err) => warn!(%client, error = %err, "session closed"),
+        }
+    }
+    .instrument(span)
+    .await;
+}

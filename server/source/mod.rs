@@ -1,0 +1,55 @@
+//! Stream inputs: readers for each source kind, and the pacer that turns their bytes into
+//! timestamped PCM chunks. Readers never block a runtime worker and never return EOF: they
+//! reopen on their own and simply wait while no data flows.
+
+mod file;
+pub(crate) mod pacer;
+mod pipe;
+mod tone;
+mod uri;
+
+use std::io;
+
+pub use uri::{SourceDefaults, SourceError, SourceKind, SourceSpec, SourceUri};
+
+/// A source of raw PCM bytes.
+#[derive(Debug)]
+pub(crate) enum Reader {
+    Pipe(pipe::PipeReader),
+    File(file::FileReader),
+    Tone(tone::ToneReader),
+}
+
+impl Reader {
+    /// The reader a spec asks for. For pipes, creates the FIFO now so that a bad path is a
+    /// start-up error rather than a log line.
+    pub(crate) fn open(spec: &SourceSpec) -> io::Result<Self> {
+        Ok(match &spec.kind {
+            SourceKind::Pipe { path, create } => {
+                let reader = pipe::PipeReader::new(path.clone(), *create);
+                if *create {
+                    reader.prepare()?;
+                }
+                Self::Pipe(reader)
+            }
+            SourceKind::File { path } => Self::File(file::FileReader::new(path.clone())),
+            SourceKind::Tone {
+                frequencies,
+                amplitude,
+            } => Self::Tone(tone::ToneReader::new(
+                spec.sample_format,
+                frequencies.clone(),
+                *amplitude,
+            )),
+        })
+    }
+
+    /// Reads at least one byte, waiting as long as needed.
+    pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Pipe(pipe) => pipe.read(buf).await,
+            Self::File(file) => file.read(buf).await,
+            Self::Tone(tone) => Ok(tone.read(buf)),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! One stream: its source task, its encoder, and the fan-out of its serialized chunks.
+//!
+//! Each encoded unit is serialized into a WireChunk message exactly once and published as
+//! `Bytes`; every session of the stream sends those same bytes (no per-client copy).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::clock;
+use crate::encoder::{self, Encoder};
+use crate::protocol::{CodecHeader, Message, Tv, WireChunk};
+use crate::sample_format::SampleFormat;
+use crate::source::pacer::{Paced, Pacer};
+use crate::source::{Reader, SourceSpec};
+
+/// A serialized WireChunk, shared by every session of its stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Chunk {
+    /// Capture time of the first sample, µs on the server clock.
+    pub(crate) timestamp_us: i64,
+    /// The whole message, header included.
+    pub(crate) message: Bytes,
+}
+
+/// Live figures of one stream.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Chunks published.
+    pub chunks: AtomicU64,
+    /// Message bytes published (once per chunk, not per client).
+    pub bytes: AtomicU64,
+    /// Times the source stalled (went idle).
+    pub stalls: AtomicU64,
+    /// Times the time base was re-based.
+    pub resyncs: AtomicU64,
+    /// Whether data is flowing.
+    pub playing: AtomicBool,
+}
+
+/// Why a stream could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The codec is unusable with this source.
+    #[error("stream '{name}': {source}")]
+    Encoder {
+        /// Stream name.
+        name: String,
+        /// Why.
+        source: encoder::EncoderError,
+    },
+    /// The input could not be prepared (e.g. the FIFO cannot be created).
+    #[error("stream '{name}': cannot open {uri}: {source}")]
+    Open {
+        /// Stream name.
+        name: String,
+        /// The source URI.
+        uri: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running stream, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    spec: SourceSpec,
+    codec: &'static str,
+    /// The CodecHeader message, serialized once at init and sent to every joiner (§2.6).
+    codec_header: Bytes,
+    chunk_tx: broadcast::Sender<Chunk>,
+    stats: StreamStats,
+}
+
+impl Stream {
+    /// Opens the source and starts its task; the task ends when `cancel` fires.
+    pub(crate) fn start(
+        spec: SourceSpec,
+        buffer_ms: u32,
+        cancel: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> Result<Self, StreamError> {
+        let encoder = encoder::new_encoder(&spec.codec, &spec.codec_options, spec.sample_format)
+            .map_err(|source| StreamError::Encoder {
+                name: spec.name.clone(),
+                source,
+            })?;
+        let reader = Reader::open(&spec).map_err(|source| StreamError::Open {
+            name: spec.name.clone(),
+            uri: spec.uri.to_uri_string(),
+            source,
+        })?;
+        let codec_header = Bytes::from(
+            Message::CodecHeader(CodecHeader {
+                codec: encoder.name().to_owned(),
+                header: Bytes::copy_from_slice(encoder.header()),
+            })
+            .encode(0, 0, Tv::default()),
+        );
+        // Enough chunks for a whole client buffer; a session further behind than that is
+        // past saving and skips ahead (counted as lagged).
+        let capacity = (buffer_ms / spec.chunk_ms.max(1)) as usize + 16;
+        let (chunk_tx, _) = broadcast::channel(capacity);
+        let stream = Self {
+            inner: Arc::new(Inner {
+                codec: encoder.name(),
+                spec,
+                codec_header,
+                chunk_tx,
+                stats: StreamStats::default(),
+            }),
+        };
+        let task = stream.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = task.run(reader, encoder) => {}
+            }
+        });
+        Ok(stream)
+    }
+
+    /// Stream id (the source's `name`).
+    pub fn name(&self) -> &str {
+        &self.inner.spec.name
+    }
+
+    /// Input sample format.
+    pub fn sample_format(&self) -> SampleFormat {
+        self.inner.spec.sample_format
+    }
+
+    /// Codec name.
+    pub fn codec(&self) -> &'static str {
+        self.inner.codec
+    }
+
+    /// The source as configured, defaults filled in.
+    pub fn spec(&self) -> &SourceSpec {
+        &self.inner.spec
+    }
+
+    /// Live figures.
+    pub fn stats(&self) -> &StreamStats {
+        &self.inner.stats
+    }
+
+    /// Sessions currently receiving this stream.
+    pub fn receivers(&self) -> usize {
+        self.inner.chunk_tx.receiver_count()
+    }
+
+    /// The serialized CodecHeader message.
+    pub(crate) fn codec_header(&self) -> Bytes {
+        self.inner.codec_header.clone()
+    }
+
+    /// A receiver of chunks published from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Chunk> {
+        self.inner.chunk_tx.subscribe()
+    }
+
+    async fn run(self, mut reader: Reader, mut encoder: Box<dyn Encoder>) {
+        let spec = &self.inner.spec;
+        let stats = &self.inner.stats;
+        let mut pacer = Pacer::new(spec.sample_format, spec.chunk_ms, spec.idle_threshold_ms);
+        info!(stream = %spec.name, uri = %spec.uri.to_uri_string(), "stream started");
+        loop {
+            match pacer.next(&mut reader).await {
+                Ok(Paced::Chunk(chunk)) => {
+                    if !stats.playing.swap(true, Ordering::Relaxed) {
+                        info!(stream = %spec.name, "stream playing");
+                    }
+                    encoder.encode(&chunk, &mut |timestamp_us, data| {
+                        self.publish(timestamp_us, data);
+                    });
+                    stats.resyncs.store(pacer.resyncs(), Ordering::Relaxed);
+                }
+                Ok(Paced::Stalled) => {
+                    stats.stalls.fetch_add(1, Ordering::Relaxed);
+                    if stats.playing.swap(false, Ordering::Relaxed) {
+                        info!(stream = %spec.name, "stream idle: no input");
+                    }
+                }
+                Err(err) => {
+                    // Readers handle their own reopening; an error here is unexpected. Keep
+                    // the stream alive and try again shortly rather than spin.
+                    warn!(stream = %spec.name, error = %err, "source read failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    fn publish(&self, timestamp_us: i64, data: &[u8]) {
+        if data.is_empty() {
+            return; // §7.11: skip empty chunks
+        }
+        let mut message = Vec::with_capacity(WireChunk::message_len(data.len()));
+        WireChunk::encode_message(
+            &mut message,
+            clock::now(),
+            Tv::from_micros(timestamp_us),
+            data,
+        );
+        let stats = &self.inner.stats;
+        stats.chunks.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes
+            .fetch_add(message.len() as u64, Ordering::Relaxed);
+        let chunk = Chunk {
+            timestamp_us,
+            message: Bytes::from(message),
+        };
+        // An error only means no session listens right now; the chunk is simply dropped.
+        let _ = self.inner.chunk_tx.send(chunk);
+    }
+}

@@ -1,0 +1,339 @@
+//! Test harness: the built `snaprelay` and real Debian `snapclient`s as child processes
+//! (killed on drop), a test signal written into the relay's FIFO, and the analysis of what
+//! each client played.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod audio;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use audio::Signal;
+
+/// Makes sure the real snapclient is installed, installing it with apt when it is missing.
+/// Fails loudly (never skips) when it still is not there.
+pub fn snapclient_binary() -> PathBuf {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        if which("snapclient").is_none() {
+            let _ = Command::new("apt-get").arg("update").status();
+            let _ = Command::new("apt-get")
+                .args(["install", "-y", "snapclient"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+        }
+    });
+    which("snapclient").expect(
+        "snapclient is not installed and `apt-get install -y snapclient` failed: \
+         the end-to-end tests need Debian's snapclient",
+    )
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// A running `snaprelay`, killed on drop; its stderr is kept for assertions.
+pub struct Relay {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Relay {
+    /// Starts the relay with extra flags, on 127.0.0.1 and a free port, and waits until it
+    /// listens.
+    pub fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, args)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
+        let port = free_port().to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_snaprelay"))
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--log-filter",
+                "debug",
+            ])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn snaprelay");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening for stream clients") {
+                    if let Some(addr) = field(&line, "addr") {
+                        let _ = addr_tx.send(addr);
+                    }
+                }
+                if std::env::var_os("SNAPRELAY_TEST_ECHO").is_some() {
+                    eprintln!("relay: {line}");
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr.parse().expect("listen address in log"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "snaprelay did not start listening; its log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Self {
+            child,
+            addr,
+            log,
+            dir,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains every needle.
+    pub fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|line| needles.iter().all(|n| line.contains(n)))
+            {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needles:?} within {timeout:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "relay ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago (the relay reports what it really bound).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Extracts `key=value` from a tracing log line.
+fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    let rest = &line[start..];
+    Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
+}
+
+/// Writes a test signal into a FIFO from a thread, as a player would.
+pub struct FifoWriter {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FifoWriter {
+    /// Writes `signal` from frame `start_frame` on, in 20 ms pieces, until stopped. The FIFO
+    /// applies back-pressure, so the relay's pacing sets the rate.
+    pub fn start(path: &Path, signal: Signal, start_frame: u64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let path = path.to_owned();
+        let thread = std::thread::spawn(move || {
+            let mut fifo = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open relay FIFO for writing");
+            let mut frame = start_frame;
+            let mut buf = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                buf.clear();
+                signal.render(frame, 960, &mut buf);
+                if fifo.write_all(&buf).is_err() {
+                    return;
+                }
+                frame += 960;
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops writing and closes the FIFO (the relay sees its writer go away).
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for FifoWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One read of a client's output: when it arrived and where it starts in the output.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub at_us: i64,
+    pub offset: usize,
+}
+
+/// A real snapclient playing into a FIFO that a thread drains, timestamping each read.
+pub struct Snapclient {
+    child: Child,
+    pub host_id: String,
+    output: Arc<Mutex<(Vec<u8>, Vec<Arrival>)>>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Snapclient {
+    pub fn start(port: u16, host_id: &str, dir: &Path) -> Self {
+        Self::start_with(port, host_id, dir, &[])
+    }
+
+    pub fn start_with(port: u16, host_id: &str, dir: &Path, extra: &[&str]) -> Self {
+        let binary = snapclient_binary();
+        let fifo = dir.join(format!("{host_id}.out"));
+        let _ = std::fs::remove_file(&fifo);
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+        let output = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+        let sink = output.clone();
+        let reader_path = fifo.clone();
+        std::thread::spawn(move || {
+            // Blocks until snapclient opens its player "file".
+            let Ok(mut fifo) = std::fs::File::open(&reader_path) else {
+                return;
+            };
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                match fifo.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let at_us = snaprelay::clock::now_micros();
+                        let mut out = sink.lock().unwrap();
+                        let offset = out.0.len();
+                        out.0.extend_from_slice(&buf[..n]);
+                        out.1.push(Arrival { at_us, offset });
+                    }
+                }
+            }
+        });
+        let mut child = Command::new(binary)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["--hostID", host_id])
+            .arg("--player")
+            .arg(format!("file:filename={}", fifo.display()))
+            .args(["--logsink", "stderr"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn snapclient");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log_sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log_sink.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            host_id: host_id.to_owned(),
+            output,
+            log,
+        }
+    }
+
+    /// Everything played so far and the arrival of each piece.
+    pub fn output(&self) -> (Vec<u8>, Vec<Arrival>) {
+        let out = self.output.lock().unwrap();
+        (out.0.clone(), out.1.clone())
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Whether the process is still running (snapclient exits on a bad codec header).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().map(|s| s.is_none()).unwrap_or(false)
+    }
+}
+
+impl Drop for Snapclient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes a FIFO path inside `dir` for the relay's source.
+pub fn source_fifo(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.fifo"))
+}

@@ -1,0 +1,218 @@
+//! End to end with real Debian snapclients: what they play is analysed for frequency,
+//! continuity and sync.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::audio::{self, Signal};
+use common::{FifoWriter, Relay, Snapclient};
+
+/// Frames in one second of the 48 kHz test signal.
+const SECOND: usize = 48_000;
+
+fn pipe_source(relay_dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    let fifo = common::source_fifo(relay_dir, "music");
+    let uri = format!(
+        "pipe://{}?name=music&sampleformat=48000:16:2&codec=pcm&chunk_ms=20",
+        fifo.display()
+    );
+    (uri, fifo)
+}
+
+fn start_relay_with_pipe() -> (Relay, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (uri, fifo) = pipe_source(dir.path());
+    let relay = Relay::start_in(dir, &["--source", &uri]);
+    (relay, fifo)
+}
+
+/// The played frames from one second after the first sound on, asserting there was sound.
+fn steady_frames(client: &Snapclient) -> (Vec<(i16, i16)>, usize) {
+    let (bytes, _) = client.output();
+    let frames = audio::frames(&bytes);
+    let start = audio::first_sound(&frames).unwrap_or_else(|| {
+        panic!(
+            "client {} played only silence ({} frames); its log:\n{}",
+            client.host_id,
+            frames.len(),
+            client.log()
+        )
+    });
+    let from = start + SECOND / 2;
+    assert!(
+        frames.len() > from + 2 * SECOND,
+        "client {} played too little after start-up: {} frames",
+        client.host_id,
+        frames.len() - start
+    );
+    (frames[from..].to_vec(), from)
+}
+
+#[test]
+fn two_snapclients_play_the_fifo_signal_in_sync() {
+    let (relay, fifo) = start_relay_with_pipe();
+    let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
+    let a = Snapclient::start(relay.port(), "client-a", relay.dir.path());
+    let b = Snapclient::start(relay.port(), "client-b", relay.dir.path());
+    std::thread::sleep(Duration::from_secs(7));
+
+    for client in [&a, &b] {
+        let (frames, _) = steady_frames(client);
+        let left = audio::dominant_frequency(&frames, false);
+        let right = audio::dominant_frequency(&frames, true);
+        assert!(
+            (left - 440.0).abs() < 3.0,
+            "{}: left at {left} Hz",
+            client.host_id
+        );
+        assert!(
+            (right - 660.0).abs() < 3.0,
+            "{}: right at {right} Hz",
+            client.host_id
+        );
+        let report = audio::continuity(&frames);
+        assert!(
+            report.breaks.is_empty(),
+            "{}: dropouts in {} frames: {:?}",
+            client.host_id,
+            report.frames,
+            &report.breaks[..report.breaks.len().min(10)]
+        );
+    }
+
+    let (bytes_a, arrivals_a) = a.output();
+    let (bytes_b, arrivals_b) = b.output();
+    let (_, from_a) = steady_frames(&a);
+    let (_, from_b) = steady_frames(&b);
+    let positions_a = audio::block_positions(&bytes_a, &arrivals_a, from_a);
+    let positions_b = audio::block_positions(&bytes_b, &arrivals_b, from_b);
+    let offsets = audio::sync_offsets_ms(&positions_a, &positions_b);
+    assert!(
+        offsets.len() >= 20,
+        "too few comparable blocks: {}",
+        offsets.len()
+    );
+    let median = audio::median(&offsets);
+    eprintln!(
+        "sync: median offset {median:.3} ms over {} blocks",
+        offsets.len()
+    );
+    assert!(
+        median.abs() <= 1.0,
+        "clients out of sync by {median:.3} ms (median of {} blocks)",
+        offsets.len()
+    );
+    writer.stop();
+}
+
+#[test]
+fn fifo_writer_closing_and_reopening_resumes_audio() {
+    let (relay, fifo) = start_relay_with_pipe();
+    let client = Snapclient::start(relay.port(), "reopen", relay.dir.path());
+    let first = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
+    std::thread::sleep(Duration::from_secs(3));
+    first.stop();
+    relay.wait_for_log(&["stream idle"], Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(1));
+    let (before, _) = client.output();
+    let second = FifoWriter::start(&fifo, Signal::new(880.0, 660.0), 1_000_000);
+    std::thread::sleep(Duration::from_secs(4));
+    second.stop();
+
+    let (bytes, _) = client.output();
+    let resumed = audio::frames(&bytes[before.len()..]);
+    let start = audio::first_sound(&resumed).expect("audio resumed after the writer came back");
+    let frames = &resumed[start + SECOND / 2..];
+    assert!(frames.len() > SECOND, "too little audio after the reopen");
+    let left = audio::dominant_frequency(frames, false);
+    assert!(
+        (left - 880.0).abs() < 3.0,
+        "second writer's tone at {left} Hz"
+    );
+    let report = audio::continuity(&frames[..frames.len() - SECOND / 2]);
+    assert!(
+        report.breaks.is_empty(),
+        "dropouts after resuming: {:?}",
+        report.breaks
+    );
+    let log = relay.log();
+    assert!(log.contains("stream playing"), "{log}");
+}
+
+#[test]
+fn a_client_sending_garbage_does_not_disturb_a_playing_client() {
+    let (relay, fifo) = start_relay_with_pipe();
+    let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
+    let good = Snapclient::start(relay.port(), "good", relay.dir.path());
+    std::thread::sleep(Duration::from_secs(2));
+
+    let garbage: [&[u8]; 3] = [
+        // Type 99: no version of the protocol has it.
+        &[
+            99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+        // A Hello announcing a 5 MB payload.
+        &[
+            5, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0x4b, 0x4c, 0,
+        ],
+        // Random text, then a hang-up mid-message.
+        b"GET / HTTP/1.1\r\nHost: x\r\n",
+    ];
+    for bytes in garbage {
+        let mut bad = TcpStream::connect(relay.addr).unwrap();
+        bad.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        bad.write_all(bytes).unwrap();
+        if bytes.len() < 26 {
+            drop(bad);
+            continue;
+        }
+        let mut sink = [0u8; 1024];
+        let closed = loop {
+            match bad.read(&mut sink) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        assert!(closed, "relay kept a garbage connection open");
+    }
+    relay.wait_for_log(
+        &["session closed", "unknown message type 99"],
+        Duration::from_secs(5),
+    );
+    relay.wait_for_log(
+        &["session closed", "exceeds the limit"],
+        Duration::from_secs(5),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+
+    let (frames, _) = steady_frames(&good);
+    let report = audio::continuity(&frames);
+    assert!(
+        report.breaks.is_empty(),
+        "good client disturbed: {:?}",
+        report.breaks
+    );
+    writer.stop();
+}
+
+#[test]
+fn tone_source_plays_per_channel_frequencies() {
+    let relay = Relay::start(&["--source", "tone:///?name=test&freq=523,784"]);
+    let mut client = Snapclient::start(relay.port(), "tone", relay.dir.path());
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(client.is_running(), "snapclient exited: {}", client.log());
+    let (bytes, _) = client.output();
+    let frames = audio::frames(&bytes);
+    let start = audio::first_sound(&frames).expect("tone was played");
+    let frames = &frames[start..];
+    let left = audio::dominant_frequency(frames, false);
+    let right = audio::dominant_frequency(frames, true);
+    assert!((left - 523.0).abs() < 3.0, "left at {left} Hz");
+    assert!((right - 784.0).abs() < 3.0, "right at {right} Hz");
+    assert!(client.log().contains("Codec: pcm"), "{}", client.log());
+}
