@@ -868,7 +868,6 @@ fn validate(
             address,
         )?;
     }
-    check(stream.port != 0, "stream.port", &stream.port)?;
     check(!stream.source.is_empty(), "stream.source", &"")?;
     for source in &stream.source {
         check(!source.trim().is_empty(), "stream.source", source)?;
@@ -1570,9 +1569,16 @@ source = pipe:///tmp/snapfifo?name=default
             ("server.max_clients", "0", "1 to 100000"),
             ("server.max_clients", "-3", "1 to 100000"),
             ("stream.bind_to_address", "localhost", "an IP address"),
-            ("stream.port", "0", "a port number 1-65535"),
-            ("stream.port", "abc", "a port number 1-65535"),
-            ("stream.port", "70000", "a port number 1-65535"),
+            (
+                "stream.port",
+                "abc",
+                "a port number 0-65535 (0: any free port)",
+            ),
+            (
+                "stream.port",
+                "70000",
+                "a port number 0-65535 (0: any free port)",
+            ),
             ("stream.source", "  ", "a source URI"),
             (
                 "stream.sampleformat",

@@ -78,6 +78,11 @@ impl Header {
     /// [`DecodeError::MessageTooLarge`] when `size` exceeds [`MAX_PAYLOAD_SIZE`].
     /// The type id is not checked here: see [`Header::message_type`].
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        if buf.len() < HEADER_SIZE {
+            return Err(DecodeError::Truncated {
+                needed: HEADER_SIZE - buf.len(),
+            });
+        }
         let mut r = super::Reader::new(buf);
         let header = Self {
             type_id: r.u16()?,

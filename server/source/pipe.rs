@@ -1,6 +1,11 @@
 //! FIFO input (snapcast-protocol.md §4.3 `pipe`): opened non-blocking through tokio so no
 //! runtime worker ever blocks on it, created when missing (`mode=create`), and reopened when
-//! its writer goes away or the path is replaced.
+//! the path is replaced or vanishes.
+//!
+//! The FIFO is held open read-write (Linux defines this for FIFOs), so it never reports EOF:
+//! a writer that goes away is just silence, and the next writer's bytes are read at once.
+//! Closing and reopening on each writer's exit, as snapserver does, has a window in which a
+//! new writer's first bytes are discarded with the last read end; holding it open has none.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -74,7 +79,8 @@ impl PipeReader {
                 // `read` on a tokio pipe is cancel safe: no bytes are lost if the timer wins.
                 result = receiver.read(buf) => match result {
                     Ok(0) => {
-                        debug!(path = %self.path.display(), "FIFO writer closed; reopening");
+                        // Cannot happen while we hold a write end too; reopen defensively.
+                        debug!(path = %self.path.display(), "FIFO reported EOF; reopening");
                         self.open = None;
                     }
                     Ok(n) => return Ok(n),
@@ -96,7 +102,9 @@ impl PipeReader {
 
     fn try_open(&mut self) -> io::Result<()> {
         self.prepare()?;
-        let receiver = pipe::OpenOptions::new().open_receiver(&self.path)?;
+        let receiver = pipe::OpenOptions::new()
+            .read_write(true)
+            .open_receiver(&self.path)?;
         let inode = std::fs::metadata(&self.path)?.ino();
         if self.last_error.take().is_some() {
             info!(path = %self.path.display(), "FIFO open again");
@@ -133,7 +141,7 @@ mod tests {
     use std::io::Write;
 
     #[tokio::test]
-    async fn creates_fifo_and_survives_writer_reopen() {
+    async fn creates_fifo_and_reads_successive_writers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fifo");
         let mut reader = PipeReader::new(path.clone(), true);
