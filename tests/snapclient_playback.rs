@@ -51,12 +51,13 @@ fn steady_frames(client: &Snapclient) -> (Vec<(i16, i16)>, usize) {
     (frames[from..].to_vec(), from)
 }
 
-#[test]
-fn two_snapclients_play_the_fifo_signal_in_sync() {
+/// Plays the FIFO signal to two clients and returns the median of how far `a` plays ahead
+/// of `b`, in ms, after checking both outputs for frequency and continuity.
+fn measure_two_clients(b_extra: &[&str]) -> f64 {
     let (relay, fifo) = start_relay_with_pipe();
     let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
     let a = Snapclient::start(relay.port(), "client-a", relay.dir.path());
-    let b = Snapclient::start(relay.port(), "client-b", relay.dir.path());
+    let b = Snapclient::start_with(relay.port(), "client-b", relay.dir.path(), b_extra);
     std::thread::sleep(Duration::from_secs(7));
 
     for client in [&a, &b] {
@@ -95,17 +96,30 @@ fn two_snapclients_play_the_fifo_signal_in_sync() {
         "too few comparable blocks: {}",
         offsets.len()
     );
+    writer.stop();
     let median = audio::median(&offsets);
     eprintln!(
-        "sync: median offset {median:.3} ms over {} blocks",
+        "sync: client-a ahead of client-b by {median:.3} ms (median of {} blocks)",
         offsets.len()
     );
+    median
+}
+
+#[test]
+fn two_snapclients_play_the_fifo_signal_in_sync() {
+    let median = measure_two_clients(&[]);
+    assert!(median.abs() <= 1.0, "clients out of sync by {median:.3} ms");
+}
+
+/// Proves the sync measurement can see an offset: a client told its sound card has 30 ms of
+/// latency plays 30 ms earlier (§2.4: bufferLen = bufferMs - latency).
+#[test]
+fn sync_measurement_detects_a_client_playing_30ms_early() {
+    let median = measure_two_clients(&["--latency", "30"]);
     assert!(
-        median.abs() <= 1.0,
-        "clients out of sync by {median:.3} ms (median of {} blocks)",
-        offsets.len()
+        (median + 30.0).abs() <= 2.0,
+        "expected client-b 30 ms ahead, measured a ahead by {median:.3} ms"
     );
-    writer.stop();
 }
 
 #[test]
