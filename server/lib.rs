@@ -8,19 +8,27 @@
 //! - `session`: one client connection (handshake, time sync, its single writer).
 //! - [`server`]: listeners, start-up and shutdown.
 //! - [`config`]: figment layering of defaults, file, environment and flags.
+//! - [`settings`]: the settings that can change at run time.
+//! - [`control`]: the gRPC control API over the server's state; [`pb`]: its generated code.
 #![warn(missing_docs)]
 
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod encoder;
+pub mod pb;
 pub mod protocol;
 pub mod sample_format;
 pub mod server;
 pub mod session;
+pub mod settings;
 pub mod source;
 pub mod stream;
 
-pub use server::{bind, run, RunError};
+pub use server::{bind, run, run_with, RunError, RunOptions};
 
 /// Default port for Snapcast stream clients (snapcast-protocol.md §6.2).
 pub const DEFAULT_STREAM_PORT: u16 = 1704;
+
+/// Default port of the gRPC control API (design.md "Ports"); `snapctl` connects here.
+pub const DEFAULT_GRPC_PORT: u16 = 1710;

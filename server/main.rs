@@ -4,8 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use snaprelay::config::{self, Args};
+use snaprelay::settings::LogReload;
 use tracing::{error, info};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{reload, EnvFilter};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -25,14 +28,23 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> anyhow::Result<()> {
     let loaded = config::load(args)?;
-    let config = loaded.config;
+    let config = loaded.config.clone();
     let filter = EnvFilter::try_new(config.log_filter_directive())
         .with_context(|| format!("invalid logging.filter '{}'", config.logging.filter))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    // The filter sits behind a reload layer so `snapctl log-level` can change it at run time.
+    let (filter, filter_handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
+    let log_reload = LogReload::new(move |directive| {
+        let filter = EnvFilter::try_new(directive).map_err(|err| err.to_string())?;
+        filter_handle.reload(filter).map_err(|err| err.to_string())
+    });
     for notice in &loaded.notices {
         info!("{notice}");
     }
@@ -48,8 +60,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     runtime.block_on(async {
         let listeners = snaprelay::bind(&config).await?;
+        let grpc = snaprelay::control::bind(&config.grpc).await?;
         info!(version = env!("CARGO_PKG_VERSION"), "snaprelay starting");
-        snaprelay::run(&config, listeners, shutdown_signal()).await?;
+        let options = snaprelay::RunOptions {
+            grpc,
+            log_reload: Some(log_reload),
+            config_sources: loaded.effective(),
+        };
+        snaprelay::run_with(&config, listeners, options, shutdown_signal()).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     info!("stopped");

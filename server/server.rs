@@ -14,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Origin};
+use crate::control::GrpcListener;
 use crate::session::{self, SessionInfo};
+use crate::settings::{LiveSettings, LogReload};
 use crate::source::{SourceDefaults, SourceError, SourceSpec};
 use crate::stream::{Stream, StreamError};
 
@@ -65,6 +67,8 @@ pub(crate) struct SessionSettings {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) settings: SessionSettings,
+    /// Settings the control API can change while running (buffer, zerocopy, log filter...).
+    pub(crate) live: LiveSettings,
     /// Streams in configuration order; the first is the default stream.
     pub(crate) streams: Vec<Stream>,
     pub(crate) sessions: DashMap<u64, Arc<SessionInfo>>,
@@ -126,10 +130,33 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// What `run_with` needs beyond the config and the stream listeners; all optional, so tests
+/// and embeddings pass only what they use.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// The bound gRPC control listener ([`crate::control::bind`]); `None` serves no API.
+    pub grpc: Option<GrpcListener>,
+    /// Hook that swaps the process's log filter, for `UpdateConfig logging.filter`.
+    pub log_reload: Option<LogReload>,
+    /// `(key, value, origin)` of every config key as loaded ([`crate::config::Loaded::effective`]),
+    /// what `GetConfig` reports.
+    pub config_sources: Vec<(String, String, Origin)>,
+}
+
 /// Runs the relay on already-bound listeners until `shutdown` completes.
 pub async fn run(
     config: &Config,
     listeners: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    run_with(config, listeners, RunOptions::default(), shutdown).await
+}
+
+/// [`run`], plus the control API and run-time settings described by `options`.
+pub async fn run_with(
+    config: &Config,
+    listeners: Vec<TcpListener>,
+    options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let specs = source_specs(config)?;
@@ -154,12 +181,26 @@ pub async fn run(
             // then its buffer has run dry anyway.
             send_timeout: Duration::from_millis(u64::from(buffer_ms).max(2000)),
         },
+        live: LiveSettings::new(config, options.log_reload),
         streams,
         sessions: DashMap::new(),
         next_session_id: AtomicU64::new(1),
         cancel: cancel.clone(),
     });
     let limit = Arc::new(Semaphore::new(config.server.max_clients));
+    let stream_addresses: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    if let Some(grpc) = options.grpc {
+        tracker.spawn(crate::control::serve(
+            grpc,
+            shared.clone(),
+            stream_addresses.clone(),
+            options.config_sources,
+            cancel.clone(),
+        ));
+    }
     for listener in listeners {
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "listening for stream clients");

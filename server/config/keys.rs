@@ -168,6 +168,23 @@ pub const KEYS: &[Key] = &[
     // [streaming_client]
     key("streaming_client.initial_volume", "100", "a volume from 0 to 100",
         "volume given to a client the first time it is seen", Implemented, Once),
+    // [grpc]: the control API (snaprelay)
+    key("grpc.enabled", "true", "true or false", "serve the gRPC control API (snaprelay)",
+        Implemented, Once),
+    key("grpc.bind_to_address", "127.0.0.1", "an IP address such as 127.0.0.1 or ::",
+        "address the gRPC listener binds; non-loopback without a token logs a warning",
+        Implemented, Once),
+    key("grpc.port", "1710", "a port number 0-65535 (0: any free port)", "gRPC port",
+        Implemented, Once),
+    key("grpc.token", "", "empty or a token of printable ASCII without spaces",
+        "bearer token the API requires (health stays open); prefer token_file or the env",
+        Implemented, Once),
+    key("grpc.token_file", "", "empty or a readable file holding the token",
+        "file whose first line is the bearer token", Implemented, Once),
+    key("grpc.tls_cert", "", "empty or a PEM certificate file (with tls_key)",
+        "serve the API over TLS with this certificate chain", Implemented, Once),
+    key("grpc.tls_key", "", "empty or a PEM private key file (with tls_cert)",
+        "private key of tls_cert", Implemented, Once),
     // [logging]
     key("logging.sink", "", "empty, stdout or stderr (null, system and file:<path> later)",
         "where logs go; empty means the default output", Implemented, Once),

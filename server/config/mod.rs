@@ -42,6 +42,43 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// `[streaming_client]`: defaults for newly seen clients.
     pub streaming_client: StreamingClientConfig,
+    /// `[grpc]`: the control API listener (snaprelay only).
+    pub grpc: GrpcConfig,
+}
+
+/// `[grpc]` keys: where the control API listens and how it is protected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GrpcConfig {
+    /// Whether the control API is served at all.
+    pub enabled: bool,
+    /// Listen address, an IP address; loopback by default so that nothing outside the host
+    /// can steer the relay unless asked to.
+    pub bind_to_address: String,
+    /// TCP port; 0 picks a free one (the log line says which).
+    pub port: u16,
+    /// Bearer token required on every call except health; empty means none.
+    pub token: String,
+    /// File whose first line is the token (wins over `token`, keeps it out of argv/env).
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate chain; with `tls_key`, the API is served over TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind_to_address: "127.0.0.1".to_owned(),
+            port: crate::DEFAULT_GRPC_PORT,
+            token: String::new(),
+            token_file: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
 }
 
 /// `[server]` keys.
@@ -892,6 +929,32 @@ fn validate(
     let volume = config.streaming_client.initial_volume;
     check(volume <= 100, "streaming_client.initial_volume", &volume)?;
 
+    let grpc = &mut config.grpc;
+    for path in [&mut grpc.token_file, &mut grpc.tls_cert, &mut grpc.tls_key] {
+        // As for datadir: an empty value in a file means "not set".
+        if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            *path = None;
+        }
+    }
+    check(
+        grpc.bind_to_address.trim().parse::<IpAddr>().is_ok(),
+        "grpc.bind_to_address",
+        &grpc.bind_to_address,
+    )?;
+    check(
+        grpc.token.chars().all(|c| c.is_ascii_graphic()),
+        "grpc.token",
+        &"(hidden)",
+    )?;
+    let tls_cert = grpc.tls_cert.as_ref().map(|p| p.display().to_string());
+    let tls_key = grpc.tls_key.as_ref().map(|p| p.display().to_string());
+    check(tls_key.is_some() || tls_cert.is_none(), "grpc.tls_key", &"")?;
+    check(
+        tls_cert.is_some() || tls_key.is_none(),
+        "grpc.tls_cert",
+        &"",
+    )?;
+
     let logging = &mut config.logging;
     match logging.sink.as_str() {
         "" | "stdout" | "stderr" => {}
@@ -920,7 +983,7 @@ fn validate(
 
 /// Translates a snapserver `TAG:LEVEL[,TAG:LEVEL]*` filter into an EnvFilter directive; anything
 /// else passes through. Fails on a snapserver-style filter with an unknown level.
-fn translate_filter(filter: &str) -> Result<String, String> {
+pub(crate) fn translate_filter(filter: &str) -> Result<String, String> {
     let parts: Vec<&str> = filter.split(',').map(str::trim).collect();
     // EnvFilter directives use `=` and `::`; a snapserver filter has neither.
     let snapserver_style = parts.iter().all(|part| {
@@ -1112,7 +1175,9 @@ source = pipe:///tmp/snapfifo?name=default
         sampleformat = 44100:16:2\ncodec = pcm:opt\nchunk_ms = 40\nbuffer = 500\n\
         send_to_muted = true\n\
         [logging]\nfilter = *:debug\nsink = stderr\n\
-        [streaming_client]\ninitial_volume = 55\n";
+        [streaming_client]\ninitial_volume = 55\n\
+        [grpc]\nenabled = false\nbind_to_address = ::1\nport = 1811\ntoken = s3cret\n\
+        token_file = /etc/relay.token\ntls_cert = /etc/relay.crt\ntls_key = /etc/relay.key\n";
 
     const EVERY_KEY_TOML: &str = "[server]\ndatadir = \"/var/lib/relay\"\nthreads = 3\n\
         hello_timeout_ms = 2500\nmax_clients = 7\n\
@@ -1120,7 +1185,10 @@ source = pipe:///tmp/snapfifo?name=default
         sampleformat = \"44100:16:2\"\ncodec = \"pcm:opt\"\nchunk_ms = 40\nbuffer = 500\n\
         send_to_muted = true\n\
         [logging]\nfilter = \"*:debug\"\nsink = \"stderr\"\n\
-        [streaming_client]\ninitial_volume = 55\n";
+        [streaming_client]\ninitial_volume = 55\n\
+        [grpc]\nenabled = false\nbind_to_address = \"::1\"\nport = 1811\ntoken = \"s3cret\"\n\
+        token_file = \"/etc/relay.token\"\ntls_cert = \"/etc/relay.crt\"\n\
+        tls_key = \"/etc/relay.key\"\n";
 
     /// (key, value as text) for every implemented key, matching the EVERY_KEY_* files.
     const EVERY_KEY: &[(&str, &str)] = &[
@@ -1139,6 +1207,13 @@ source = pipe:///tmp/snapfifo?name=default
         ("logging.filter", "*:debug"),
         ("logging.sink", "stderr"),
         ("streaming_client.initial_volume", "55"),
+        ("grpc.enabled", "false"),
+        ("grpc.bind_to_address", "::1"),
+        ("grpc.port", "1811"),
+        ("grpc.token", "s3cret"),
+        ("grpc.token_file", "/etc/relay.token"),
+        ("grpc.tls_cert", "/etc/relay.crt"),
+        ("grpc.tls_key", "/etc/relay.key"),
     ];
 
     fn changed_config() -> Config {
@@ -1164,6 +1239,15 @@ source = pipe:///tmp/snapfifo?name=default
                 sink: "stderr".into(),
             },
             streaming_client: StreamingClientConfig { initial_volume: 55 },
+            grpc: GrpcConfig {
+                enabled: false,
+                bind_to_address: "::1".into(),
+                port: 1811,
+                token: "s3cret".into(),
+                token_file: Some("/etc/relay.token".into()),
+                tls_cert: Some("/etc/relay.crt".into()),
+                tls_key: Some("/etc/relay.key".into()),
+            },
         }
     }
 
@@ -1311,6 +1395,13 @@ source = pipe:///tmp/snapfifo?name=default
                 "--stream.send_to_muted=true",
                 "--logging.sink=stderr",
                 "--streaming_client.initial_volume=55",
+                "--grpc.enabled=false",
+                "--grpc.bind_to_address=::1",
+                "--grpc.port=1811",
+                "--grpc.token=s3cret",
+                "--grpc.token_file=/etc/relay.token",
+                "--grpc.tls_cert=/etc/relay.crt",
+                "--grpc.tls_key=/etc/relay.key",
             ]),
             env(&[]),
         )

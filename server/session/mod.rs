@@ -8,7 +8,7 @@ mod reader;
 mod writer;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -90,6 +90,11 @@ pub struct SessionStats {
     pub chunks_lagged: AtomicU64,
     /// Time requests answered.
     pub time_replies: AtomicU64,
+    /// Server receive time minus the client's send time of the latest Time request, µs
+    /// (clock offset plus one-way delay): what `snapctl session` shows as time sync.
+    pub last_time_offset_us: AtomicI64,
+    /// When the latest Time request arrived, µs since the Unix epoch; 0 before the first.
+    pub last_time_at_us: AtomicI64,
 }
 
 /// What the client told us, and what we told it.
@@ -105,6 +110,10 @@ pub struct ClientDetails {
     pub muted: bool,
     /// Stream the session plays.
     pub stream: String,
+    /// Extra playout latency set through the control API, ms.
+    pub latency_ms: i32,
+    /// Display name set through the control API.
+    pub name: Option<String>,
 }
 
 /// A live session as the rest of the server sees it.
@@ -143,6 +152,25 @@ impl SessionInfo {
         self.outbound.try_send(Outbound::Settings(settings)).is_ok()
     }
 
+    /// Control messages waiting for this session's writer.
+    pub fn queue_depth(&self) -> usize {
+        self.outbound.max_capacity() - self.outbound.capacity()
+    }
+
+    /// Changes the client's details (after Hello) and returns them as changed.
+    pub(crate) fn modify_client(
+        &self,
+        modify: impl FnOnce(&mut ClientDetails),
+    ) -> Option<ClientDetails> {
+        let mut client = self
+            .client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let details = client.as_mut()?;
+        modify(details);
+        Some(details.clone())
+    }
+
     fn update_client(&self, update: impl FnOnce(&mut Option<ClientDetails>)) {
         update(
             &mut self
@@ -151,6 +179,13 @@ impl SessionInfo {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
     }
+}
+
+/// Microseconds since the Unix epoch (0 for times before it), the form the control API
+/// reports wall-clock times in.
+pub fn unix_micros(time: SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// Removes the session from the registry however the task ends.

@@ -1,6 +1,7 @@
 //! The read side of a session: frames in, Time replies and the Welcome queued to the writer.
 
 use std::sync::atomic::Ordering;
+use std::time::SystemTime;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -31,13 +32,22 @@ pub(super) async fn run(
         let received = clock::now();
         let message = Message::decode(&header, &payload)?;
         let closed = match message {
-            Message::Time(_) => outbound
-                .send(Outbound::TimeReply {
-                    request_id: header.id,
-                    latency: Tv::from_micros(received.as_micros() - header.sent.as_micros()),
-                })
-                .await
-                .is_err(),
+            Message::Time(_) => {
+                let offset_us = received.as_micros() - header.sent.as_micros();
+                info.stats
+                    .last_time_offset_us
+                    .store(offset_us, Ordering::Relaxed);
+                info.stats
+                    .last_time_at_us
+                    .store(super::unix_micros(SystemTime::now()), Ordering::Relaxed);
+                outbound
+                    .send(Outbound::TimeReply {
+                        request_id: header.id,
+                        latency: Tv::from_micros(offset_us),
+                    })
+                    .await
+                    .is_err()
+            }
             Message::Hello(hello) => {
                 if info.hello_received.swap(true, Ordering::Relaxed) {
                     warn!("second Hello ignored");
@@ -55,7 +65,7 @@ pub(super) async fn run(
                     "client connected"
                 );
                 let settings = ServerSettings {
-                    buffer_ms: shared.settings.buffer_ms as i32,
+                    buffer_ms: shared.live.buffer_ms() as i32,
                     latency: 0,
                     muted: false,
                     volume: shared.settings.initial_volume,
@@ -67,6 +77,8 @@ pub(super) async fn run(
                         volume: settings.volume,
                         muted: settings.muted,
                         stream: stream.name().to_owned(),
+                        latency_ms: 0,
+                        name: None,
                     });
                 });
                 outbound

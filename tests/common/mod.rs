@@ -47,6 +47,7 @@ fn which(program: &str) -> Option<PathBuf> {
 pub struct Relay {
     child: Child,
     pub addr: SocketAddr,
+    grpc_addr: Arc<Mutex<Option<SocketAddr>>>,
     log: Arc<Mutex<Vec<String>>>,
     pub dir: tempfile::TempDir,
 }
@@ -69,6 +70,8 @@ impl Relay {
                 &port,
                 "--log-filter",
                 "debug",
+                // Tests run in parallel: the control API takes any free port (see grpc_addr).
+                "--grpc.port=0",
             ])
             .args(args)
             .env_remove("RUST_LOG")
@@ -81,8 +84,15 @@ impl Relay {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let sink = log.clone();
+        let grpc_addr = Arc::new(Mutex::new(None));
+        let grpc_sink = grpc_addr.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening for gRPC") {
+                    if let Some(addr) = field(&line, "addr").and_then(|a| a.parse().ok()) {
+                        *grpc_sink.lock().unwrap() = Some(addr);
+                    }
+                }
                 if line.contains("listening for stream clients") {
                     if let Some(addr) = field(&line, "addr") {
                         let _ = addr_tx.send(addr);
@@ -107,9 +117,31 @@ impl Relay {
         Self {
             child,
             addr,
+            grpc_addr,
             log,
             dir,
         }
+    }
+
+    /// The gRPC control API's address, from its "listening for gRPC" log line (waits for it).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(addr) = *self.grpc_addr.lock().unwrap() {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "snaprelay never logged 'listening for gRPC'; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The control API URL for clients (`http://127.0.0.1:PORT`).
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr())
     }
 
     pub fn port(&self) -> u16 {
@@ -336,4 +368,26 @@ impl Drop for Snapclient {
 /// Makes a FIFO path inside `dir` for the relay's source.
 pub fn source_fifo(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.fifo"))
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, failing with `what` (and the value of
+/// `context()`) after `timeout`. For conditions that become true, instead of fixed sleeps.
+pub fn eventually<T>(
+    timeout: Duration,
+    what: &str,
+    context: impl Fn() -> String,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {timeout:?}; context:\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

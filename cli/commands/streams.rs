@@ -1,0 +1,47 @@
+//! `snapctl streams`.
+
+use snaprelay::pb;
+
+use crate::client::Control;
+use crate::exit::CliError;
+use crate::output::{bytes, Output, Table};
+
+pub async fn run(control: &mut Control, out: &Output) -> Result<(), CliError> {
+    let streams = control
+        .list_streams(pb::ListStreamsRequest {})
+        .await?
+        .into_inner()
+        .streams;
+    if out.json {
+        return out.json(&serde_json::json!({ "streams": streams }));
+    }
+    out.line(&table(&streams))
+}
+
+/// The streams table, shared with `stats`.
+pub fn table(streams: &[pb::StreamStats]) -> String {
+    let mut table = Table::new(&[
+        "STREAM", "STATE", "CODEC", "FORMAT", "CLIENTS", "CHUNKS", "BYTES", "LATE", "DROPPED",
+        "STALLS", "URI",
+    ]);
+    for s in streams {
+        table.row(vec![
+            s.name.clone(),
+            match s.state() {
+                pb::StreamState::Playing => "playing",
+                _ => "idle",
+            }
+            .to_owned(),
+            s.codec.clone(),
+            s.sample_format.clone(),
+            s.clients.to_string(),
+            s.chunks.to_string(),
+            bytes(s.bytes),
+            s.chunks_late.to_string(),
+            s.chunks_dropped.to_string(),
+            s.stalls.to_string(),
+            s.uri.clone(),
+        ]);
+    }
+    table.render()
+}

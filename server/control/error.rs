@@ -1,0 +1,110 @@
+//! The one mapping from control-plane failures to gRPC status codes.
+
+use tonic::{Code, Status};
+
+/// Why a control request was refused. Every variant maps to exactly one gRPC code in
+/// `From<ControlError> for Status`; messages name the field and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No live session has this id.
+    #[error("no session with id {0}")]
+    SessionNotFound(u64),
+    /// No live session belongs to this client id.
+    #[error("no connected client with id '{0}'")]
+    ClientNotFound(String),
+    /// GetConfig for a key that does not exist.
+    #[error("no config key '{key}'{}", did_you_mean(.suggestion))]
+    ConfigKeyNotFound {
+        /// The key asked for.
+        key: String,
+        /// A close key, if any.
+        suggestion: Option<&'static str>,
+    },
+    /// A request field has a value outside what is allowed.
+    #[error("invalid {field} '{value}': expected {allowed}")]
+    InvalidArgument {
+        /// The request field (or config key).
+        field: String,
+        /// The value as received.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// UpdateConfig for a key that only changes with a restart.
+    #[error("config key '{key}' cannot change at run time; keys that can: {updatable}")]
+    NotUpdatable {
+        /// The key.
+        key: String,
+        /// Every key UpdateConfig accepts, comma-separated.
+        updatable: String,
+    },
+    /// The request is valid but the server cannot act on it in its current state.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A token is configured and the call did not carry it.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+}
+
+fn did_you_mean(suggestion: &Option<&'static str>) -> String {
+    suggestion.map_or_else(String::new, |key| format!("; did you mean '{key}'?"))
+}
+
+impl ControlError {
+    /// The gRPC code this error maps to.
+    pub fn code(&self) -> Code {
+        match self {
+            ControlError::SessionNotFound(_)
+            | ControlError::ClientNotFound(_)
+            | ControlError::ConfigKeyNotFound { .. } => Code::NotFound,
+            ControlError::InvalidArgument { .. } | ControlError::NotUpdatable { .. } => {
+                Code::InvalidArgument
+            }
+            ControlError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ControlError::Unauthenticated(_) => Code::Unauthenticated,
+        }
+    }
+
+    /// Shorthand for [`ControlError::InvalidArgument`].
+    pub(crate) fn invalid(
+        field: impl Into<String>,
+        value: impl ToString,
+        allowed: impl Into<String>,
+    ) -> Self {
+        ControlError::InvalidArgument {
+            field: field.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+}
+
+impl From<ControlError> for Status {
+    fn from(error: ControlError) -> Self {
+        Status::new(error.code(), error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_messages() {
+        let status = Status::from(ControlError::SessionNotFound(7));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "no session with id 7");
+        let status = Status::from(ControlError::invalid("percent", 150, "0 to 100"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "invalid percent '150': expected 0 to 100");
+        let status = Status::from(ControlError::ConfigKeyNotFound {
+            key: "stream.buffr".into(),
+            suggestion: Some("stream.buffer"),
+        });
+        assert!(status.message().ends_with("did you mean 'stream.buffer'?"));
+        assert_eq!(
+            Status::from(ControlError::Unauthenticated("missing token")).code(),
+            Code::Unauthenticated
+        );
+    }
+}
