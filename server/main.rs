@@ -59,6 +59,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal();
         let listeners = snaprelay::bind(&config).await?;
         let grpc = snaprelay::control::bind(&config.grpc).await?;
         info!(version = env!("CARGO_PKG_VERSION"), "snaprelay starting");
@@ -67,7 +68,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             log_reload: Some(log_reload),
             config_sources: loaded.effective(),
         };
-        snaprelay::run_with(&config, listeners, options, shutdown_signal()).await?;
+        snaprelay::run_with(&config, listeners, options, shutdown).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     info!("stopped");
@@ -75,18 +76,26 @@ fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// Completes on SIGINT or SIGTERM (Kubernetes and systemd stop with SIGTERM).
-async fn shutdown_signal() {
+///
+/// The handlers are installed here, before the future is first polled: `run` logs that it
+/// listens before it polls `shutdown`, and a SIGTERM sent right after that log line must not
+/// hit the default action (killing the process without a clean shutdown).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(err) => {
-            error!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            (Err(err), _) | (_, Err(err)) => {
+                error!(error = %err, "cannot listen for SIGTERM/SIGINT; falling back to Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
