@@ -29,7 +29,7 @@ impl From<Exit> for ExitCode {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The server answered with an error status.
-    #[error("{}: {}", code_text(.0.code()), .0.message())]
+    #[error("{}: {}", code_text(.0.code()), status_message(.0))]
     Status(tonic::Status),
     /// No connection could be made.
     #[error("cannot connect to {server}: {cause}")]
@@ -61,6 +61,9 @@ impl CliError {
                 // Transport failures surface as these codes, as does a server too slow for
                 // --timeout: both mean "could not get an answer", not "refused".
                 Code::Unavailable | Code::DeadlineExceeded => Exit::Unreachable,
+                // A connection that breaks mid-call (e.g. plain HTTP/2 to a TLS port) comes
+                // back as UNKNOWN with the transport error as its source.
+                _ if from_transport(status) => Exit::Unreachable,
                 _ => Exit::Refused,
             },
             CliError::Connect { .. } => Exit::Unreachable,
@@ -70,6 +73,17 @@ impl CliError {
             CliError::Interrupted => Exit::Interrupted,
         }
     }
+}
+
+fn from_transport(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if cause.is::<tonic::transport::Error>() || cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 impl From<tonic::Status> for CliError {
@@ -85,6 +99,22 @@ impl From<std::io::Error> for CliError {
         } else {
             CliError::Output(err)
         }
+    }
+}
+
+/// The status message, with its transport cause when there is one ("transport error" alone
+/// says nothing).
+fn status_message(status: &tonic::Status) -> String {
+    match std::error::Error::source(status) {
+        Some(cause) => {
+            let cause = chain(cause);
+            if cause.starts_with(status.message()) {
+                cause
+            } else {
+                format!("{}: {cause}", status.message())
+            }
+        }
+        None => status.message().to_owned(),
     }
 }
 

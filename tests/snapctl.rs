@@ -327,3 +327,92 @@ fn closed_pipe_during_watch_exits_zero() {
     let status = watch.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// A CA and a leaf certificate for 127.0.0.1/localhost, made with the openssl CLI.
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the TLS test needs the openssl command");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            stderr(&output)
+        );
+    };
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=snaprelay test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "tls.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+    ]);
+}
+
+#[test]
+fn tls_with_a_trusted_ca_and_refusal_without_it() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let cert = format!("--grpc.tls_cert={}", certs.path().join("tls.crt").display());
+    let key = format!("--grpc.tls_key={}", certs.path().join("tls.key").display());
+    let (relay, _fifo) = pipe_relay(&[&cert, &key]);
+    let server = format!("https://localhost:{}", relay.grpc_addr().port());
+    let ca = certs.path().join("ca.crt");
+    let health = ok(&server, &["--ca-cert", ca.to_str().unwrap(), "health"]);
+    assert!(health.contains("server: serving"), "{health}");
+    // Without the CA the certificate is not trusted; plain HTTP/2 to the TLS port fails too.
+    let output = snapctl(&server, &["--timeout", "3", "health"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("certificate"),
+        "{}",
+        stderr(&output)
+    );
+    let plain = relay.grpc_url();
+    let output = snapctl(&plain, &["--timeout", "3", "health"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+}
