@@ -12,11 +12,16 @@
 //! - [`control`]: the gRPC control API over the server's state; [`pb`]: its generated code.
 #![warn(missing_docs)]
 
+#[cfg(test)]
+mod alloc_counter;
 pub mod clock;
 pub mod config;
 pub mod control;
+mod diagnostics;
 pub mod encoder;
+pub mod net;
 pub mod pb;
+pub mod pool;
 pub mod protocol;
 pub mod sample_format;
 pub mod server;

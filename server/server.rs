@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, Origin};
 use crate::control::GrpcListener;
+use crate::pool::BufferPool;
 use crate::session::{self, SessionInfo};
 use crate::settings::{LiveSettings, LogReload};
 use crate::source::{SourceDefaults, SourceError, SourceSpec};
@@ -57,16 +58,18 @@ pub enum RunError {
 /// The settings sessions need, copied out of the config once.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionSettings {
-    pub(crate) buffer_ms: u32,
     pub(crate) initial_volume: u16,
     pub(crate) hello_timeout: Duration,
     pub(crate) send_timeout: Duration,
+    pub(crate) zerocopy_auto_fallback: bool,
 }
 
 /// State shared by every task of the relay.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) settings: SessionSettings,
+    /// Buffers for serialized chunks, shared by every stream.
+    pub(crate) pool: BufferPool,
     /// Settings the control API can change while running (buffer, zerocopy, log filter...).
     pub(crate) live: LiveSettings,
     /// Streams in configuration order; the first is the default stream.
@@ -163,24 +166,33 @@ pub async fn run_with(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let buffer_ms = config.stream.buffer;
+    let pool = BufferPool::new(config.server.pool_max_bytes);
     let mut streams = Vec::new();
     for spec in specs {
         streams.push(Stream::start(
             spec,
             buffer_ms,
+            pool.clone(),
             cancel.child_token(),
             &tracker,
         )?);
     }
+    let zerocopy_setting = if config.stream.zerocopy {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    info!("ZeroCopy setting: {zerocopy_setting}");
     let shared = Arc::new(Shared {
         settings: SessionSettings {
-            buffer_ms,
             initial_volume: u16::from(config.streaming_client.initial_volume),
             hello_timeout: Duration::from_millis(config.server.hello_timeout_ms),
             // A client that cannot take one message in this long has stopped reading; by
             // then its buffer has run dry anyway.
             send_timeout: Duration::from_millis(u64::from(buffer_ms).max(2000)),
+            zerocopy_auto_fallback: config.stream.zerocopy_auto_fallback,
         },
+        pool,
         live: LiveSettings::new(config, options.log_reload),
         streams,
         sessions: DashMap::new(),
@@ -201,6 +213,7 @@ pub async fn run_with(
             cancel.clone(),
         ));
     }
+    tracker.spawn(crate::diagnostics::run(shared.clone()));
     for listener in listeners {
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "listening for stream clients");

@@ -70,9 +70,11 @@ impl LiveSettings {
     pub fn new(config: &Config, log_reload: Option<LogReload>) -> Self {
         Self {
             buffer_ms: AtomicU32::new(config.stream.buffer),
-            zerocopy_enabled: AtomicBool::new(false),
-            zerocopy_threshold: AtomicUsize::new(DEFAULT_ZEROCOPY_THRESHOLD),
-            diagnostics_interval: watch::Sender::new(DEFAULT_DIAGNOSTICS_INTERVAL),
+            zerocopy_enabled: AtomicBool::new(config.stream.zerocopy),
+            zerocopy_threshold: AtomicUsize::new(config.stream.zerocopy_threshold),
+            diagnostics_interval: watch::Sender::new(Duration::from_secs(
+                config.server.diagnostics_interval_s,
+            )),
             log_filter: Mutex::new(config.logging.filter.clone()),
             log_reload,
         }

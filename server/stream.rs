@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::clock;
 use crate::encoder::{self, Encoder};
+use crate::pool::BufferPool;
 use crate::protocol::{CodecHeader, Message, Tv, WireChunk};
 use crate::sample_format::SampleFormat;
 use crate::source::pacer::{Paced, Pacer};
@@ -79,6 +80,9 @@ struct Inner {
     codec_header: Bytes,
     chunk_tx: broadcast::Sender<Chunk>,
     stats: StreamStats,
+    /// Buffers for serialized chunks; each returns when the last session and the kernel
+    /// are done with it.
+    pool: BufferPool,
 }
 
 impl Stream {
@@ -86,6 +90,7 @@ impl Stream {
     pub(crate) fn start(
         spec: SourceSpec,
         buffer_ms: u32,
+        pool: BufferPool,
         cancel: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> Result<Self, StreamError> {
@@ -117,6 +122,7 @@ impl Stream {
                 codec_header,
                 chunk_tx,
                 stats: StreamStats::default(),
+                pool,
             }),
         };
         let task = stream.clone();
@@ -205,9 +211,10 @@ impl Stream {
         if data.is_empty() {
             return; // §7.11: skip empty chunks
         }
-        let mut message = Vec::with_capacity(WireChunk::message_len(data.len()));
+        // Serialized once, into a pooled buffer that every session shares.
+        let mut message = self.inner.pool.get(WireChunk::message_len(data.len()));
         WireChunk::encode_message(
-            &mut message,
+            message.vec(),
             clock::now(),
             Tv::from_micros(timestamp_us),
             data,
@@ -216,10 +223,10 @@ impl Stream {
         stats.chunks.fetch_add(1, Ordering::Relaxed);
         stats
             .bytes
-            .fetch_add(message.len() as u64, Ordering::Relaxed);
+            .fetch_add(message.as_ref().len() as u64, Ordering::Relaxed);
         let chunk = Chunk {
             timestamp_us,
-            message: Bytes::from(message),
+            message: Bytes::from_owner(message),
         };
         // An error only means no session listens right now; the chunk is simply dropped.
         let _ = self.inner.chunk_tx.send(chunk);

@@ -23,9 +23,15 @@ fn pipe_source(relay_dir: &std::path::Path) -> (String, std::path::PathBuf) {
 }
 
 fn start_relay_with_pipe() -> (Relay, std::path::PathBuf) {
+    start_relay_with_pipe_and(&[])
+}
+
+fn start_relay_with_pipe_and(extra: &[&str]) -> (Relay, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (uri, fifo) = pipe_source(dir.path());
-    let relay = Relay::start_in(dir, &["--source", &uri]);
+    let mut args = vec!["--source", uri.as_str()];
+    args.extend_from_slice(extra);
+    let relay = Relay::start_in(dir, &args);
     (relay, fifo)
 }
 
@@ -53,8 +59,8 @@ fn steady_frames(client: &Snapclient) -> (Vec<(i16, i16)>, usize) {
 
 /// Plays the FIFO signal to two clients and returns the median of how far `a` plays ahead
 /// of `b`, in ms, after checking both outputs for frequency and continuity.
-fn measure_two_clients(b_extra: &[&str]) -> f64 {
-    let (relay, fifo) = start_relay_with_pipe();
+fn measure_two_clients(relay_extra: &[&str], b_extra: &[&str]) -> (f64, String) {
+    let (relay, fifo) = start_relay_with_pipe_and(relay_extra);
     let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
     let a = Snapclient::start(relay.port(), "client-a", relay.dir.path());
     let b = Snapclient::start_with(relay.port(), "client-b", relay.dir.path(), b_extra);
@@ -102,20 +108,47 @@ fn measure_two_clients(b_extra: &[&str]) -> f64 {
         "sync: client-a ahead of client-b by {median:.3} ms (median of {} blocks)",
         offsets.len()
     );
-    median
+    (median, relay.log())
 }
 
 #[test]
 fn two_snapclients_play_the_fifo_signal_in_sync() {
-    let median = measure_two_clients(&[]);
+    let (median, log) = measure_two_clients(&[], &[]);
     assert!(median.abs() <= 1.0, "clients out of sync by {median:.3} ms");
+    assert!(log.contains("ZeroCopy setting: disabled"), "{log}");
+    assert!(log.contains("Creating regular TCP session for 127.0.0.1"), "{log}");
+}
+
+/// The same checks with every chunk sent by `sendmsg(MSG_ZEROCOPY)` (auto-fallback off, so
+/// the zerocopy path stays in use although loopback copies).
+#[test]
+fn snapclients_play_in_sync_over_zerocopy_sends() {
+    let (median, log) = measure_two_clients(
+        &[
+            "-z",
+            "--stream.zerocopy_auto_fallback=false",
+            "--server.diagnostics_interval_s=1",
+        ],
+        &[],
+    );
+    assert!(median.abs() <= 1.0, "clients out of sync by {median:.3} ms");
+    assert!(log.contains("ZeroCopy setting: enabled"), "{log}");
+    assert!(log.contains("Creating zerocopy-enabled session for 127.0.0.1"), "{log}");
+    assert!(log.contains("=== Periodic ZeroCopy Status ==="), "{log}");
+    assert!(log.contains("=== Buffer Pool Stats ==="), "{log}");
+    // Every period's report shows chunks going out with zerocopy on both sessions.
+    let zerocopy_lines = log
+        .lines()
+        .filter(|l| l.contains("mode=zerocopy ") && !l.contains("attempts=0 "))
+        .count();
+    assert!(zerocopy_lines >= 4, "too few zerocopy reports:\n{log}");
 }
 
 /// Proves the sync measurement can see an offset: a client told its sound card has 30 ms of
 /// latency plays 30 ms earlier (§2.4: bufferLen = bufferMs - latency).
 #[test]
 fn sync_measurement_detects_a_client_playing_30ms_early() {
-    let median = measure_two_clients(&["--latency", "30"]);
+    let (median, _) = measure_two_clients(&[], &["--latency", "30"]);
     assert!(
         (median + 30.0).abs() <= 2.0,
         "expected client-b 30 ms ahead, measured a ahead by {median:.3} ms"

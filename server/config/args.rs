@@ -59,6 +59,10 @@ pub struct Args {
     #[arg(long = "buffer", value_name = "MS")]
     pub buffer: Option<u32>,
 
+    /// Send large messages with MSG_ZEROCOPY [stream.zerocopy = true]
+    #[arg(short = 'z', long = "zerocopy")]
+    pub zerocopy: bool,
+
     /// Directory for server.json [server.datadir]
     #[arg(long = "datadir", value_name = "DIR")]
     pub datadir: Option<PathBuf>,

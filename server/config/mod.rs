@@ -94,6 +94,10 @@ pub struct ServerConfig {
     pub hello_timeout_ms: u64,
     /// Most stream clients connected at once; further connections are refused.
     pub max_clients: usize,
+    /// Seconds between the periodic zerocopy and pool reports; 0 turns them off.
+    pub diagnostics_interval_s: u64,
+    /// Most bytes the chunk buffer pool keeps in its free lists.
+    pub pool_max_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +107,8 @@ impl Default for ServerConfig {
             threads: -1,
             hello_timeout_ms: 10_000,
             max_clients: 1000,
+            diagnostics_interval_s: 30,
+            pool_max_bytes: crate::pool::DEFAULT_MAX_POOLED_BYTES,
         }
     }
 }
@@ -130,6 +136,12 @@ pub struct StreamConfig {
     pub buffer: u32,
     /// Whether muted clients still get audio.
     pub send_to_muted: bool,
+    /// Send large messages with `MSG_ZEROCOPY` on new sessions.
+    pub zerocopy: bool,
+    /// Messages at least this large go zerocopy.
+    pub zerocopy_threshold: usize,
+    /// Stop zerocopy on a session once the kernel reports copied completions.
+    pub zerocopy_auto_fallback: bool,
 }
 
 impl Default for StreamConfig {
@@ -143,6 +155,9 @@ impl Default for StreamConfig {
             chunk_ms: 20,
             buffer: 1000,
             send_to_muted: false,
+            zerocopy: false,
+            zerocopy_threshold: 1024,
+            zerocopy_auto_fallback: true,
         }
     }
 }
@@ -645,6 +660,9 @@ impl Layer {
         if let Some(buffer) = args.buffer {
             set("stream.buffer", "--buffer", Value::from(buffer));
         }
+        if args.zerocopy {
+            set("stream.zerocopy", "-z", Value::from(true));
+        }
         if let Some(datadir) = &args.datadir {
             let text = datadir.to_string_lossy().into_owned();
             set("server.datadir", "--datadir", Value::from(text));
@@ -891,6 +909,16 @@ fn validate(
         "server.max_clients",
         &server.max_clients,
     )?;
+    check(
+        server.diagnostics_interval_s <= 86_400,
+        "server.diagnostics_interval_s",
+        &server.diagnostics_interval_s,
+    )?;
+    check(
+        server.pool_max_bytes <= 1 << 32,
+        "server.pool_max_bytes",
+        &server.pool_max_bytes,
+    )?;
 
     let stream = &config.stream;
     check(
@@ -924,6 +952,11 @@ fn validate(
         (20..=60_000).contains(&stream.buffer),
         "stream.buffer",
         &stream.buffer,
+    )?;
+    check(
+        (1..=1_000_000).contains(&stream.zerocopy_threshold),
+        "stream.zerocopy_threshold",
+        &stream.zerocopy_threshold,
     )?;
 
     let volume = config.streaming_client.initial_volume;
@@ -1170,20 +1203,24 @@ source = pipe:///tmp/snapfifo?name=default
 
     /// Values different from every default, as INI lines per key.
     const EVERY_KEY_INI: &str = "[server]\ndatadir = /var/lib/relay\nthreads = 3\n\
-        hello_timeout_ms = 2500\nmax_clients = 7\n\
+        hello_timeout_ms = 2500\nmax_clients = 7\ndiagnostics_interval_s = 5\n\
+        pool_max_bytes = 4096\n\
         [stream]\nbind_to_address = 127.0.0.1\nport = 1800\nsource = pipe:///x?name=a\n\
         sampleformat = 44100:16:2\ncodec = pcm:opt\nchunk_ms = 40\nbuffer = 500\n\
-        send_to_muted = true\n\
+        send_to_muted = true\nzerocopy = true\nzerocopy_threshold = 2048\n\
+        zerocopy_auto_fallback = false\n\
         [logging]\nfilter = *:debug\nsink = stderr\n\
         [streaming_client]\ninitial_volume = 55\n\
         [grpc]\nenabled = false\nbind_to_address = ::1\nport = 1811\ntoken = s3cret\n\
         token_file = /etc/relay.token\ntls_cert = /etc/relay.crt\ntls_key = /etc/relay.key\n";
 
     const EVERY_KEY_TOML: &str = "[server]\ndatadir = \"/var/lib/relay\"\nthreads = 3\n\
-        hello_timeout_ms = 2500\nmax_clients = 7\n\
+        hello_timeout_ms = 2500\nmax_clients = 7\ndiagnostics_interval_s = 5\n\
+        pool_max_bytes = 4096\n\
         [stream]\nbind_to_address = \"127.0.0.1\"\nport = 1800\nsource = \"pipe:///x?name=a\"\n\
         sampleformat = \"44100:16:2\"\ncodec = \"pcm:opt\"\nchunk_ms = 40\nbuffer = 500\n\
-        send_to_muted = true\n\
+        send_to_muted = true\nzerocopy = true\nzerocopy_threshold = 2048\n\
+        zerocopy_auto_fallback = false\n\
         [logging]\nfilter = \"*:debug\"\nsink = \"stderr\"\n\
         [streaming_client]\ninitial_volume = 55\n\
         [grpc]\nenabled = false\nbind_to_address = \"::1\"\nport = 1811\ntoken = \"s3cret\"\n\
@@ -1196,6 +1233,8 @@ source = pipe:///tmp/snapfifo?name=default
         ("server.threads", "3"),
         ("server.hello_timeout_ms", "2500"),
         ("server.max_clients", "7"),
+        ("server.diagnostics_interval_s", "5"),
+        ("server.pool_max_bytes", "4096"),
         ("stream.bind_to_address", "127.0.0.1"),
         ("stream.port", "1800"),
         ("stream.source", "pipe:///x?name=a"),
@@ -1204,6 +1243,9 @@ source = pipe:///tmp/snapfifo?name=default
         ("stream.chunk_ms", "40"),
         ("stream.buffer", "500"),
         ("stream.send_to_muted", "true"),
+        ("stream.zerocopy", "true"),
+        ("stream.zerocopy_threshold", "2048"),
+        ("stream.zerocopy_auto_fallback", "false"),
         ("logging.filter", "*:debug"),
         ("logging.sink", "stderr"),
         ("streaming_client.initial_volume", "55"),
@@ -1223,6 +1265,8 @@ source = pipe:///tmp/snapfifo?name=default
                 threads: 3,
                 hello_timeout_ms: 2500,
                 max_clients: 7,
+                diagnostics_interval_s: 5,
+                pool_max_bytes: 4096,
             },
             stream: StreamConfig {
                 bind_to_address: vec!["127.0.0.1".into()],
@@ -1233,6 +1277,9 @@ source = pipe:///tmp/snapfifo?name=default
                 chunk_ms: 40,
                 buffer: 500,
                 send_to_muted: true,
+                zerocopy: true,
+                zerocopy_threshold: 2048,
+                zerocopy_auto_fallback: false,
             },
             logging: LoggingConfig {
                 filter: "*:debug".into(),
@@ -1392,7 +1439,12 @@ source = pipe:///tmp/snapfifo?name=default
                 "--server.threads=3",
                 "--server.hello_timeout_ms=2500",
                 "--server.max_clients=7",
+                "--server.diagnostics_interval_s=5",
+                "--server.pool_max_bytes=4096",
                 "--stream.send_to_muted=true",
+                "-z",
+                "--stream.zerocopy_threshold=2048",
+                "--stream.zerocopy_auto_fallback=false",
                 "--logging.sink=stderr",
                 "--streaming_client.initial_volume=55",
                 "--grpc.enabled=false",
@@ -1683,6 +1735,12 @@ source = pipe:///tmp/snapfifo?name=default
             ("stream.buffer", "19", "20 to 60000"),
             ("stream.buffer", "60001", "20 to 60000"),
             ("stream.send_to_muted", "maybe", "true or false"),
+            ("stream.zerocopy", "perhaps", "true or false"),
+            ("stream.zerocopy_threshold", "0", "1 to 1000000"),
+            ("stream.zerocopy_threshold", "big", "1 to 1000000"),
+            ("stream.zerocopy_auto_fallback", "2", "true or false"),
+            ("server.diagnostics_interval_s", "86401", "0 (off) to 86400"),
+            ("server.pool_max_bytes", "-1", "0 to 4294967296"),
             ("streaming_client.initial_volume", "101", "0 to 100"),
             ("streaming_client.initial_volume", "300", "0 to 100"),
             ("logging.sink", "syslog", "empty, stdout or stderr"),

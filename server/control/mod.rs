@@ -25,7 +25,7 @@ use tracing::{error, info, warn};
 
 pub use error::ControlError;
 pub use service::{ControlService, DEFAULT_WATCH_INTERVAL, MAX_WATCH_INTERVAL, MIN_WATCH_INTERVAL};
-pub use stats::{zerocopy_availability, zerocopy_stats_for, PoolSnapshot, ZerocopySnapshot};
+pub use stats::{zerocopy_availability, zerocopy_stats_for};
 
 use crate::config::{GrpcConfig, Origin};
 use crate::pb::control_server::ControlServer;

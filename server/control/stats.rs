@@ -1,140 +1,41 @@
 //! Snapshots of the relay's figures, read from the live atomics, and their API form.
 //!
-//! Zerocopy and buffer-pool figures come from [`zerocopy_stats_for`] and [`pool_stats`]: the
-//! zerocopy sender and the pool (issue 3) are not wired in yet, so these report zeros and
-//! "regular" until they are. They are the only two places to change when they land.
+//! Zerocopy figures come from each session's sender (`net::sender`), pool figures from the
+//! shared buffer pool (`pool`).
 
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
+use crate::net::{SendMode, ZerocopyStatsSnapshot};
 use crate::pb;
+use crate::pool::PoolStats;
 use crate::server::Shared;
 use crate::session::{unix_micros, SessionInfo};
 
-/// One session's zerocopy sender figures (meanings as in issue 3 and `ZerocopyStats` in
-/// stats.proto).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ZerocopySnapshot {
-    /// Whether the session sends with MSG_ZEROCOPY at all.
-    pub enabled: bool,
-    /// Sends tried with MSG_ZEROCOPY.
-    pub attempts: u64,
-    /// Of those, accepted by the kernel.
-    pub successful: u64,
-    /// Bytes sent with MSG_ZEROCOPY.
-    pub bytes: u64,
-    /// Sends done the ordinary way.
-    pub regular_sends: u64,
-    /// Bytes sent the ordinary way.
-    pub regular_bytes: u64,
-    /// Messages sent the ordinary way because ordinary writes were queued ahead of them.
-    pub coordination_fallbacks: u64,
-    /// Zerocopy sends not yet completed by the kernel.
-    pub outstanding: u64,
-    /// Completions where the kernel copied anyway.
-    pub copied_completions: u64,
-    /// Messages sent the ordinary way after ENOBUFS.
-    pub enobufs_fallbacks: u64,
-}
-
-impl ZerocopySnapshot {
-    /// Share of sends that went zerocopy, in percent; 0 with no sends.
-    pub fn zerocopy_percent(&self) -> f64 {
-        let total = self.successful + self.regular_sends;
-        if total == 0 {
-            0.0
-        } else {
-            self.successful as f64 * 100.0 / total as f64
-        }
-    }
-
-    fn add(&mut self, other: &ZerocopySnapshot) {
-        self.attempts += other.attempts;
-        self.successful += other.successful;
-        self.bytes += other.bytes;
-        self.regular_sends += other.regular_sends;
-        self.regular_bytes += other.regular_bytes;
-        self.coordination_fallbacks += other.coordination_fallbacks;
-        self.outstanding += other.outstanding;
-        self.copied_completions += other.copied_completions;
-        self.enobufs_fallbacks += other.enobufs_fallbacks;
-    }
-}
-
-/// The buffer pool's figures (issue 3).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolSnapshot {
-    /// Buffers the pool owns (lent out or free).
-    pub total_buffers: u64,
-    /// Free buffers.
-    pub available_buffers: u64,
-    /// Bytes held by the pool's buffers.
-    pub bytes_allocated: u64,
-    /// Buffers ever allocated.
-    pub buffers_created: u64,
-    /// Requests served by reusing a free buffer.
-    pub buffers_reused: u64,
-    /// Idle-buffer cleanup passes.
-    pub cleanups: u64,
-}
-
-/// Zerocopy figures of `session`.
-///
-/// Stub until the zerocopy sender (issue 3) exposes its per-session counters: every session
-/// sends the regular way today, so this reports "not enabled" and zeros, never made-up
-/// numbers.
-pub fn zerocopy_stats_for(_session: &SessionInfo) -> ZerocopySnapshot {
-    ZerocopySnapshot::default()
+/// Zerocopy figures of `session`, cumulative since it connected.
+pub fn zerocopy_stats_for(session: &SessionInfo) -> ZerocopyStatsSnapshot {
+    session.send_stats.snapshot()
 }
 
 /// The buffer pool's figures.
-///
-/// Stub until the pool (issue 3) lands: chunks are plain `Bytes` today, so there is no pool to
-/// report and every figure is zero.
-pub(crate) fn pool_stats(_shared: &Shared) -> PoolSnapshot {
-    PoolSnapshot::default()
+pub(crate) fn pool_stats(shared: &Shared) -> PoolStats {
+    shared.pool.stats()
 }
 
 /// Whether this kernel accepts `SO_ZEROCOPY` on a TCP socket, and why not when it does not.
-/// Asked of the kernel itself, once per call; cheap (one socket).
 pub fn zerocopy_availability() -> (bool, String) {
-    #[cfg(target_os = "linux")]
-    {
-        let socket = match socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        {
-            Ok(socket) => socket,
-            Err(err) => return (false, format!("cannot create a probe socket: {err}")),
-        };
-        let one: libc::c_int = 1;
-        // SAFETY: a valid socket fd, a pointer to a live c_int and its exact size.
-        let rc = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&socket),
-                libc::SOL_SOCKET,
-                libc::SO_ZEROCOPY,
-                std::ptr::addr_of!(one).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            (true, String::new())
-        } else {
-            let err = std::io::Error::last_os_error();
-            (false, format!("the kernel refuses SO_ZEROCOPY: {err}"))
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        (false, "MSG_ZEROCOPY is Linux-only".to_owned())
+    match crate::net::zerocopy_probe() {
+        Ok(()) => (true, String::new()),
+        Err(err) => (false, format!("the kernel refuses SO_ZEROCOPY: {err}")),
     }
 }
 
-impl From<ZerocopySnapshot> for pb::ZerocopyStats {
-    fn from(z: ZerocopySnapshot) -> Self {
+impl From<ZerocopyStatsSnapshot> for pb::ZerocopyStats {
+    fn from(z: ZerocopyStatsSnapshot) -> Self {
         pb::ZerocopyStats {
-            attempts: z.attempts,
-            successful: z.successful,
-            bytes: z.bytes,
+            attempts: z.zerocopy_attempts,
+            successful: z.zerocopy_successful,
+            bytes: z.zerocopy_bytes,
             regular_sends: z.regular_sends,
             regular_bytes: z.regular_bytes,
             coordination_fallbacks: z.coordination_fallbacks,
@@ -146,15 +47,15 @@ impl From<ZerocopySnapshot> for pb::ZerocopyStats {
     }
 }
 
-impl From<PoolSnapshot> for pb::BufferPoolStats {
-    fn from(p: PoolSnapshot) -> Self {
+impl From<PoolStats> for pb::BufferPoolStats {
+    fn from(p: PoolStats) -> Self {
         pb::BufferPoolStats {
             total_buffers: p.total_buffers,
             available_buffers: p.available_buffers,
             bytes_allocated: p.bytes_allocated,
             buffers_created: p.buffers_created,
             buffers_reused: p.buffers_reused,
-            cleanups: p.cleanups,
+            cleanups: p.cleanup_operations,
         }
     }
 }
@@ -173,10 +74,9 @@ pub(crate) fn session(shared: &Shared, info: &SessionInfo) -> pb::Session {
         queue_depth: u32::try_from(info.queue_depth()).unwrap_or(u32::MAX),
         chunks_late: stats.chunks_late.load(Ordering::Relaxed),
         chunks_dropped: stats.chunks_lagged.load(Ordering::Relaxed),
-        send_mode: if zerocopy.enabled {
-            pb::SendMode::Zerocopy
-        } else {
-            pb::SendMode::Regular
+        send_mode: match info.send_stats.mode() {
+            SendMode::Zerocopy => pb::SendMode::Zerocopy,
+            SendMode::Regular | SendMode::FellBack => pb::SendMode::Regular,
         } as i32,
         zerocopy: Some(zerocopy.into()),
         time_sync: Some(pb::TimeSync {
@@ -257,7 +157,7 @@ pub(crate) fn streams(shared: &Shared, sessions: &[pb::Session]) -> Vec<pb::Stre
 /// The whole snapshot: aggregate, sessions, streams, pool.
 pub(crate) fn snapshot(shared: &Shared, uptime_ms: u64) -> pb::Stats {
     let infos: Vec<_> = shared.sessions.iter().map(|e| e.value().clone()).collect();
-    let mut zerocopy = ZerocopySnapshot::default();
+    let mut zerocopy = ZerocopyStatsSnapshot::default();
     for info in &infos {
         zerocopy.add(&zerocopy_stats_for(info));
     }
@@ -285,14 +185,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percent_is_zero_without_sends() {
-        assert_eq!(ZerocopySnapshot::default().zerocopy_percent(), 0.0);
-        let z = ZerocopySnapshot {
-            successful: 3,
+    fn percent_is_of_bytes_and_zero_without_sends() {
+        assert_eq!(ZerocopyStatsSnapshot::default().zerocopy_percent(), 0.0);
+        let z = ZerocopyStatsSnapshot {
+            zerocopy_successful: 3,
+            zerocopy_bytes: 3000,
             regular_sends: 1,
+            regular_bytes: 1000,
             ..Default::default()
         };
         assert_eq!(z.zerocopy_percent(), 75.0);
-        assert_eq!(pb::ZerocopyStats::from(z).zerocopy_percent, 75.0);
+        let api = pb::ZerocopyStats::from(z);
+        assert_eq!((api.zerocopy_percent, api.successful, api.bytes), (75.0, 3, 3000));
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
+use crate::net::ZerocopyStats;
 use crate::protocol::{DecodeError, Hello, ServerSettings, Tv};
 use crate::server::Shared;
 use crate::stream::Stream;
@@ -127,6 +128,8 @@ pub struct SessionInfo {
     pub connected_at: SystemTime,
     /// Counters.
     pub stats: SessionStats,
+    /// How this session's socket sends: mode and zerocopy counters.
+    pub send_stats: Arc<ZerocopyStats>,
     hello_received: AtomicBool,
     client: Mutex<Option<ClientDetails>>,
     outbound: mpsc::Sender<Outbound>,
@@ -214,6 +217,7 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Share
         peer,
         connected_at: SystemTime::now(),
         stats: SessionStats::default(),
+        send_stats: Arc::new(ZerocopyStats::default()),
         hello_received: AtomicBool::new(false),
         client: Mutex::new(None),
         outbound: outbound_tx.clone(),

@@ -1,18 +1,28 @@
 //! The write side of a session: the single owner of the socket's write half.
 //!
-//! Everything the client receives goes through here, control messages first (a biased
-//! `select!`), so time replies never wait behind queued audio and no two writers can ever
-//! interleave bytes on the wire.
+//! Everything the client receives goes through one [`Sender`] queue, control messages ahead
+//! of queued audio, so time replies never wait behind audio and no two writers can ever
+//! interleave bytes on the wire (see `net::sender` for how zerocopy fits in).
+//!
+//! Waiting for socket space: a regular socket waits on tokio's write readiness. A socket
+//! with `SO_ZEROCOPY` never does (zerocopy.md, "The tokio trap": its write readiness sticks
+//! once a completion notice is pending); it retries on the next message or a short backing-off
+//! timer instead, and waits for completion notices on tokio's *error* readiness, which is
+//! cleared properly. An idle session therefore has no timer and costs no CPU.
 
+use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::Interest;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 
 use super::{Outbound, SessionError, SessionInfo};
 use crate::clock;
+use crate::net::sender::{Flushed, Payload, SendPolicy, Sender};
 use crate::protocol::{Message, Time};
 use crate::server::Shared;
 use crate::stream::Chunk;
@@ -20,18 +30,32 @@ use crate::stream::Chunk;
 /// Upstream drops queued chunks older than the buffer plus this (§2.4, §7.5).
 const LATE_MARGIN_US: i64 = 100_000;
 
+/// First and longest retry delay while a zerocopy socket is full.
+const RETRY_MIN: Duration = Duration::from_millis(2);
+const RETRY_MAX: Duration = Duration::from_millis(50);
+
 pub(super) async fn run(
-    mut socket: OwnedWriteHalf,
+    socket: OwnedWriteHalf,
     mut outbound: mpsc::Receiver<Outbound>,
     shared: &Shared,
     info: &SessionInfo,
 ) -> Result<(), SessionError> {
+    let stream: &tokio::net::TcpStream = socket.as_ref();
+    let fd = stream.as_raw_fd();
+    let policy = SendPolicy {
+        zerocopy: shared.live.zerocopy_enabled(),
+        threshold: shared.live.zerocopy_threshold(),
+        auto_fallback: shared.settings.zerocopy_auto_fallback,
+    };
+    let mut sender = Sender::new(fd, policy, info.send_stats.clone(), info.peer.ip());
     let send_timeout = shared.settings.send_timeout;
-    let late_after_us = i64::from(shared.settings.buffer_ms) * 1000 + LATE_MARGIN_US;
     let stats = &info.stats;
     let mut audio: Option<broadcast::Receiver<Chunk>> = None;
-    let mut scratch = Vec::with_capacity(128);
+    let mut scratch = Vec::with_capacity(256);
+    let mut blocked_since: Option<Instant> = None;
+    let mut retry_delay = RETRY_MIN;
     loop {
+        let blocked = blocked_since.is_some();
         tokio::select! {
             biased;
             message = outbound.recv() => {
@@ -39,40 +63,100 @@ pub(super) async fn run(
                 scratch.clear();
                 match message {
                     Outbound::TimeReply { request_id, latency } => {
+                        // `sent` is stamped here, as late as the queue allows (§7.14).
                         Message::Time(Time { latency })
                             .encode_into(&mut scratch, request_id, request_id, clock::now());
                         stats.time_replies.fetch_add(1, Ordering::Relaxed);
-                        send(&mut socket, &scratch, send_timeout, info).await?;
+                        sender.push_urgent(Payload::copy_from(&scratch));
                     }
-                    Outbound::Welcome { hello_id, settings, stream } => {
+                    Outbound::Welcome { hello_id, settings, stream: audio_stream } => {
                         Message::ServerSettings(settings)
                             .encode_into(&mut scratch, 0, hello_id, clock::now());
-                        send(&mut socket, &scratch, send_timeout, info).await?;
-                        send(&mut socket, &stream.codec_header(), send_timeout, info).await?;
+                        sender.push_urgent(Payload::copy_from(&scratch));
+                        sender.push_urgent(Payload::Shared(audio_stream.codec_header()));
                         // Subscribing only now guarantees no chunk precedes the header.
-                        audio = Some(stream.subscribe());
+                        audio = Some(audio_stream.subscribe());
                     }
                     Outbound::Settings(settings) => {
                         Message::ServerSettings(settings)
                             .encode_into(&mut scratch, 0, 0, clock::now());
-                        send(&mut socket, &scratch, send_timeout, info).await?;
+                        sender.push_urgent(Payload::copy_from(&scratch));
                     }
                 }
             }
+            ready = stream.ready(Interest::ERROR), if sender.outstanding() > 0 => {
+                ready?;
+                // Draining to EAGAIN inside try_io clears tokio's error readiness.
+                let reaped = stream.try_io(Interest::ERROR, || {
+                    sender.reap_completions(fd)?;
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
+                if let Err(err) = reaped {
+                    if err.kind() != io::ErrorKind::WouldBlock {
+                        return Err(err.into());
+                    }
+                }
+            }
+            writable = stream.writable(), if blocked && !sender.is_zerocopy_socket() => {
+                writable?;
+            }
+            () = tokio::time::sleep(retry_delay), if blocked && sender.is_zerocopy_socket() => {
+                retry_delay = (retry_delay * 2).min(RETRY_MAX);
+            }
             received = next_chunk(&mut audio) => match received {
                 Ok(chunk) => {
-                    if clock::now_micros() - chunk.timestamp_us > late_after_us {
-                        stats.chunks_late.fetch_add(1, Ordering::Relaxed);
-                        continue;
+                    let cutoff = clock::now_micros()
+                        - i64::from(shared.live.buffer_ms()) * 1000
+                        - LATE_MARGIN_US;
+                    let late = sender.drop_stale_audio(cutoff)
+                        + u64::from(chunk.timestamp_us < cutoff);
+                    if late > 0 {
+                        stats.chunks_late.fetch_add(late, Ordering::Relaxed);
                     }
-                    send(&mut socket, &chunk.message, send_timeout, info).await?;
-                    stats.chunks_sent.fetch_add(1, Ordering::Relaxed);
+                    if chunk.timestamp_us >= cutoff {
+                        sender.push_audio(chunk.message, chunk.timestamp_us);
+                        stats.chunks_sent.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     stats.chunks_lagged.fetch_add(missed, Ordering::Relaxed);
                 }
                 Err(broadcast::error::RecvError::Closed) => audio = None,
             },
+        }
+
+        if sender.is_empty() {
+            continue;
+        }
+        let flushed = if sender.is_zerocopy_socket() {
+            sender.flush(fd)?
+        } else {
+            // try_io clears tokio's write readiness when the kernel says EAGAIN, so the
+            // `writable()` wait above is a real wait, not a spin.
+            match stream.try_io(Interest::WRITABLE, || match sender.flush(fd)? {
+                Flushed::All => Ok(Flushed::All),
+                Flushed::Blocked => Err(io::ErrorKind::WouldBlock.into()),
+            }) {
+                Ok(flushed) => flushed,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => Flushed::Blocked,
+                Err(err) => return Err(err.into()),
+            }
+        };
+        let sent = info.send_stats.snapshot();
+        stats
+            .bytes_sent
+            .store(sent.zerocopy_bytes + sent.regular_bytes, Ordering::Relaxed);
+        match flushed {
+            Flushed::All => {
+                blocked_since = None;
+                retry_delay = RETRY_MIN;
+            }
+            Flushed::Blocked => {
+                let since = *blocked_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > send_timeout {
+                    return Err(SessionError::SendTimedOut(send_timeout));
+                }
+            }
         }
     }
 }
@@ -84,20 +168,4 @@ async fn next_chunk(
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
     }
-}
-
-/// Writes one whole message; a client that cannot take it within `limit` is not reading.
-async fn send(
-    socket: &mut OwnedWriteHalf,
-    bytes: &[u8],
-    limit: Duration,
-    info: &SessionInfo,
-) -> Result<(), SessionError> {
-    tokio::time::timeout(limit, socket.write_all(bytes))
-        .await
-        .map_err(|_| SessionError::SendTimedOut(limit))??;
-    info.stats
-        .bytes_sent
-        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    Ok(())
 }

@@ -61,13 +61,14 @@ impl Relay {
     }
 
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
-        let port = free_port().to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_snaprelay"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_snaprelay"));
+        if !args.contains(&"--bind") {
+            command.args(["--bind", "127.0.0.1"]);
+        }
+        let mut child = command
             .args([
-                "--bind",
-                "127.0.0.1",
                 "--port",
-                &port,
+                "0",
                 "--log-filter",
                 "debug",
                 // Tests run in parallel: the control API takes any free port (see grpc_addr).
