@@ -54,12 +54,8 @@ impl Options {
                 }
                 "--modes" => options.modes = value().split(',').map(str::to_owned).collect(),
                 "--format" => options.format = value(),
-                "--seconds" => {
-                    options.window = Duration::from_secs(value().parse().unwrap_or(10))
-                }
-                "--warmup" => {
-                    options.warmup = Duration::from_secs(value().parse().unwrap_or(3))
-                }
+                "--seconds" => options.window = Duration::from_secs(value().parse().unwrap_or(10)),
+                "--warmup" => options.warmup = Duration::from_secs(value().parse().unwrap_or(3)),
                 "--smoke" => {
                     options.clients = vec![2];
                     options.modes = vec!["off".into(), "on".into()];
@@ -169,7 +165,12 @@ fn hello(id: &str) -> Vec<u8> {
 /// One client: reads and checks every message until `stop`.
 async fn client(index: usize, server: SocketAddr, tally: Arc<Tally>, stop: Arc<AtomicBool>) {
     // 127.0.0.x source addresses spread the flows like distinct hosts would.
-    let source = IpAddr::V4(Ipv4Addr::new(127, 0, (index / 250) as u8, (index % 250) as u8 + 2));
+    let source = IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        (index / 250) as u8,
+        (index % 250) as u8 + 2,
+    ));
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     let _ = socket.bind(SocketAddr::new(source, 0));
     let Ok(stream) = socket.connect(server).await else {
@@ -177,7 +178,11 @@ async fn client(index: usize, server: SocketAddr, tally: Arc<Tally>, stop: Arc<A
         return;
     };
     let (mut reader, mut writer) = stream.into_split();
-    if writer.write_all(&hello(&format!("load-{index}"))).await.is_err() {
+    if writer
+        .write_all(&hello(&format!("load-{index}")))
+        .await
+        .is_err()
+    {
         return;
     }
     let pending_time = Arc::new(AtomicU64::new(0));

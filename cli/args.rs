@@ -117,6 +117,20 @@ pub enum Command {
         /// New name
         name: String,
     },
+    /// List groups: clients playing one stream together
+    Groups,
+    /// List every known client, connected or not (kept across restarts)
+    Clients,
+    /// Change a group: its stream, members, mute or name
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// Manage a known client (volume, latency and name have their own commands)
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
     /// Change the server's log filter (e.g. debug, *:info, snaprelay::control=trace)
     LogLevel {
         /// The filter, in snapserver or tracing EnvFilter form
@@ -140,6 +154,59 @@ pub struct StatsArgs {
     /// Milliseconds between updates with --watch (100 to 60000)
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..=60_000))]
     pub interval: u32,
+}
+
+/// `group` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Switch the group to another stream (its clients switch live)
+    Stream {
+        /// Group id, as `snapctl groups` lists it
+        group: String,
+        /// Stream name, as `snapctl streams` lists it
+        stream: String,
+    },
+    /// Make these clients the group's members (others move to groups of their own)
+    Clients {
+        /// Group id
+        group: String,
+        /// Client ids
+        #[arg(required = true, num_args = 1..)]
+        clients: Vec<String>,
+    },
+    /// Mute or unmute the whole group
+    Mute {
+        /// Group id
+        group: String,
+        /// on or off
+        state: OnOff,
+    },
+    /// Rename the group
+    Name {
+        /// Group id
+        group: String,
+        /// New name (empty clears it)
+        name: String,
+    },
+}
+
+/// `client` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Forget a disconnected client
+    Delete {
+        /// Client id, as `snapctl clients` lists it
+        client: String,
+    },
+}
+
+/// A switch given as `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// Switch on.
+    On,
+    /// Switch off.
+    Off,
 }
 
 /// `config` subcommands.

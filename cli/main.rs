@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{Cli, Command, ConfigCommand};
+use args::{Cli, ClientCommand, Command, ConfigCommand, GroupCommand, OnOff};
 use exit::{CliError, Exit};
 use output::Output;
 
@@ -74,6 +74,26 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Name { client, name } => {
                     commands::client::name(&mut control, &out, client, name).await
                 }
+                Command::Groups => commands::groups::list(&mut control, &out).await,
+                Command::Clients => commands::groups::clients(&mut control, &out).await,
+                Command::Group { command } => match command {
+                    GroupCommand::Stream { group, stream } => {
+                        commands::groups::set_stream(&mut control, &out, group, stream).await
+                    }
+                    GroupCommand::Clients { group, clients } => {
+                        commands::groups::set_clients(&mut control, &out, group, clients).await
+                    }
+                    GroupCommand::Mute { group, state } => {
+                        commands::groups::set_mute(&mut control, &out, group, state == OnOff::On)
+                            .await
+                    }
+                    GroupCommand::Name { group, name } => {
+                        commands::groups::set_name(&mut control, &out, group, name).await
+                    }
+                },
+                Command::Client {
+                    command: ClientCommand::Delete { client },
+                } => commands::groups::delete_client(&mut control, &out, client).await,
                 Command::Completions { .. } | Command::Health => unreachable!("handled above"),
             }
         }

@@ -34,6 +34,16 @@ impl Output {
     }
 }
 
+/// `value` as a JSON object carrying `id`: every `--json` list is an array of these.
+pub fn with_id(id: &str, value: &impl Serialize) -> Result<serde_json::Value, CliError> {
+    let mut object =
+        serde_json::to_value(value).map_err(|err| CliError::Output(std::io::Error::other(err)))?;
+    if let serde_json::Value::Object(map) = &mut object {
+        map.insert("id".to_owned(), serde_json::Value::String(id.to_owned()));
+    }
+    Ok(object)
+}
+
 /// A table with a header row, columns padded to the widest cell.
 #[derive(Debug, Default)]
 pub struct Table {

@@ -144,10 +144,7 @@ impl BufferPool {
             }
         }
         if freed > 0 {
-            self.inner
-                .counters
-                .cleanups
-                .fetch_add(1, Ordering::Relaxed);
+            self.inner.counters.cleanups.fetch_add(1, Ordering::Relaxed);
         }
         freed
     }
@@ -181,8 +178,7 @@ impl Inner {
             .fetch_sub((bucket * count) as u64, Ordering::Relaxed);
         if were_available {
             c.available.fetch_sub(count as u64, Ordering::Relaxed);
-            c.pooled_bytes
-                .fetch_sub(bucket * count, Ordering::Relaxed);
+            c.pooled_bytes.fetch_sub(bucket * count, Ordering::Relaxed);
         }
     }
 

@@ -116,7 +116,10 @@ fn two_snapclients_play_the_fifo_signal_in_sync() {
     let (median, log) = measure_two_clients(&[], &[]);
     assert!(median.abs() <= 1.0, "clients out of sync by {median:.3} ms");
     assert!(log.contains("ZeroCopy setting: disabled"), "{log}");
-    assert!(log.contains("Creating regular TCP session for 127.0.0.1"), "{log}");
+    assert!(
+        log.contains("Creating regular TCP session for 127.0.0.1"),
+        "{log}"
+    );
 }
 
 /// The same checks with every chunk sent by `sendmsg(MSG_ZEROCOPY)` (auto-fallback off, so
@@ -133,7 +136,10 @@ fn snapclients_play_in_sync_over_zerocopy_sends() {
     );
     assert!(median.abs() <= 1.0, "clients out of sync by {median:.3} ms");
     assert!(log.contains("ZeroCopy setting: enabled"), "{log}");
-    assert!(log.contains("Creating zerocopy-enabled session for 127.0.0.1"), "{log}");
+    assert!(
+        log.contains("Creating zerocopy-enabled session for 127.0.0.1"),
+        "{log}"
+    );
     assert!(log.contains("=== Periodic ZeroCopy Status ==="), "{log}");
     assert!(log.contains("=== Buffer Pool Stats ==="), "{log}");
     // Every period's report shows chunks going out with zerocopy on both sessions.

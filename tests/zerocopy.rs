@@ -79,7 +79,10 @@ impl Listeners {
 
     fn stop(self) -> Vec<u64> {
         self.stop.store(true, Ordering::Relaxed);
-        self.threads.into_iter().map(|t| t.join().unwrap()).collect()
+        self.threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect()
     }
 }
 
@@ -136,7 +139,10 @@ fn zerocopy_works_over_ipv6() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     client.write_all(&hello("v6")).unwrap();
-    assert!(matches!(read_message(&mut client), Message::ServerSettings(_)));
+    assert!(matches!(
+        read_message(&mut client),
+        Message::ServerSettings(_)
+    ));
     assert!(matches!(read_message(&mut client), Message::CodecHeader(_)));
     let mut last = None;
     for _ in 0..50 {
@@ -169,7 +175,10 @@ fn auto_fallback_is_logged_and_audio_keeps_flowing() {
         assert!(matches!(read_message(&mut client), Message::WireChunk(_)));
     }
     relay.wait_for_log(
-        &["kernel copied zerocopy sends", "falls back to regular sends"],
+        &[
+            "kernel copied zerocopy sends",
+            "falls back to regular sends",
+        ],
         Duration::from_secs(2),
     );
 }
@@ -192,7 +201,10 @@ fn a_threshold_above_the_chunk_size_sends_everything_the_ordinary_way() {
     for _ in 0..80 {
         let _ = read_message(&mut client);
     }
-    let line = relay.wait_for_log(&["mode=zerocopy ", "regular_sends="], Duration::from_secs(3));
+    let line = relay.wait_for_log(
+        &["mode=zerocopy ", "regular_sends="],
+        Duration::from_secs(3),
+    );
     assert!(line.contains("attempts=0 "), "{line}");
     assert!(!line.contains("regular_sends=0 "), "{line}");
 }

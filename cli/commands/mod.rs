@@ -3,6 +3,7 @@
 pub mod client;
 pub mod completions;
 pub mod config;
+pub mod groups;
 pub mod health;
 pub mod sessions;
 pub mod stats;

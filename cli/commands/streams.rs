@@ -4,7 +4,7 @@ use snaprelay::pb;
 
 use crate::client::Control;
 use crate::exit::CliError;
-use crate::output::{bytes, Output, Table};
+use crate::output::{bytes, with_id, Output, Table};
 
 pub async fn run(control: &mut Control, out: &Output) -> Result<(), CliError> {
     let streams = control
@@ -13,7 +13,12 @@ pub async fn run(control: &mut Control, out: &Output) -> Result<(), CliError> {
         .into_inner()
         .streams;
     if out.json {
-        return out.json(&serde_json::json!({ "streams": streams }));
+        // Lists print an array of objects with an `id` (the stream name), like groups.
+        let items = streams
+            .iter()
+            .map(|s| with_id(&s.name, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        return out.json(&items);
     }
     out.line(&table(&streams))
 }

@@ -2,6 +2,8 @@
 
 use tonic::{Code, Status};
 
+use crate::state::StateError;
+
 /// Why a control request was refused. Every variant maps to exactly one gRPC code in
 /// `From<ControlError> for Status`; messages name the field and what is allowed.
 #[derive(Debug, thiserror::Error)]
@@ -9,8 +11,8 @@ pub enum ControlError {
     /// No live session has this id.
     #[error("no session with id {0}")]
     SessionNotFound(u64),
-    /// No live session belongs to this client id.
-    #[error("no connected client with id '{0}'")]
+    /// No client has this id.
+    #[error("no client with id '{0}'")]
     ClientNotFound(String),
     /// GetConfig for a key that does not exist.
     #[error("no config key '{key}'{}", did_you_mean(.suggestion))]
@@ -44,6 +46,9 @@ pub enum ControlError {
     /// A token is configured and the call did not carry it.
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// The clients/groups model refused a change.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 fn did_you_mean(suggestion: &Option<&'static str>) -> String {
@@ -62,6 +67,13 @@ impl ControlError {
             }
             ControlError::FailedPrecondition(_) => Code::FailedPrecondition,
             ControlError::Unauthenticated(_) => Code::Unauthenticated,
+            ControlError::State(err) => match err {
+                StateError::ClientNotFound(_)
+                | StateError::GroupNotFound(_)
+                | StateError::StreamNotFound(_) => Code::NotFound,
+                StateError::ClientConnected(_) => Code::FailedPrecondition,
+                StateError::Invalid { .. } => Code::InvalidArgument,
+            },
         }
     }
 

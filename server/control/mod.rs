@@ -11,6 +11,7 @@ mod error;
 mod runtime_config;
 mod service;
 mod stats;
+mod topology;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -251,6 +252,11 @@ pub(crate) async fn serve(
         cancel.cancelled().await;
         health
             .set_not_serving::<ControlServer<ControlService>>()
+            .await;
+        // The whole server ("") too: a Kubernetes gRPC probe asks for service "" unless told
+        // otherwise, and readiness must fail before the listeners close (issue 8).
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
     if let Err(err) = router

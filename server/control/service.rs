@@ -11,11 +11,12 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::runtime_config::{self, Change};
+use super::topology;
 use super::{stats, ControlContext, ControlError};
 use crate::pb;
 use crate::pb::control_server::Control;
-use crate::protocol::ServerSettings;
-use crate::session::{unix_micros, ClientDetails, SessionInfo};
+use crate::session::{self, unix_micros, SessionInfo};
+use crate::state::{Event, Model, StateError};
 
 /// Fastest WatchStats interval a caller may ask for: each snapshot walks every session.
 pub const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
@@ -44,66 +45,51 @@ impl ControlService {
             .ok_or(ControlError::SessionNotFound(id))
     }
 
-    /// Every live session of `client_id` that has said Hello.
-    fn client_sessions(&self, client_id: &str) -> Result<Vec<Arc<SessionInfo>>, ControlError> {
-        if client_id.is_empty() {
-            return Err(ControlError::invalid(
-                "client_id",
-                "",
-                "a client id as `snapctl sessions` lists it",
-            ));
-        }
-        let mut found: Vec<_> = self
-            .ctx
-            .shared
-            .sessions
-            .iter()
-            .map(|entry| entry.value().clone())
-            .filter(|info| info.client().is_some_and(|c| c.client_id == client_id))
-            .collect();
-        if found.is_empty() {
-            return Err(ControlError::ClientNotFound(client_id.to_owned()));
-        }
-        found.sort_by_key(|info| info.id);
-        Ok(found)
-    }
-
-    /// Applies `modify` to each session of the client, pushing ServerSettings when `push`.
-    fn update_client(
+    /// Changes the state, then brings the affected clients' sessions in line with it.
+    fn change<R>(
         &self,
-        client_id: &str,
-        push: bool,
-        modify: impl Fn(&mut ClientDetails),
-    ) -> Result<pb::Client, ControlError> {
-        let sessions = self.client_sessions(client_id)?;
-        let mut last = None;
+        change: impl FnOnce(&mut Model) -> Result<R, StateError>,
+        event: impl FnOnce(&R) -> Option<Event>,
+        affected: impl FnOnce(&R) -> Vec<String>,
+    ) -> Result<(R, u32), ControlError> {
+        let shared = &self.ctx.shared;
+        let result = shared.state.update(change, event)?;
         let mut notified = 0;
-        for info in &sessions {
-            if let Some(details) = info.modify_client(&modify) {
-                if push && info.push_settings(self.settings_for(&details)) {
-                    notified += 1;
-                }
-                last = Some(details);
-            }
+        for id in affected(&result) {
+            notified += session::sync_client(shared, &id);
         }
-        let details = last.ok_or_else(|| ControlError::ClientNotFound(client_id.to_owned()))?;
-        Ok(pb::Client {
-            client_id: details.client_id,
-            name: details.name.unwrap_or_default(),
-            volume_percent: u32::from(details.volume),
-            muted: details.muted,
-            latency_ms: details.latency_ms,
-            session_ids: sessions.iter().map(|s| s.id).collect(),
-            sessions_notified: notified,
-        })
+        Ok((result, u32::try_from(notified).unwrap_or(u32::MAX)))
     }
 
-    fn settings_for(&self, client: &ClientDetails) -> ServerSettings {
-        ServerSettings {
-            buffer_ms: i32::try_from(self.ctx.shared.live.buffer_ms()).unwrap_or(i32::MAX),
-            latency: client.latency_ms,
-            muted: client.muted,
-            volume: client.volume,
+    /// The client as it is now, with how many sessions were notified.
+    fn client_view(&self, id: &str, notified: u32) -> Result<pb::Client, ControlError> {
+        let shared = &self.ctx.shared;
+        let mut client = shared
+            .state
+            .read(|model| topology::find_client(shared, model, id))
+            .ok_or_else(|| ControlError::ClientNotFound(id.to_owned()))?;
+        client.sessions_notified = notified;
+        Ok(client)
+    }
+
+    fn group_view(&self, id: &str) -> Result<pb::Group, ControlError> {
+        let shared = &self.ctx.shared;
+        shared
+            .state
+            .read(|model| model.group(id).map(|g| topology::group(shared, g)))
+            .ok_or_else(|| StateError::GroupNotFound(id.to_owned()).into())
+    }
+
+    fn groups(&self) -> pb::ListGroupsResponse {
+        let shared = &self.ctx.shared;
+        pb::ListGroupsResponse {
+            groups: shared.state.read(|model| {
+                model
+                    .groups
+                    .iter()
+                    .map(|g| topology::group(shared, g))
+                    .collect()
+            }),
         }
     }
 
@@ -113,19 +99,16 @@ impl ControlService {
         match change {
             Change::BufferMs(ms) => {
                 live.set_buffer_ms(ms);
-                let infos: Vec<_> = self
-                    .ctx
-                    .shared
+                let shared = &self.ctx.shared;
+                let mut ids: Vec<String> = shared
                     .sessions
                     .iter()
-                    .map(|e| e.value().clone())
+                    .filter_map(|e| e.value().client().map(|c| c.client_id))
                     .collect();
-                for info in infos {
-                    if let Some(client) = info.client() {
-                        if info.push_settings(self.settings_for(&client)) {
-                            notified += 1;
-                        }
-                    }
+                ids.sort();
+                ids.dedup();
+                for id in ids {
+                    notified += u32::try_from(session::sync_client(shared, &id)).unwrap_or(0);
                 }
             }
             Change::LogFilter { filter, directive } => live
@@ -313,16 +296,14 @@ impl Control for ControlService {
             Some(p) => Some(p as u16),
             None => None,
         };
-        let client = self.update_client(&request.client_id, true, |details| {
-            if let Some(percent) = percent {
-                details.volume = percent;
-            }
-            if let Some(muted) = request.muted {
-                details.muted = muted;
-            }
-        })?;
-        info!(client = %client.client_id, volume = client.volume_percent, muted = client.muted, "client volume set");
-        Ok(Response::new(client))
+        let id = request.client_id;
+        let (volume, notified) = self.change(
+            |model| model.set_volume(&id, percent, request.muted),
+            |_| Some(Event::ClientVolume(id.clone())),
+            |_| vec![id.clone()],
+        )?;
+        info!(client = %id, volume = volume.percent, muted = volume.muted, "client volume set");
+        Ok(Response::new(self.client_view(&id, notified)?))
     }
 
     async fn set_client_latency(
@@ -335,11 +316,15 @@ impl Control for ControlService {
                 ControlError::invalid("latency_ms", request.latency_ms, "-10000 to 10000").into(),
             );
         }
-        let client = self.update_client(&request.client_id, true, |details| {
-            details.latency_ms = request.latency_ms;
-        })?;
-        info!(client = %client.client_id, latency_ms = client.latency_ms, "client latency set");
-        Ok(Response::new(client))
+        let id = request.client_id;
+        let buffer_ms = self.ctx.shared.live.buffer_ms();
+        let (latency, notified) = self.change(
+            |model| model.set_latency(&id, request.latency_ms, buffer_ms),
+            |_| Some(Event::ClientLatency(id.clone())),
+            |_| vec![id.clone()],
+        )?;
+        info!(client = %id, latency_ms = latency, "client latency set");
+        Ok(Response::new(self.client_view(&id, notified)?))
     }
 
     async fn set_client_name(
@@ -348,8 +333,7 @@ impl Control for ControlService {
     ) -> Result<Response<pb::Client>, Status> {
         let request = request.into_inner();
         let name = request.name.trim();
-        let length = name.chars().count();
-        if length == 0 || length > 100 || name.chars().any(char::is_control) {
+        if name.is_empty() {
             return Err(ControlError::invalid(
                 "name",
                 &request.name,
@@ -357,10 +341,111 @@ impl Control for ControlService {
             )
             .into());
         }
-        let client = self.update_client(&request.client_id, false, |details| {
-            details.name = Some(name.to_owned());
-        })?;
-        info!(client = %client.client_id, name, "client renamed");
-        Ok(Response::new(client))
+        let id = request.client_id;
+        self.change(
+            |model| model.set_client_name(&id, name),
+            |_| Some(Event::ClientName(id.clone())),
+            |_| Vec::new(),
+        )?;
+        info!(client = %id, name, "client renamed");
+        Ok(Response::new(self.client_view(&id, 0)?))
+    }
+
+    async fn list_clients(
+        &self,
+        _request: Request<pb::ListClientsRequest>,
+    ) -> Result<Response<pb::ListClientsResponse>, Status> {
+        let shared = &self.ctx.shared;
+        let mut clients: Vec<pb::Client> = shared.state.read(|model| {
+            model
+                .groups
+                .iter()
+                .flat_map(|g| g.clients.iter().map(move |c| (g, c)))
+                .map(|(g, c)| topology::client(shared, g, c))
+                .collect()
+        });
+        clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Ok(Response::new(pb::ListClientsResponse { clients }))
+    }
+
+    async fn delete_client(
+        &self,
+        request: Request<pb::DeleteClientRequest>,
+    ) -> Result<Response<pb::DeleteClientResponse>, Status> {
+        let id = request.into_inner().client_id;
+        self.change(
+            |model| model.delete_client(&id),
+            |_| Some(Event::Topology),
+            |_| Vec::new(),
+        )?;
+        info!(client = %id, "client deleted");
+        Ok(Response::new(pb::DeleteClientResponse {}))
+    }
+
+    async fn list_groups(
+        &self,
+        _request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        Ok(Response::new(self.groups()))
+    }
+
+    async fn set_group_stream(
+        &self,
+        request: Request<pb::SetGroupStreamRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let request = request.into_inner();
+        let names: Vec<&str> = self.ctx.shared.streams.iter().map(|s| s.name()).collect();
+        let group_id = request.group_id;
+        self.change(
+            |model| model.set_group_stream(&group_id, &request.stream, &names),
+            |_| Some(Event::GroupStream(group_id.clone())),
+            Clone::clone,
+        )?;
+        info!(group = %group_id, stream = %request.stream, "group stream set");
+        Ok(Response::new(self.group_view(&group_id)?))
+    }
+
+    async fn set_group_clients(
+        &self,
+        request: Request<pb::SetGroupClientsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let request = request.into_inner();
+        let group_id = request.group_id;
+        self.change(
+            |model| model.set_group_clients(&group_id, &request.client_ids),
+            |_| Some(Event::Topology),
+            Clone::clone,
+        )?;
+        info!(group = %group_id, clients = ?request.client_ids, "group members set");
+        Ok(Response::new(self.groups()))
+    }
+
+    async fn set_group_mute(
+        &self,
+        request: Request<pb::SetGroupMuteRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let request = request.into_inner();
+        let group_id = request.group_id;
+        self.change(
+            |model| model.set_group_mute(&group_id, request.muted),
+            |_| Some(Event::GroupMute(group_id.clone())),
+            Clone::clone,
+        )?;
+        info!(group = %group_id, muted = request.muted, "group mute set");
+        Ok(Response::new(self.group_view(&group_id)?))
+    }
+
+    async fn set_group_name(
+        &self,
+        request: Request<pb::SetGroupNameRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let request = request.into_inner();
+        let group_id = request.group_id;
+        self.change(
+            |model| model.set_group_name(&group_id, request.name.trim()),
+            |_| Some(Event::GroupName(group_id.clone())),
+            |_| Vec::new(),
+        )?;
+        Ok(Response::new(self.group_view(&group_id)?))
     }
 }

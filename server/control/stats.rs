@@ -93,22 +93,27 @@ pub(crate) fn session(shared: &Shared, info: &SessionInfo) -> pb::Session {
             .find(|s| s.name() == client.stream)
             .map(|s| s.codec().to_owned())
             .unwrap_or_default();
-        out.client_id = client.client_id;
+        out.client_id = client.client_id.clone();
         out.host_id = if client.hello.id.is_empty() {
             client.hello.mac.clone()
         } else {
             client.hello.id.clone()
         };
         out.host_name = client.hello.host_name;
-        out.name = client.name.unwrap_or_default();
+        if let Some(settings) = shared
+            .state
+            .read(|model| model.client(&client.client_id).cloned())
+        {
+            out.name = settings.config.name;
+            out.volume_percent = u32::from(settings.config.volume.percent);
+            out.muted = settings.config.volume.muted;
+            out.latency_ms = settings.config.latency;
+        }
         out.client_name = client.hello.client_name;
         out.client_version = client.hello.version;
         out.os = client.hello.os;
         out.arch = client.hello.arch;
         out.stream = client.stream;
-        out.volume_percent = u32::from(client.volume);
-        out.muted = client.muted;
-        out.latency_ms = client.latency_ms;
     }
     out
 }
@@ -196,6 +201,9 @@ mod tests {
         };
         assert_eq!(z.zerocopy_percent(), 75.0);
         let api = pb::ZerocopyStats::from(z);
-        assert_eq!((api.zerocopy_percent, api.successful, api.bytes), (75.0, 3, 3000));
+        assert_eq!(
+            (api.zerocopy_percent, api.successful, api.bytes),
+            (75.0, 3, 3000)
+        );
     }
 }

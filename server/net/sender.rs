@@ -390,6 +390,11 @@ impl Sender {
         (before - self.queue.len()) as u64
     }
 
+    /// Drops every queued audio chunk that has not started (a stream switch).
+    pub(crate) fn drop_queued_audio(&mut self) {
+        self.drop_stale_audio(i64::MAX);
+    }
+
     /// Sends as much of the queue as the kernel takes now.
     pub(crate) fn flush(&mut self, fd: RawFd) -> io::Result<Flushed> {
         while let Some(head) = self.queue.front() {
@@ -413,7 +418,13 @@ impl Sender {
         let head = self.queue.front_mut().expect("flush checked the head");
         head.zerocopy_tried = true;
         let result = injected.map_or_else(
-            || zerocopy::send(fd, &[IoSlice::new(&head.bytes.as_slice()[head.sent..])], true),
+            || {
+                zerocopy::send(
+                    fd,
+                    &[IoSlice::new(&head.bytes.as_slice()[head.sent..])],
+                    true,
+                )
+            },
             Err,
         );
         match result {
@@ -449,7 +460,11 @@ impl Sender {
     /// One ordinary send of just the head message (the ENOBUFS path).
     fn send_one_ordinary(&mut self, fd: RawFd) -> io::Result<bool> {
         let head = self.queue.front_mut().expect("flush checked the head");
-        match zerocopy::send(fd, &[IoSlice::new(&head.bytes.as_slice()[head.sent..])], false) {
+        match zerocopy::send(
+            fd,
+            &[IoSlice::new(&head.bytes.as_slice()[head.sent..])],
+            false,
+        ) {
             Ok(n) => {
                 ZerocopyStats::bump(&self.stats.regular_bytes, n as u64);
                 head.sent += n;
@@ -497,9 +512,8 @@ impl Sender {
                 break;
             }
             left -= remaining;
-            let rode_along = self.zerocopy
-                && !head.zerocopy_tried
-                && head.bytes.len() >= self.threshold;
+            let rode_along =
+                self.zerocopy && !head.zerocopy_tried && head.bytes.len() >= self.threshold;
             self.queue.pop_front();
             ZerocopyStats::bump(&self.stats.regular_sends, 1);
             if rode_along {
@@ -619,7 +633,10 @@ mod tests {
     fn sender(socket: &TcpStream, policy: SendPolicy) -> (Sender, Arc<ZerocopyStats>) {
         let stats = Arc::new(ZerocopyStats::default());
         let ip = socket.peer_addr().unwrap().ip();
-        (Sender::new(socket.as_raw_fd(), policy, stats.clone(), ip), stats)
+        (
+            Sender::new(socket.as_raw_fd(), policy, stats.clone(), ip),
+            stats,
+        )
     }
 
     fn reap_until_idle(sender: &mut Sender, fd: RawFd) {
@@ -657,14 +674,24 @@ mod tests {
             assert!(sender.outstanding() > 0);
             assert!(!chunk.is_unique());
             reap_until_idle(&mut sender, fd);
-            assert!(chunk.is_unique(), "{addr}: buffers released after completion");
+            assert!(
+                chunk.is_unique(),
+                "{addr}: buffers released after completion"
+            );
             let snap = stats.snapshot();
             assert_eq!(snap.zerocopy_attempts, 10);
             assert_eq!(snap.zerocopy_successful, 10);
             assert_eq!(snap.zerocopy_bytes, 40_000);
             assert_eq!(snap.outstanding, 0);
-            assert_eq!(snap.copied_completions, 10, "{addr}: loopback always copies");
-            assert_eq!(stats.mode(), SendMode::Zerocopy, "no auto-fallback asked for");
+            assert_eq!(
+                snap.copied_completions, 10,
+                "{addr}: loopback always copies"
+            );
+            assert_eq!(
+                stats.mode(),
+                SendMode::Zerocopy,
+                "no auto-fallback asked for"
+            );
         }
     }
 
@@ -684,8 +711,14 @@ mod tests {
         server.read_exact(&mut got).unwrap();
         let snap = stats.snapshot();
         assert_eq!(snap.zerocopy_attempts, 1);
-        assert_eq!(snap.regular_sends, 1, "after fallback the chunk went the ordinary way");
-        assert!(sender.is_zerocopy_socket(), "tokio readiness stays off-limits");
+        assert_eq!(
+            snap.regular_sends, 1,
+            "after fallback the chunk went the ordinary way"
+        );
+        assert!(
+            sender.is_zerocopy_socket(),
+            "tokio readiness stays off-limits"
+        );
     }
 
     #[test]
@@ -719,7 +752,10 @@ mod tests {
         assert_eq!(sender.flush(fd).unwrap(), Flushed::All);
         let mut got = vec![0u8; 3034];
         server.read_exact(&mut got).unwrap();
-        assert!(got[..34].iter().all(|b| *b == 1), "urgent message went first");
+        assert!(
+            got[..34].iter().all(|b| *b == 1),
+            "urgent message went first"
+        );
         let snap = stats.snapshot();
         assert_eq!((snap.regular_sends, snap.zerocopy_successful), (1, 1));
         assert_eq!(snap.coordination_fallbacks, 0);

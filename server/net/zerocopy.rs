@@ -113,9 +113,8 @@ mod imp {
                 if is_recverr {
                     // SAFETY: an IP(V6)_RECVERR cmsg carries a sock_extended_err; it may be
                     // unaligned inside the buffer, hence read_unaligned.
-                    let err: libc::sock_extended_err = unsafe {
-                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast())
-                    };
+                    let err: libc::sock_extended_err =
+                        unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
                     if err.ee_origin == SO_EE_ORIGIN_ZEROCOPY && err.ee_errno == 0 {
                         seen += 1;
                         on(Completion {
@@ -220,11 +219,17 @@ mod tests {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             while ranges.iter().map(Completion::count).sum::<u64>() < 3 {
                 drain(client.as_raw_fd(), &mut |c| ranges.push(c)).unwrap();
-                assert!(std::time::Instant::now() < deadline, "no completions on {addr}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no completions on {addr}"
+                );
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             assert_eq!(ranges[0].first, 0, "{addr}: ids start at 0");
-            assert!(ranges.iter().all(|c| c.copied), "{addr}: loopback always copies");
+            assert!(
+                ranges.iter().all(|c| c.copied),
+                "{addr}: loopback always copies"
+            );
         }
     }
 }

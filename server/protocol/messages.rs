@@ -91,20 +91,6 @@ fn default_instance() -> u32 {
 }
 
 impl Hello {
-    /// The client's unique id: `ID`, or `ID#Instance` when the instance is not 1 (§1.5, §7.15).
-    pub fn client_id(&self) -> String {
-        let host = if self.id.is_empty() {
-            &self.mac
-        } else {
-            &self.id
-        };
-        if self.instance == 1 {
-            host.clone()
-        } else {
-            format!("{host}#{}", self.instance)
-        }
-    }
-
     /// The highest message type this client's version understands: 0.26 treats anything
     /// above 7 as fatal; 0.32 added Error (8) (§1.3, §7.8).
     pub fn max_message_type(&self) -> MessageType {
@@ -473,7 +459,7 @@ mod tests {
         let Message::Hello(hello) = message else {
             panic!("not a hello: {message:?}")
         };
-        assert_eq!(hello.client_id(), "aa:bb#2");
+        assert_eq!((hello.id.as_str(), hello.instance), ("aa:bb", 2));
         assert_eq!(hello.host_name, "kitchen");
         assert_eq!(hello.protocol_version, 2);
         assert_eq!(hello.max_message_type(), MessageType::ClientInfo);
@@ -484,7 +470,7 @@ mod tests {
         let hello: Hello = serde_json::from_str(r#"{"MAC":"00:11"}"#).unwrap();
         assert_eq!(hello.instance, 1);
         assert_eq!(hello.protocol_version, 1);
-        assert_eq!(hello.client_id(), "00:11");
+        assert_eq!(hello.mac, "00:11");
         let newer: Hello = serde_json::from_str(r#"{"Version":"0.32.1"}"#).unwrap();
         assert_eq!(newer.max_message_type(), MessageType::Error);
     }

@@ -20,6 +20,7 @@ use tracing::{info, warn, Instrument};
 use crate::net::ZerocopyStats;
 use crate::protocol::{DecodeError, Hello, ServerSettings, Tv};
 use crate::server::Shared;
+use crate::state::Event;
 use crate::stream::Stream;
 
 /// Non-audio messages queued for a session's writer. They always go before audio.
@@ -44,6 +45,8 @@ pub(crate) enum Outbound {
     },
     /// Unsolicited settings after a change (refersTo = 0).
     Settings(ServerSettings),
+    /// Play another stream: its CodecHeader, then its chunks, no reconnect (§2.6).
+    SwitchStream(Stream),
 }
 
 /// Control messages a session may have queued; Time floods wait on the client's socket
@@ -98,23 +101,16 @@ pub struct SessionStats {
     pub last_time_at_us: AtomicI64,
 }
 
-/// What the client told us, and what we told it.
+/// Who the client is, from its Hello, and what it is playing. Volume, mute, latency and
+/// name live in the shared state (`state::Model`), keyed by `client_id`.
 #[derive(Debug, Clone)]
 pub struct ClientDetails {
     /// Unique client id (`ID` or `ID#instance`).
     pub client_id: String,
     /// The Hello as received.
     pub hello: Hello,
-    /// Volume last reported by the client (ClientInfo) or set by us.
-    pub volume: u16,
-    /// Mute last reported or set.
-    pub muted: bool,
     /// Stream the session plays.
     pub stream: String,
-    /// Extra playout latency set through the control API, ms.
-    pub latency_ms: i32,
-    /// Display name set through the control API.
-    pub name: Option<String>,
 }
 
 /// A live session as the rest of the server sees it.
@@ -131,6 +127,8 @@ pub struct SessionInfo {
     /// How this session's socket sends: mode and zerocopy counters.
     pub send_stats: Arc<ZerocopyStats>,
     hello_received: AtomicBool,
+    /// Client muted or its group muted: no audio is sent unless `send_to_muted`.
+    muted: AtomicBool,
     client: Mutex<Option<ClientDetails>>,
     outbound: mpsc::Sender<Outbound>,
     cancel: CancellationToken,
@@ -160,18 +158,9 @@ impl SessionInfo {
         self.outbound.max_capacity() - self.outbound.capacity()
     }
 
-    /// Changes the client's details (after Hello) and returns them as changed.
-    pub(crate) fn modify_client(
-        &self,
-        modify: impl FnOnce(&mut ClientDetails),
-    ) -> Option<ClientDetails> {
-        let mut client = self
-            .client
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let details = client.as_mut()?;
-        modify(details);
-        Some(details.clone())
+    /// Whether the client (or its group) is muted.
+    pub fn is_muted(&self) -> bool {
+        self.muted.load(Ordering::Relaxed)
     }
 
     fn update_client(&self, update: impl FnOnce(&mut Option<ClientDetails>)) {
@@ -219,6 +208,7 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Share
         stats: SessionStats::default(),
         send_stats: Arc::new(ZerocopyStats::default()),
         hello_received: AtomicBool::new(false),
+        muted: AtomicBool::new(false),
         client: Mutex::new(None),
         outbound: outbound_tx.clone(),
         cancel: cancel.clone(),
@@ -245,9 +235,28 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Share
             () = cancel.cancelled() => Ok(()),
             () = hello_deadline => Err(SessionError::HandshakeTimedOut(hello_timeout)),
         };
-        let client = info
-            .client()
-            .map_or_else(|| "-".to_owned(), |c| c.client_id);
+        let details = info.client();
+        if let Some(details) = &details {
+            // §7.16: only the last session of a client id marks it disconnected.
+            let others = shared.sessions.iter().any(|entry| {
+                entry.key() != &id
+                    && entry
+                        .value()
+                        .client()
+                        .is_some_and(|c| c.client_id == details.client_id)
+            });
+            if !others {
+                let now = unix_micros(SystemTime::now());
+                let _ = shared.state.update(
+                    |model| {
+                        model.depart(&details.client_id, now);
+                        Ok::<_, std::convert::Infallible>(())
+                    },
+                    |()| Some(Event::ClientDisconnected(details.client_id.clone())),
+                );
+            }
+        }
+        let client = details.map_or_else(|| "-".to_owned(), |c| c.client_id);
         match result {
             Ok(()) => info!(%client, "client disconnected"),
             Err(err) => warn!(%client, error = %err, "session closed"),
@@ -255,4 +264,60 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Share
     }
     .instrument(span)
     .await;
+}
+
+/// Brings every live session of `client_id` in line with the state: new ServerSettings, the
+/// mute flag, and a live stream switch when its group's stream changed. Called after any
+/// change to that client or its group, by any front end.
+pub(crate) fn sync_client(shared: &Shared, client_id: &str) -> usize {
+    let Some(playback) = shared.state.read(|model| model.playback(client_id)) else {
+        return 0;
+    };
+    let settings = ServerSettings {
+        buffer_ms: i32::try_from(shared.live.buffer_ms()).unwrap_or(i32::MAX),
+        latency: playback.latency,
+        muted: playback.muted,
+        volume: playback.volume,
+    };
+    let sessions: Vec<Arc<SessionInfo>> = shared
+        .sessions
+        .iter()
+        .filter(|entry| {
+            entry
+                .value()
+                .client()
+                .is_some_and(|c| c.client_id == client_id)
+        })
+        .map(|entry| entry.value().clone())
+        .collect();
+    let mut notified = 0;
+    for session in sessions {
+        session.muted.store(playback.muted, Ordering::Relaxed);
+        if session.push_settings(settings) {
+            notified += 1;
+        }
+        let current = session.client().map(|c| c.stream);
+        if current.as_deref() != Some(playback.stream_id.as_str()) {
+            if let Some(stream) = shared.stream(&playback.stream_id) {
+                session.update_client(|client| {
+                    if let Some(client) = client {
+                        client.stream = stream.name().to_owned();
+                    }
+                });
+                if session
+                    .outbound
+                    .try_send(Outbound::SwitchStream(stream.clone()))
+                    .is_err()
+                {
+                    // A session too congested to take a control message is past saving.
+                    warn!(
+                        session = session.id,
+                        "cannot switch stream: session congested; disconnecting"
+                    );
+                    session.disconnect();
+                }
+            }
+        }
+    }
+    notified
 }

@@ -10,8 +10,11 @@ use tracing::{debug, info, warn};
 
 use super::{ClientDetails, Outbound, SessionError, SessionInfo};
 use crate::clock;
+use crate::protocol::Hello;
 use crate::protocol::{Header, Message, ServerSettings, Tv, HEADER_SIZE};
 use crate::server::Shared;
+use crate::state::{model, Event};
+use crate::stream::Stream;
 
 /// Clients only send Hello, Time and ClientInfo, all far below this; a larger announced size
 /// is hostile or broken, and refusing it caps what one connection can make us allocate.
@@ -53,8 +56,7 @@ pub(super) async fn run(
                     warn!("second Hello ignored");
                     continue;
                 }
-                let client_id = hello.client_id();
-                let Some(stream) = shared.streams.first().cloned() else {
+                let Some((settings, stream, client_id)) = welcome(shared, info, &hello) else {
                     return Ok(());
                 };
                 info!(
@@ -64,21 +66,11 @@ pub(super) async fn run(
                     stream = %stream.name(),
                     "client connected"
                 );
-                let settings = ServerSettings {
-                    buffer_ms: shared.live.buffer_ms() as i32,
-                    latency: 0,
-                    muted: false,
-                    volume: shared.settings.initial_volume,
-                };
                 info.update_client(|client| {
                     *client = Some(ClientDetails {
                         client_id,
                         hello,
-                        volume: settings.volume,
-                        muted: settings.muted,
                         stream: stream.name().to_owned(),
-                        latency_ms: 0,
-                        name: None,
                     });
                 });
                 outbound
@@ -96,12 +88,19 @@ pub(super) async fn run(
                     muted = report.muted,
                     "client mixer changed"
                 );
-                info.update_client(|client| {
-                    if let Some(client) = client {
-                        client.volume = report.volume;
-                        client.muted = report.muted;
+                // §2.5: recorded and announced, not echoed back as ServerSettings.
+                if let Some(client) = info.client() {
+                    let id = client.client_id;
+                    let recorded = shared.state.update(
+                        |model| {
+                            model.set_volume(&id, Some(report.volume.min(100)), Some(report.muted))
+                        },
+                        |_| Some(Event::ClientVolume(id.clone())),
+                    );
+                    if let Err(err) = recorded {
+                        debug!(error = %err, "client mixer report not recorded");
                     }
-                });
+                }
                 false
             }
             other => {
@@ -148,4 +147,74 @@ async fn read_frame(
             _ => SessionError::Io(err),
         })?;
     Ok(Some(header))
+}
+
+/// Records the client's arrival in the state and works out what it gets: its settings, its
+/// group's stream (the default stream when that one is gone), and its id.
+fn welcome(
+    shared: &Shared,
+    info: &SessionInfo,
+    hello: &Hello,
+) -> Option<(ServerSettings, Stream, String)> {
+    let default = shared.streams.first()?;
+    let host_id = if hello.id.is_empty() {
+        &hello.mac
+    } else {
+        &hello.id
+    };
+    let client_id = model::client_id(host_id, hello.instance);
+    let arrival = model::Arrival {
+        id: client_id.clone(),
+        host: model::Host {
+            arch: hello.arch.clone(),
+            ip: info.peer.ip().to_string(),
+            mac: hello.mac.clone(),
+            name: hello.host_name.clone(),
+            os: hello.os.clone(),
+        },
+        snapclient: model::Snapclient {
+            name: hello.client_name.clone(),
+            protocol_version: hello.protocol_version,
+            version: hello.version.clone(),
+        },
+        instance: hello.instance,
+        now_us: super::unix_micros(SystemTime::now()),
+    };
+    let names: Vec<&str> = shared.streams.iter().map(Stream::name).collect();
+    let new_group = shared
+        .state
+        .update(
+            |model| {
+                Ok::<_, std::convert::Infallible>(model.arrive(
+                    arrival,
+                    &names,
+                    default.name(),
+                    shared.settings.initial_volume,
+                ))
+            },
+            |new_group| {
+                Some(Event::ClientConnected {
+                    id: client_id.clone(),
+                    new_group: *new_group,
+                })
+            },
+        )
+        .unwrap_or_else(|never| match never {});
+    let playback = shared.state.read(|model| model.playback(&client_id))?;
+    let stream = shared
+        .stream(&playback.stream_id)
+        .unwrap_or(default)
+        .clone();
+    info.muted.store(playback.muted, Ordering::Relaxed);
+    debug!(client = %client_id, new_group, "client recorded");
+    Some((
+        ServerSettings {
+            buffer_ms: i32::try_from(shared.live.buffer_ms()).unwrap_or(i32::MAX),
+            latency: playback.latency,
+            muted: playback.muted,
+            volume: playback.volume,
+        },
+        stream,
+        client_id,
+    ))
 }

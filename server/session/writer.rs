@@ -82,6 +82,13 @@ pub(super) async fn run(
                             .encode_into(&mut scratch, 0, 0, clock::now());
                         sender.push_urgent(Payload::copy_from(&scratch));
                     }
+                    Outbound::SwitchStream(next) => {
+                        // Old-stream audio not yet on the wire would only fail to decode
+                        // after the new header (§2.6): drop it, then header, then new chunks.
+                        sender.drop_queued_audio();
+                        sender.push_urgent(Payload::Shared(next.codec_header()));
+                        audio = Some(next.subscribe());
+                    }
                 }
             }
             ready = stream.ready(Interest::ERROR), if sender.outstanding() > 0 => {
@@ -112,6 +119,10 @@ pub(super) async fn run(
                         + u64::from(chunk.timestamp_us < cutoff);
                     if late > 0 {
                         stats.chunks_late.fetch_add(late, Ordering::Relaxed);
+                    }
+                    if info.is_muted() && !shared.settings.send_to_muted {
+                        // §2.5: muted clients get no audio; fresh timestamps resume it.
+                        continue;
                     }
                     if chunk.timestamp_us >= cutoff {
                         sender.push_audio(chunk.message, chunk.timestamp_us);

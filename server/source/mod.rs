@@ -5,6 +5,8 @@
 mod file;
 pub(crate) mod pacer;
 mod pipe;
+mod process;
+mod tcp;
 mod tone;
 mod uri;
 
@@ -17,12 +19,16 @@ pub use uri::{SourceDefaults, SourceError, SourceKind, SourceSpec, SourceUri};
 pub(crate) enum Reader {
     Pipe(pipe::PipeReader),
     File(file::FileReader),
+    TcpServer(tcp::TcpServerReader),
+    TcpClient(tcp::TcpClientReader),
+    Process(process::ProcessReader),
     Tone(tone::ToneReader),
 }
 
 impl Reader {
-    /// The reader a spec asks for. For pipes, creates the FIFO now so that a bad path is a
-    /// start-up error rather than a log line.
+    /// The reader a spec asks for. Pipes are created and tcp servers bound now, so that a bad
+    /// path or a taken port is a start-up error rather than a log line. Must run inside the
+    /// tokio runtime (tcp listeners register with it).
     pub(crate) fn open(spec: &SourceSpec) -> io::Result<Self> {
         Ok(match &spec.kind {
             SourceKind::Pipe { path, create } => {
@@ -33,6 +39,17 @@ impl Reader {
                 Self::Pipe(reader)
             }
             SourceKind::File { path } => Self::File(file::FileReader::new(path.clone())),
+            SourceKind::TcpServer { addr } => {
+                Self::TcpServer(tcp::TcpServerReader::bind(&spec.name, *addr)?)
+            }
+            SourceKind::TcpClient { addr } => {
+                Self::TcpClient(tcp::TcpClientReader::new(&spec.name, *addr))
+            }
+            SourceKind::Process { path, args } => Self::Process(process::ProcessReader::new(
+                &spec.name,
+                path.clone(),
+                args.clone(),
+            )),
             SourceKind::Tone {
                 frequencies,
                 amplitude,
@@ -49,6 +66,9 @@ impl Reader {
         match self {
             Self::Pipe(pipe) => pipe.read(buf).await,
             Self::File(file) => file.read(buf).await,
+            Self::TcpServer(tcp) => tcp.read(buf).await,
+            Self::TcpClient(tcp) => tcp.read(buf).await,
+            Self::Process(process) => process.read(buf).await,
             Self::Tone(tone) => Ok(tone.read(buf)),
         }
     }

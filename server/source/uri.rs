@@ -32,13 +32,15 @@ pub enum SourceError {
     #[error("source '{0}' has no name= parameter (it is the stream's id)")]
     MissingName(String),
     /// A scheme snapserver knows but we do not serve yet.
-    #[error("source scheme '{scheme}' is not supported yet (supported: pipe, file, tone)")]
+    #[error(
+        "source scheme '{scheme}' is not supported yet (supported: pipe, file, tcp, process, tone)"
+    )]
     UnsupportedScheme {
         /// The scheme.
         scheme: String,
     },
     /// A scheme nobody knows.
-    #[error("unknown source scheme '{scheme}' (supported: pipe, file, tone)")]
+    #[error("unknown source scheme '{scheme}' (supported: pipe, file, tcp, process, tone)")]
     UnknownScheme {
         /// The scheme.
         scheme: String,
@@ -80,7 +82,7 @@ impl Default for SourceDefaults {
     fn default() -> Self {
         Self {
             sample_format: SampleFormat::default(),
-            codec: "pcm".into(),
+            codec: crate::encoder::DEFAULT_CODEC.into(),
             chunk_ms: 20,
         }
     }
@@ -100,6 +102,23 @@ pub enum SourceKind {
     File {
         /// File path.
         path: PathBuf,
+    },
+    /// Listens for one PCM producer at a time.
+    TcpServer {
+        /// Listen address.
+        addr: std::net::SocketAddr,
+    },
+    /// Connects to a PCM producer, reconnecting with backoff.
+    TcpClient {
+        /// Producer address.
+        addr: std::net::SocketAddr,
+    },
+    /// Runs a command and reads its stdout (config file only, never from the network).
+    Process {
+        /// Executable.
+        path: PathBuf,
+        /// Its arguments (`params=`, split like a shell would on spaces and double quotes).
+        args: Vec<String>,
     },
     /// A built-in sine generator; one frequency per channel (the last repeats).
     Tone {
@@ -275,8 +294,26 @@ impl SourceSpec {
                     amplitude,
                 }
             }
-            "tcp" | "process" | "alsa" | "jack" | "pipewire" | "librespot" | "spotify"
-            | "airplay" | "meta" => {
+            "tcp" => {
+                let mode = uri.query.get("mode").map_or("server", String::as_str);
+                let addr = tcp_address(&uri).ok_or_else(|| {
+                    invalid(
+                        "host",
+                        &uri.host,
+                        "a literal IP address with an optional :port (default 4953)",
+                    )
+                })?;
+                match mode {
+                    "server" => SourceKind::TcpServer { addr },
+                    "client" => SourceKind::TcpClient { addr },
+                    other => return Err(invalid("mode", other, "server or client")),
+                }
+            }
+            "process" => SourceKind::Process {
+                path: require_path(&uri, text)?,
+                args: split_params(uri.query.get("params").map_or("", String::as_str)),
+            },
+            "alsa" | "jack" | "pipewire" | "librespot" | "spotify" | "airplay" | "meta" => {
                 return Err(SourceError::UnsupportedScheme {
                     scheme: uri.scheme.clone(),
                 })
@@ -305,6 +342,63 @@ fn require_path(uri: &SourceUri, text: &str) -> Result<PathBuf, SourceError> {
         return Err(SourceError::Syntax(text.to_owned()));
     }
     Ok(PathBuf::from(&uri.path))
+}
+
+/// Default port of `tcp://` sources (§6.2).
+const DEFAULT_TCP_SOURCE_PORT: u16 = 4953;
+
+/// `host[:port]`, or `port=` in the query, as a socket address; the host must be an IP.
+fn tcp_address(uri: &SourceUri) -> Option<std::net::SocketAddr> {
+    let host = uri.host.trim();
+    let (ip_text, port_text) = if let Some(rest) = host.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        (ip, after.strip_prefix(':'))
+    } else {
+        match host.rsplit_once(':') {
+            Some((ip, port)) if !ip.contains(':') => (ip, Some(port)),
+            _ => (host, None),
+        }
+    };
+    let ip: std::net::IpAddr = if ip_text.is_empty() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        ip_text.parse().ok()?
+    };
+    let port = match uri.query.get("port").map(String::as_str).or(port_text) {
+        Some(text) => text.parse().ok()?,
+        None => DEFAULT_TCP_SOURCE_PORT,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
+/// Splits `params=` into arguments on spaces, keeping double-quoted runs together.
+fn split_params(text: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    args.push(std::mem::take(&mut current));
+                    any = false;
+                }
+            }
+            c => {
+                current.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        args.push(current);
+    }
+    args
 }
 
 fn parse_ranged(text: &str, min: u32, max: u32) -> Option<u32> {
@@ -357,10 +451,10 @@ mod tests {
         );
         assert_eq!(spec.sample_format, SampleFormat::default());
         assert_eq!(spec.chunk_ms, 20);
-        assert_eq!(spec.codec, "pcm");
+        assert_eq!(spec.codec, "flac");
         assert_eq!(
             spec.uri.to_uri_string(),
-            "pipe:///tmp/snapfifo?chunk_ms=20&codec=pcm&name=default&sampleformat=48000:16:2"
+            "pipe:///tmp/snapfifo?chunk_ms=20&codec=flac&name=default&sampleformat=48000:16:2"
         );
     }
 
@@ -451,6 +545,14 @@ mod tests {
             Err(SourceError::UnsupportedScheme { .. })
         ));
         assert!(matches!(
+            parse("tcp://localhost:5000?name=a"),
+            Err(SourceError::InvalidParam { key: "host", .. })
+        ));
+        assert!(matches!(
+            parse("tcp://127.0.0.1?name=a&mode=both"),
+            Err(SourceError::InvalidParam { key: "mode", .. })
+        ));
+        assert!(matches!(
             parse("gopher:///x?name=a"),
             Err(SourceError::UnknownScheme { .. })
         ));
@@ -458,6 +560,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("chunk_ms='abc'") && message.contains("10 to 1000"));
+    }
+
+    #[test]
+    fn tcp_and_process_sources() {
+        let server = parse("tcp://0.0.0.0?name=t").unwrap();
+        assert_eq!(
+            server.kind,
+            SourceKind::TcpServer {
+                addr: "0.0.0.0:4953".parse().unwrap()
+            }
+        );
+        let with_port = parse("tcp://127.0.0.1:5000?name=t&mode=server").unwrap();
+        assert_eq!(
+            with_port.kind,
+            SourceKind::TcpServer {
+                addr: "127.0.0.1:5000".parse().unwrap()
+            }
+        );
+        let query_port = parse("tcp://[::1]?name=t&mode=client&port=6000").unwrap();
+        assert_eq!(
+            query_port.kind,
+            SourceKind::TcpClient {
+                addr: "[::1]:6000".parse().unwrap()
+            }
+        );
+        let process =
+            parse("process:///usr/bin/player?name=p&params=--out%20-%20%22my%20file%22").unwrap();
+        assert_eq!(
+            process.kind,
+            SourceKind::Process {
+                path: "/usr/bin/player".into(),
+                args: vec!["--out".into(), "-".into(), "my file".into()],
+            }
+        );
     }
 
     #[test]

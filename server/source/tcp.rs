@@ -1,0 +1,198 @@
+//! TCP PCM inputs (snapcast-protocol.md §4.3 `tcp`): a server that takes one producer at a
+//! time, or a client that connects out and reconnects with backoff. Like every reader, they
+//! never return EOF: a producer going away is just silence until the next one.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{info, warn};
+
+/// Longest wait between reconnection attempts of a client source.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Listens for PCM producers; one at a time.
+#[derive(Debug)]
+pub(crate) struct TcpServerReader {
+    name: String,
+    listener: TcpListener,
+    producer: Option<(TcpStream, SocketAddr)>,
+}
+
+impl TcpServerReader {
+    /// Binds now, so a taken port is a start-up error.
+    pub(crate) fn bind(name: &str, addr: SocketAddr) -> io::Result<Self> {
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(std_listener)?;
+        info!(stream = name, addr = %listener.local_addr()?, "tcp source listening for a PCM producer");
+        Ok(Self {
+            name: name.to_owned(),
+            listener,
+            producer: None,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    #[cfg(test)]
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some((producer, peer)) = self.producer.as_mut() else {
+                let (socket, peer) = self.listener.accept().await?;
+                info!(stream = %self.name, %peer, "PCM producer connected");
+                self.producer = Some((socket, peer));
+                continue;
+            };
+            let peer = *peer;
+            tokio::select! {
+                // Both branches are cancel safe: accept and read lose nothing when not chosen.
+                read = producer.read(buf) => match read {
+                    Ok(0) => {
+                        info!(stream = %self.name, %peer, "PCM producer disconnected");
+                        self.producer = None;
+                    }
+                    Ok(n) => return Ok(n),
+                    Err(err) => {
+                        warn!(stream = %self.name, %peer, error = %err, "PCM producer read failed");
+                        self.producer = None;
+                    }
+                },
+                accepted = self.listener.accept() => {
+                    if let Ok((extra, other)) = accepted {
+                        warn!(stream = %self.name, peer = %other, current = %peer, "second PCM producer refused: this tcp source takes one producer at a time");
+                        drop(extra);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Connects out to a PCM producer and keeps reconnecting.
+#[derive(Debug)]
+pub(crate) struct TcpClientReader {
+    name: String,
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    backoff: Duration,
+}
+
+impl TcpClientReader {
+    pub(crate) fn new(name: &str, addr: SocketAddr) -> Self {
+        Self {
+            name: name.to_owned(),
+            addr,
+            stream: None,
+            backoff: Duration::from_secs(1),
+        }
+    }
+
+    pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                match TcpStream::connect(self.addr).await {
+                    Ok(stream) => {
+                        info!(stream = %self.name, addr = %self.addr, "connected to PCM producer");
+                        self.stream = Some(stream);
+                        self.backoff = Duration::from_secs(1);
+                    }
+                    Err(err) => {
+                        warn!(stream = %self.name, addr = %self.addr, error = %err, retry_in = ?self.backoff, "cannot connect to PCM producer");
+                        tokio::time::sleep(self.backoff).await;
+                        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+                continue;
+            };
+            match stream.read(buf).await {
+                Ok(0) => {
+                    info!(stream = %self.name, addr = %self.addr, "PCM producer closed the connection; reconnecting");
+                    self.stream = None;
+                }
+                Ok(n) => return Ok(n),
+                Err(err) => {
+                    warn!(stream = %self.name, addr = %self.addr, error = %err, "PCM producer read failed; reconnecting");
+                    self.stream = None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn server_takes_one_producer_at_a_time_and_the_next_after_it() {
+        let mut reader = TcpServerReader::bind("t", "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = reader.local_addr().unwrap();
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        first.write_all(b"abcd").await.unwrap();
+        let mut buf = [0u8; 4];
+        let n = reader.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], &b"abcd"[..n]);
+
+        // A second producer is refused (closed) while the first is connected.
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second.write_all(b"zzzz").await.unwrap();
+        let reading = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            let n = reader.read(&mut buf).await.unwrap();
+            (reader, buf[..n].to_vec())
+        });
+        let mut probe = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(5), second.read(&mut probe))
+            .await
+            .expect("refusal within 5 s");
+        assert!(
+            matches!(closed, Ok(0) | Err(_)),
+            "second producer was not refused"
+        );
+        first.write_all(b"efgh").await.unwrap();
+        let (mut reader, data) = reading.await.unwrap();
+        assert!(b"efgh".starts_with(&data));
+
+        // When the first goes away, the next one is accepted.
+        drop(first);
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        third.write_all(b"ijkl").await.unwrap();
+        let mut buf = [0u8; 4];
+        let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(b"ijkl".starts_with(&buf[..n]));
+    }
+
+    #[tokio::test]
+    async fn client_reconnects_to_a_producer_that_comes_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut reader = TcpClientReader::new("t", addr);
+        let producer = tokio::spawn(async move {
+            for round in 0u8..2 {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                socket.write_all(&[round; 4]).await.unwrap();
+            }
+        });
+        let mut seen = Vec::new();
+        while seen.len() < 8 {
+            let mut buf = [0u8; 4];
+            let n = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            seen.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(seen, [0, 0, 0, 0, 1, 1, 1, 1]);
+        producer.await.unwrap();
+    }
+}

@@ -1,0 +1,140 @@
+//! The relay's persistent model (clients, groups) behind one lock, its debounced
+//! persistence, and the events other front ends listen to. Front ends (gRPC, JSON-RPC) change
+//! state only through [`State::update`], so they all see the same model.
+
+pub mod model;
+pub mod persist;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+pub use model::{Client, Group, Model, Playback, StateError, Volume};
+pub use persist::{default_datadir, Store};
+
+/// Changes are written this long after the last one (snapserver: 2 s, §6.3).
+const SAVE_DEBOUNCE: Duration = Duration::from_secs(2);
+
+/// What changed, for listeners such as the JSON-RPC notifications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A client said Hello; `new_group` when it landed in a new group.
+    ClientConnected {
+        /// Client id.
+        id: String,
+        /// Whether the topology changed (a new group).
+        new_group: bool,
+    },
+    /// A client's last session ended.
+    ClientDisconnected(String),
+    /// Volume or mute of a client changed.
+    ClientVolume(String),
+    /// Latency of a client changed.
+    ClientLatency(String),
+    /// Name of a client changed.
+    ClientName(String),
+    /// A group's mute changed.
+    GroupMute(String),
+    /// A group's stream changed.
+    GroupStream(String),
+    /// A group's name changed.
+    GroupName(String),
+    /// Membership changed or a client was deleted: the whole topology.
+    Topology,
+}
+
+/// The model, its store and its listeners.
+#[derive(Debug)]
+pub struct State {
+    model: Mutex<Model>,
+    store: Store,
+    changed: Notify,
+    events: broadcast::Sender<Event>,
+}
+
+impl State {
+    /// A state backed by `store`, starting from `model`.
+    pub fn new(store: Store, model: Model) -> Self {
+        Self {
+            model: Mutex::new(model),
+            store,
+            changed: Notify::new(),
+            events: broadcast::channel(256).0,
+        }
+    }
+
+    /// Reads the model. The lock is a std mutex: nothing awaits while holding it.
+    pub fn read<R>(&self, read: impl FnOnce(&Model) -> R) -> R {
+        read(&self.lock())
+    }
+
+    /// Changes the model, schedules a save and announces `event` (when the change worked).
+    pub fn update<R, E>(
+        &self,
+        change: impl FnOnce(&mut Model) -> Result<R, E>,
+        event: impl FnOnce(&R) -> Option<Event>,
+    ) -> Result<R, E> {
+        let result = change(&mut self.lock())?;
+        self.changed.notify_one();
+        if let Some(event) = event(&result) {
+            // No listener is fine.
+            let _ = self.events.send(event);
+        }
+        Ok(result)
+    }
+
+    /// Listens to changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// A copy of the whole model.
+    pub fn snapshot(&self) -> Model {
+        self.lock().clone()
+    }
+
+    /// Writes the state now.
+    pub fn flush(&self) -> std::io::Result<()> {
+        let model = self.snapshot();
+        self.store.save(&model)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Model> {
+        self.model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Saves changes, debounced, until `cancel`; then saves once more.
+    pub(crate) async fn run_persistence(self: Arc<Self>, cancel: CancellationToken) {
+        if self.store.path().is_none() {
+            cancel.cancelled().await;
+            return;
+        }
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = self.changed.notified() => {}
+            }
+            // Gather a burst of changes into one write.
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(SAVE_DEBOUNCE) => {}
+            }
+            let state = self.clone();
+            match tokio::task::spawn_blocking(move || state.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    error!(error = %err, "cannot save the state; will retry on the next change")
+                }
+                Err(err) => error!(error = %err, "state save task failed"),
+            }
+        }
+        if let Err(err) = self.flush() {
+            error!(error = %err, "cannot save the state at shutdown");
+        }
+    }
+}

@@ -1,0 +1,643 @@
+//! Clients and groups, and every change that can be made to them (snapcast-protocol.md §5.3,
+//! §5.4, §6.3). Pure data: no I/O, no clock reads (callers pass times in), no sessions.
+//!
+//! The serde shapes are snapserver's `server.json` (and its JSON-RPC objects), so a state file
+//! written by snapserver loads here and the JSON-RPC front end can serialize these directly.
+
+use serde::{Deserialize, Serialize};
+
+/// `{"muted", "percent"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// Client muted.
+    #[serde(default)]
+    pub muted: bool,
+    /// 0..=100.
+    #[serde(default = "full")]
+    pub percent: u16,
+}
+
+fn full() -> u16 {
+    100
+}
+
+impl Default for Volume {
+    fn default() -> Self {
+        Self {
+            muted: false,
+            percent: 100,
+        }
+    }
+}
+
+/// `host` of a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Host {
+    /// CPU architecture.
+    pub arch: String,
+    /// Last peer address.
+    pub ip: String,
+    /// MAC address.
+    pub mac: String,
+    /// Host name.
+    pub name: String,
+    /// Operating system.
+    pub os: String,
+}
+
+/// `snapclient` of a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Snapclient {
+    /// Client program name.
+    pub name: String,
+    /// Stream protocol version.
+    #[serde(rename = "protocolVersion")]
+    pub protocol_version: u32,
+    /// Client version.
+    pub version: String,
+}
+
+/// `config` of a client: what users set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientConfig {
+    /// `--instance`.
+    pub instance: u32,
+    /// Extra latency in ms.
+    pub latency: i32,
+    /// Display name.
+    pub name: String,
+    /// Volume and mute.
+    pub volume: Volume,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            instance: 1,
+            latency: 0,
+            name: String::new(),
+            volume: Volume::default(),
+        }
+    }
+}
+
+/// `{"sec", "usec"}` wall-clock time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSeen {
+    /// Seconds since the Unix epoch.
+    pub sec: i64,
+    /// Microseconds.
+    pub usec: i64,
+}
+
+impl LastSeen {
+    /// From microseconds since the Unix epoch.
+    pub fn from_unix_micros(micros: i64) -> Self {
+        Self {
+            sec: micros.div_euclid(1_000_000),
+            usec: micros.rem_euclid(1_000_000),
+        }
+    }
+}
+
+/// A client as snapserver stores and reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    /// Unique id (see [`client_id`]).
+    pub id: String,
+    /// Host facts from its Hello.
+    #[serde(default)]
+    pub host: Host,
+    /// Program facts from its Hello.
+    #[serde(default)]
+    pub snapclient: Snapclient,
+    /// User settings.
+    #[serde(default)]
+    pub config: ClientConfig,
+    /// When it was last connected or seen.
+    #[serde(rename = "lastSeen", default)]
+    pub last_seen: LastSeen,
+    /// Whether a session of it is live.
+    #[serde(default)]
+    pub connected: bool,
+}
+
+/// A set of clients playing one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Random UUID.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// The stream its clients play.
+    #[serde(default)]
+    pub stream_id: String,
+    /// Group mute (adds to each client's own).
+    #[serde(default)]
+    pub muted: bool,
+    /// Members.
+    #[serde(default)]
+    pub clients: Vec<Client>,
+}
+
+/// Everything that persists: the groups and their clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Model {
+    /// Groups in creation order.
+    #[serde(rename = "Groups", default)]
+    pub groups: Vec<Group>,
+}
+
+/// Why a change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// No such client.
+    #[error("client '{0}' not found")]
+    ClientNotFound(String),
+    /// No such group.
+    #[error("group '{0}' not found")]
+    GroupNotFound(String),
+    /// No such stream.
+    #[error("stream '{0}' not found")]
+    StreamNotFound(String),
+    /// The client is connected, so it cannot be deleted.
+    #[error("client '{0}' is connected; only disconnected clients can be deleted")]
+    ClientConnected(String),
+    /// A value out of range.
+    #[error("invalid {field} '{value}': expected {allowed}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// The value.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+}
+
+/// The id snapserver gives a client: `ID`, or `ID#instance` (§1.5), with `_` replaced by `-`
+/// because Home Assistant splits entity ids on `_` (integrations.md §1a).
+pub fn client_id(host_id: &str, instance: u32) -> String {
+    let base = host_id.replace('_', "-");
+    if instance == 1 {
+        base
+    } else {
+        format!("{base}#{instance}")
+    }
+}
+
+/// What a session of a client needs to know: its settings and its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Playback {
+    /// Volume percent.
+    pub volume: u16,
+    /// Client muted OR group muted (§1.5).
+    pub muted: bool,
+    /// Extra latency in ms.
+    pub latency: i32,
+    /// The stream to play.
+    pub stream_id: String,
+}
+
+/// Facts from a Hello, as the model records them.
+#[derive(Debug, Clone, Default)]
+pub struct Arrival {
+    /// Unique client id.
+    pub id: String,
+    /// Host facts.
+    pub host: Host,
+    /// Program facts.
+    pub snapclient: Snapclient,
+    /// `--instance`.
+    pub instance: u32,
+    /// Wall-clock now, µs since the epoch.
+    pub now_us: i64,
+}
+
+impl Model {
+    fn locate(&self, client_id: &str) -> Option<(usize, usize)> {
+        self.groups.iter().enumerate().find_map(|(g, group)| {
+            group
+                .clients
+                .iter()
+                .position(|c| c.id == client_id)
+                .map(|c| (g, c))
+        })
+    }
+
+    /// The client with this id.
+    pub fn client(&self, client_id: &str) -> Option<&Client> {
+        self.locate(client_id)
+            .map(|(g, c)| &self.groups[g].clients[c])
+    }
+
+    fn client_mut(&mut self, client_id: &str) -> Result<&mut Client, StateError> {
+        let (g, c) = self
+            .locate(client_id)
+            .ok_or_else(|| StateError::ClientNotFound(client_id.to_owned()))?;
+        Ok(&mut self.groups[g].clients[c])
+    }
+
+    /// The group a client belongs to.
+    pub fn group_of(&self, client_id: &str) -> Option<&Group> {
+        self.locate(client_id).map(|(g, _)| &self.groups[g])
+    }
+
+    /// The group with this id.
+    pub fn group(&self, group_id: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.id == group_id)
+    }
+
+    fn group_mut(&mut self, group_id: &str) -> Result<&mut Group, StateError> {
+        self.groups
+            .iter_mut()
+            .find(|g| g.id == group_id)
+            .ok_or_else(|| StateError::GroupNotFound(group_id.to_owned()))
+    }
+
+    /// What a client's sessions should play and how.
+    pub fn playback(&self, client_id: &str) -> Option<Playback> {
+        let (g, c) = self.locate(client_id)?;
+        let group = &self.groups[g];
+        let client = &group.clients[c];
+        Some(Playback {
+            volume: client.config.volume.percent,
+            muted: client.config.volume.muted || group.muted,
+            latency: client.config.latency,
+            stream_id: group.stream_id.clone(),
+        })
+    }
+
+    /// Records a client's Hello (§2.1): a new client gets `initial_volume` and its own new
+    /// group on `default_stream`; a group whose stream no longer exists falls back to it.
+    /// Returns whether a new group was created.
+    pub fn arrive(
+        &mut self,
+        arrival: Arrival,
+        streams: &[&str],
+        default_stream: &str,
+        initial_volume: u16,
+    ) -> bool {
+        let new_group = match self.locate(&arrival.id) {
+            Some((g, c)) => {
+                let client = &mut self.groups[g].clients[c];
+                client.host = arrival.host;
+                client.snapclient = arrival.snapclient;
+                client.config.instance = arrival.instance;
+                client.connected = true;
+                client.last_seen = LastSeen::from_unix_micros(arrival.now_us);
+                false
+            }
+            None => {
+                let client = Client {
+                    id: arrival.id,
+                    host: arrival.host,
+                    snapclient: arrival.snapclient,
+                    config: ClientConfig {
+                        instance: arrival.instance,
+                        volume: Volume {
+                            muted: false,
+                            percent: initial_volume,
+                        },
+                        ..ClientConfig::default()
+                    },
+                    last_seen: LastSeen::from_unix_micros(arrival.now_us),
+                    connected: true,
+                };
+                self.groups.push(Group {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    name: String::new(),
+                    stream_id: default_stream.to_owned(),
+                    muted: false,
+                    clients: vec![client],
+                });
+                true
+            }
+        };
+        for group in &mut self.groups {
+            if !streams.contains(&group.stream_id.as_str()) {
+                group.stream_id = default_stream.to_owned();
+            }
+        }
+        new_group
+    }
+
+    /// Marks a client disconnected (when its last session ends, §7.16).
+    pub fn depart(&mut self, client_id: &str, now_us: i64) {
+        if let Ok(client) = self.client_mut(client_id) {
+            client.connected = false;
+            client.last_seen = LastSeen::from_unix_micros(now_us);
+        }
+    }
+
+    /// Sets volume and/or mute; partial updates allowed (§5.4).
+    pub fn set_volume(
+        &mut self,
+        client_id: &str,
+        percent: Option<u16>,
+        muted: Option<bool>,
+    ) -> Result<Volume, StateError> {
+        if let Some(p) = percent.filter(|p| *p > 100) {
+            return Err(StateError::Invalid {
+                field: "volume",
+                value: p.to_string(),
+                allowed: "0 to 100",
+            });
+        }
+        let client = self.client_mut(client_id)?;
+        if let Some(percent) = percent {
+            client.config.volume.percent = percent;
+        }
+        if let Some(muted) = muted {
+            client.config.volume.muted = muted;
+        }
+        Ok(client.config.volume)
+    }
+
+    /// Sets a client's latency, clamped to [-10000, buffer_ms] like snapserver (§2.5).
+    pub fn set_latency(
+        &mut self,
+        client_id: &str,
+        latency: i32,
+        buffer_ms: u32,
+    ) -> Result<i32, StateError> {
+        let clamped = latency.clamp(-10_000, i32::try_from(buffer_ms).unwrap_or(i32::MAX));
+        self.client_mut(client_id)?.config.latency = clamped;
+        Ok(clamped)
+    }
+
+    /// Renames a client.
+    pub fn set_client_name(&mut self, client_id: &str, name: &str) -> Result<(), StateError> {
+        check_name(name)?;
+        self.client_mut(client_id)?.config.name = name.to_owned();
+        Ok(())
+    }
+
+    /// Points a group at another stream; returns its member ids.
+    pub fn set_group_stream(
+        &mut self,
+        group_id: &str,
+        stream_id: &str,
+        streams: &[&str],
+    ) -> Result<Vec<String>, StateError> {
+        if !streams.contains(&stream_id) {
+            return Err(StateError::StreamNotFound(stream_id.to_owned()));
+        }
+        let group = self.group_mut(group_id)?;
+        group.stream_id = stream_id.to_owned();
+        Ok(group.clients.iter().map(|c| c.id.clone()).collect())
+    }
+
+    /// Mutes or unmutes a group; returns its member ids.
+    pub fn set_group_mute(
+        &mut self,
+        group_id: &str,
+        mute: bool,
+    ) -> Result<Vec<String>, StateError> {
+        let group = self.group_mut(group_id)?;
+        group.muted = mute;
+        Ok(group.clients.iter().map(|c| c.id.clone()).collect())
+    }
+
+    /// Renames a group.
+    pub fn set_group_name(&mut self, group_id: &str, name: &str) -> Result<(), StateError> {
+        check_name(name)?;
+        self.group_mut(group_id)?.name = name.to_owned();
+        Ok(())
+    }
+
+    /// Makes `client_ids` the members of a group (§5.4 `Group.SetClients`): members not listed
+    /// move to new one-client groups keeping the old stream, listed clients are pulled out of
+    /// their groups, emptied groups are deleted (the target too, if it ends up empty).
+    /// Returns every client whose group changed.
+    pub fn set_group_clients(
+        &mut self,
+        group_id: &str,
+        client_ids: &[String],
+    ) -> Result<Vec<String>, StateError> {
+        let target = self
+            .groups
+            .iter()
+            .position(|g| g.id == group_id)
+            .ok_or_else(|| StateError::GroupNotFound(group_id.to_owned()))?;
+        if let Some(unknown) = client_ids.iter().find(|id| self.locate(id).is_none()) {
+            return Err(StateError::ClientNotFound(unknown.clone()));
+        }
+        let stream_id = self.groups[target].stream_id.clone();
+        let mut moved = Vec::new();
+        // Members not in the list leave for a group of their own, keeping the stream.
+        let (stay, leave): (Vec<Client>, Vec<Client>) =
+            std::mem::take(&mut self.groups[target].clients)
+                .into_iter()
+                .partition(|c| client_ids.contains(&c.id));
+        self.groups[target].clients = stay;
+        for client in leave {
+            moved.push(client.id.clone());
+            self.groups.push(Group {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: String::new(),
+                stream_id: stream_id.clone(),
+                muted: false,
+                clients: vec![client],
+            });
+        }
+        // Listed clients from other groups join.
+        for id in client_ids {
+            let Some((g, c)) = self.locate(id) else {
+                continue;
+            };
+            if self.groups[g].id == group_id {
+                continue;
+            }
+            let client = self.groups[g].clients.remove(c);
+            moved.push(client.id.clone());
+            if let Some(target) = self.groups.iter_mut().find(|g| g.id == group_id) {
+                target.clients.push(client);
+            }
+        }
+        self.groups.retain(|g| !g.clients.is_empty());
+        Ok(moved)
+    }
+
+    /// Removes a disconnected client, and its group if that empties (§5.4).
+    pub fn delete_client(&mut self, client_id: &str) -> Result<(), StateError> {
+        let (g, c) = self
+            .locate(client_id)
+            .ok_or_else(|| StateError::ClientNotFound(client_id.to_owned()))?;
+        if self.groups[g].clients[c].connected {
+            return Err(StateError::ClientConnected(client_id.to_owned()));
+        }
+        self.groups[g].clients.remove(c);
+        self.groups.retain(|g| !g.clients.is_empty());
+        Ok(())
+    }
+
+    /// Every client marked disconnected (after loading a state file, §6.3).
+    pub fn mark_all_disconnected(&mut self) {
+        for group in &mut self.groups {
+            for client in &mut group.clients {
+                client.connected = false;
+            }
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<(), StateError> {
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(StateError::Invalid {
+            field: "name",
+            value: name.to_owned(),
+            allowed: "at most 100 characters, no control characters",
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAMS: &[&str] = &["default", "radio"];
+
+    fn arrive(model: &mut Model, id: &str) -> bool {
+        model.arrive(
+            Arrival {
+                id: id.into(),
+                instance: 1,
+                now_us: 1_700_000_000_000_000,
+                ..Arrival::default()
+            },
+            STREAMS,
+            "default",
+            80,
+        )
+    }
+
+    #[test]
+    fn ids_follow_snapserver_without_underscores() {
+        assert_eq!(client_id("aa:bb", 1), "aa:bb");
+        assert_eq!(client_id("kitchen_pi", 2), "kitchen-pi#2");
+    }
+
+    #[test]
+    fn a_new_client_gets_its_own_group_on_the_default_stream() {
+        let mut model = Model::default();
+        assert!(arrive(&mut model, "a"));
+        assert!(!arrive(&mut model, "a"), "a known client keeps its group");
+        assert_eq!(model.groups.len(), 1);
+        let playback = model.playback("a").unwrap();
+        assert_eq!(
+            playback,
+            Playback {
+                volume: 80,
+                muted: false,
+                latency: 0,
+                stream_id: "default".into()
+            }
+        );
+        assert!(model.client("a").unwrap().connected);
+        model.depart("a", 5);
+        assert!(!model.client("a").unwrap().connected);
+    }
+
+    #[test]
+    fn muted_is_client_or_group() {
+        let mut model = Model::default();
+        arrive(&mut model, "a");
+        let group = model.group_of("a").unwrap().id.clone();
+        model.set_group_mute(&group, true).unwrap();
+        assert!(model.playback("a").unwrap().muted);
+        model.set_group_mute(&group, false).unwrap();
+        model.set_volume("a", None, Some(true)).unwrap();
+        assert!(model.playback("a").unwrap().muted);
+        assert_eq!(model.set_volume("a", Some(30), None).unwrap().percent, 30);
+        assert!(model.set_volume("a", Some(101), None).is_err());
+        assert!(model.set_volume("zz", Some(1), None).is_err());
+    }
+
+    #[test]
+    fn latency_is_clamped_like_snapserver() {
+        let mut model = Model::default();
+        arrive(&mut model, "a");
+        assert_eq!(model.set_latency("a", 5000, 1000).unwrap(), 1000);
+        assert_eq!(model.set_latency("a", -20000, 1000).unwrap(), -10000);
+    }
+
+    #[test]
+    fn group_stream_must_exist_and_a_vanished_stream_falls_back() {
+        let mut model = Model::default();
+        arrive(&mut model, "a");
+        let group = model.group_of("a").unwrap().id.clone();
+        assert_eq!(
+            model.set_group_stream(&group, "nope", STREAMS),
+            Err(StateError::StreamNotFound("nope".into()))
+        );
+        model.set_group_stream(&group, "radio", STREAMS).unwrap();
+        assert_eq!(model.playback("a").unwrap().stream_id, "radio");
+        // After a restart without the radio stream, the next Hello falls back.
+        model.arrive(
+            Arrival {
+                id: "a".into(),
+                instance: 1,
+                ..Arrival::default()
+            },
+            &["default"],
+            "default",
+            100,
+        );
+        assert_eq!(model.playback("a").unwrap().stream_id, "default");
+    }
+
+    #[test]
+    fn set_clients_moves_members_like_snapserver() {
+        let mut model = Model::default();
+        for id in ["a", "b", "c"] {
+            arrive(&mut model, id);
+        }
+        let ga = model.group_of("a").unwrap().id.clone();
+        model.set_group_stream(&ga, "radio", STREAMS).unwrap();
+        // Pull b and c into a's group.
+        let moved = model
+            .set_group_clients(&ga, &["a".into(), "b".into(), "c".into()])
+            .unwrap();
+        assert_eq!(moved, vec!["b".to_string(), "c".to_string()]);
+        assert_eq!(model.groups.len(), 1, "emptied groups are deleted");
+        assert_eq!(model.playback("c").unwrap().stream_id, "radio");
+        // Drop a: it gets a new group with the same stream.
+        model
+            .set_group_clients(&ga, &["b".into(), "c".into()])
+            .unwrap();
+        assert_eq!(model.groups.len(), 2);
+        assert_ne!(model.group_of("a").unwrap().id, ga);
+        assert_eq!(model.playback("a").unwrap().stream_id, "radio");
+        assert!(model.set_group_clients(&ga, &["x".into()]).is_err());
+    }
+
+    #[test]
+    fn only_disconnected_clients_are_deleted() {
+        let mut model = Model::default();
+        arrive(&mut model, "a");
+        assert_eq!(
+            model.delete_client("a"),
+            Err(StateError::ClientConnected("a".into()))
+        );
+        model.depart("a", 1);
+        model.delete_client("a").unwrap();
+        assert!(model.groups.is_empty());
+    }
+
+    #[test]
+    fn loads_a_snapserver_server_json() {
+        let text = r#"{"ConfigVersion":2,"Groups":[{"clients":[{"config":{"instance":1,"latency":20,"name":"Kitchen","volume":{"muted":false,"percent":42}},"connected":true,"host":{"arch":"x86_64","ip":"10.0.0.2","mac":"00:11:22:33:44:55","name":"pi","os":"Debian"},"id":"00:11:22:33:44:55","lastSeen":{"sec":1700000000,"usec":5},"snapclient":{"name":"Snapclient","protocolVersion":2,"version":"0.26.0"}}],"id":"4dcc4e3b-c699-a04b-7f0e-8a1b6b71d8b9","muted":false,"name":"","stream_id":"default"}]}"#;
+        let mut model: Model = serde_json::from_str(text).unwrap();
+        model.mark_all_disconnected();
+        let client = model.client("00:11:22:33:44:55").unwrap();
+        assert_eq!(client.config.name, "Kitchen");
+        assert_eq!(client.config.volume.percent, 42);
+        assert!(!client.connected);
+    }
+}
