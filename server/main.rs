@@ -29,6 +29,9 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<()> {
     let loaded = config::load(args)?;
     let config = loaded.config.clone();
+    if args.check_config {
+        return check_config(&loaded);
+    }
     let filter = EnvFilter::try_new(config.log_filter_directive())
         .with_context(|| format!("invalid logging.filter '{}'", config.logging.filter))?;
     // The filter sits behind a reload layer so `snapctl log-level` can change it at run time.
@@ -62,16 +65,44 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let shutdown = shutdown_signal();
         let listeners = snaprelay::bind(&config).await?;
         let grpc = snaprelay::control::bind(&config.grpc).await?;
+        let http = snaprelay::http::bind(&config.http).await?;
         info!(version = env!("CARGO_PKG_VERSION"), "snaprelay starting");
         let options = snaprelay::RunOptions {
             grpc,
             log_reload: Some(log_reload),
             config_sources: loaded.effective(),
+            http,
         };
         snaprelay::run_with(&config, listeners, options, shutdown).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     info!("stopped");
+    Ok(())
+}
+
+/// `--check-config`: everything start-up checks short of binding ports and opening sources,
+/// then a summary on stdout. Errors travel up to `main`, which prints them and exits 1.
+fn check_config(loaded: &config::Loaded) -> anyhow::Result<()> {
+    let config = &loaded.config;
+    let specs = snaprelay::server::source_specs(config)?;
+    if let (true, Some(path)) = (config.grpc.enabled, &config.grpc.token_file) {
+        // A token file mounted from a Secret is the usual thing to get wrong in a deployment;
+        // the same rule as start-up: the first line, trimmed, is the token.
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("grpc.token_file {} is not readable", path.display()))?;
+        if text.lines().next().unwrap_or_default().trim().is_empty() {
+            anyhow::bail!("grpc.token_file {} is empty", path.display());
+        }
+    }
+    for notice in &loaded.notices {
+        eprintln!("snaprelay: {notice}");
+    }
+    let names: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
+    println!(
+        "snaprelay: config OK: {} stream(s): {}",
+        names.len(),
+        names.join(", ")
+    );
     Ok(())
 }
 

@@ -73,6 +73,13 @@ pub struct Args {
     #[arg(long = "log-filter", value_name = "FILTER")]
     pub log_filter: Option<String>,
 
+    /// Validate the configuration (file, environment, flags, source URIs) and exit
+    ///
+    /// Exits 0 and prints a summary when it is valid, or 1 with the first error. Nothing is
+    /// bound or started, so CI and Kubernetes init containers can run it.
+    #[arg(long = "check-config")]
+    pub check_config: bool,
+
     /// Print help; -hh or --help also lists every config key
     #[arg(short = 'h', long = "help", action = ArgAction::Count)]
     pub help: u8,

@@ -1,0 +1,160 @@
+//! The HTTP listener (snapserver's port 1780, `[http]` keys): Prometheus `/metrics` today.
+//!
+//! [`router`] is the one place routes are added: the Snapcast JSON-RPC over HTTP and its
+//! websocket (issue 7) belong on this listener too, as more `.route(..)` lines over the same
+//! [`HttpState`]. Handlers here read the relay's shared state; they never change it.
+
+mod metrics;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::config::HttpConfig;
+use crate::server::Shared;
+use metrics::Metrics;
+
+/// How often closed sessions are folded into the metrics' running totals between scrapes, so
+/// a session that comes and goes between two scrapes still counts (see [`Metrics::observe`]).
+const LEDGER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The content type of the Prometheus text exposition format, version 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Why the HTTP listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// A bind address is not an IP address.
+    #[error("invalid http.bind_to_address '{0}': expected an IP address such as 0.0.0.0 or ::")]
+    BadAddress(String),
+    /// An address could not be bound.
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The bound HTTP listeners and what to serve on them; made by [`bind`], served by `run`.
+#[derive(Debug)]
+pub struct HttpListener {
+    listeners: Vec<TcpListener>,
+    metrics: bool,
+}
+
+impl HttpListener {
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+}
+
+/// Binds every `http.bind_to_address` on `http.port`, so a port in use fails start-up rather
+/// than the first scrape. `Ok(None)` when `http.enabled` is false.
+///
+/// # Errors
+///
+/// A bind address that is not an IP address, or one that cannot be bound.
+pub async fn bind(config: &HttpConfig) -> Result<Option<HttpListener>, HttpError> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    let mut listeners = Vec::new();
+    for text in &config.bind_to_address {
+        let ip: IpAddr = text
+            .trim()
+            .parse()
+            .map_err(|_| HttpError::BadAddress(text.clone()))?;
+        let addr = SocketAddr::new(ip, config.port);
+        let listener =
+            crate::server::listen(addr).map_err(|source| HttpError::Bind { addr, source })?;
+        listeners.push(listener);
+    }
+    Ok(Some(HttpListener {
+        listeners,
+        metrics: config.metrics,
+    }))
+}
+
+/// What every HTTP handler can read.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpState {
+    pub(crate) shared: Arc<Shared>,
+    /// `None` when `http.metrics` is false: `/metrics` is then not routed at all (404).
+    pub(crate) metrics: Option<Arc<Metrics>>,
+}
+
+/// Every route of the HTTP listener. Issue 7 (JSON-RPC over HTTP, websockets) adds its routes
+/// here.
+pub(crate) fn router(state: HttpState) -> Router {
+    let mut router = Router::new();
+    if state.metrics.is_some() {
+        router = router.route("/metrics", get(serve_metrics));
+    }
+    router.with_state(state)
+}
+
+/// `GET /metrics`: the Prometheus text exposition of [`metrics::render`].
+async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let body = match &state.metrics {
+        Some(metrics) => metrics.render(&state.shared),
+        // Not routed without metrics; kept total rather than panicking.
+        None => String::new(),
+    };
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body)
+}
+
+/// Serves `http` until `cancel` fires: then every listener stops accepting at once and open
+/// requests are let finish (the relay's shutdown grace bounds how long).
+pub(crate) async fn serve(http: HttpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    let metrics = http.metrics.then(|| Arc::new(Metrics::new()));
+    let state = HttpState {
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+    };
+    let app = router(state);
+    let mut servers = JoinSet::new();
+    for listener in http.listeners {
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, metrics = http.metrics, "listening for HTTP");
+        }
+        let server = axum::serve(listener, app.clone())
+            .with_graceful_shutdown(cancel.clone().cancelled_owned());
+        servers.spawn(async move {
+            if let Err(err) = server.await {
+                error!(error = %err, "HTTP server failed");
+            }
+        });
+    }
+    if let Some(metrics) = metrics {
+        let cancel = cancel.clone();
+        servers.spawn(async move {
+            let mut tick = tokio::time::interval(LEDGER_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = tick.tick() => {
+                        metrics.observe(&shared);
+                    }
+                }
+            }
+        });
+    }
+    while servers.join_next().await.is_some() {}
+}
