@@ -2,14 +2,20 @@
 //!
 //! Each encoded unit is serialized into a WireChunk message exactly once and published as
 //! `Bytes`; every session of the stream sends those same bytes (no per-client copy).
+//!
+//! Reading and pacing the source stay on the runtime; encoding and publishing run on a
+//! dedicated thread per stream, fed through a bounded channel, so a slow encoder can never
+//! delay a time-sync reply (issue 6). The runtime side never blocks on that channel: when it
+//! is full the encoder is behind, and the chunk is dropped and counted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::clock;
 use crate::encoder::{self, Encoder};
@@ -39,6 +45,8 @@ pub struct StreamStats {
     pub stalls: AtomicU64,
     /// Times the time base was re-based.
     pub resyncs: AtomicU64,
+    /// PCM chunks dropped because the encoder thread was still busy with earlier ones.
+    pub encoder_overruns: AtomicU64,
     /// Whether data is flowing.
     pub playing: AtomicBool,
 }
@@ -53,6 +61,14 @@ pub enum StreamError {
         name: String,
         /// Why.
         source: encoder::EncoderError,
+    },
+    /// The encoder thread could not be spawned.
+    #[error("stream '{name}': cannot start the encoder thread: {source}")]
+    EncoderThread {
+        /// Stream name.
+        name: String,
+        /// Why.
+        source: std::io::Error,
     },
     /// The input could not be prepared (e.g. the FIFO cannot be created).
     #[error("stream '{name}': cannot open {uri}: {source}")]
@@ -125,12 +141,28 @@ impl Stream {
                 pool,
             }),
         };
+        // About half a client buffer of PCM may wait for the encoder; past that, chunks would
+        // reach clients too late to play anyway.
+        let queue = (buffer_ms / 2 / stream.inner.spec.chunk_ms.max(1)).max(4) as usize;
+        let (pcm_tx, pcm_rx) = mpsc::sync_channel::<PcmBlock>(queue);
+        // Buffers travel back for reuse, so steady state allocates nothing per chunk.
+        let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Vec<u8>>(queue + 2);
+        let publisher = stream.clone();
+        std::thread::Builder::new()
+            .name(format!("encode-{}", stream.name()))
+            .spawn(move || publisher.encode_loop(encoder, pcm_rx, recycle_tx))
+            .map_err(|source| StreamError::EncoderThread {
+                name: stream.name().to_owned(),
+                source,
+            })?;
         let task = stream.clone();
         tracker.spawn(async move {
             tokio::select! {
                 () = cancel.cancelled() => {}
-                () = task.run(reader, encoder) => {}
+                () = task.run(reader, pcm_tx, recycle_rx) => {}
             }
+            // Dropping the sender (with the `run` future) closes the channel: the encoder
+            // thread finishes what is queued and ends.
         });
         Ok(stream)
     }
@@ -175,7 +207,12 @@ impl Stream {
         self.inner.chunk_tx.subscribe()
     }
 
-    async fn run(self, mut reader: Reader, mut encoder: Box<dyn Encoder>) {
+    async fn run(
+        self,
+        mut reader: Reader,
+        pcm_tx: SyncSender<PcmBlock>,
+        recycle_rx: Receiver<Vec<u8>>,
+    ) {
         let spec = &self.inner.spec;
         let stats = &self.inner.stats;
         let mut pacer = Pacer::new(spec.sample_format, spec.chunk_ms, spec.idle_threshold_ms);
@@ -186,9 +223,32 @@ impl Stream {
                     if !stats.playing.swap(true, Ordering::Relaxed) {
                         info!(stream = %spec.name, "stream playing");
                     }
-                    encoder.encode(&chunk, &mut |timestamp_us, data| {
-                        self.publish(timestamp_us, data);
-                    });
+                    let mut data = recycle_rx.try_recv().unwrap_or_default();
+                    data.clear();
+                    data.extend_from_slice(chunk.data);
+                    let block = PcmBlock {
+                        timestamp_us: chunk.timestamp_us,
+                        data,
+                    };
+                    // Never block a runtime worker on the encoder.
+                    match pcm_tx.try_send(block) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            let overruns = stats.encoder_overruns.fetch_add(1, Ordering::Relaxed);
+                            // Log the first and then every 100th, not every chunk.
+                            if overruns.is_multiple_of(100) {
+                                warn!(
+                                    stream = %spec.name,
+                                    dropped = overruns + 1,
+                                    "encoder is behind: PCM chunk dropped"
+                                );
+                            }
+                        }
+                        Err(TrySendError::Disconnected(_)) => {
+                            error!(stream = %spec.name, "encoder thread ended; stream stopped");
+                            return;
+                        }
+                    }
                     stats.resyncs.store(pacer.resyncs(), Ordering::Relaxed);
                 }
                 Ok(Paced::Stalled) => {
@@ -204,6 +264,27 @@ impl Stream {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
             }
+        }
+    }
+
+    /// The encoder thread: encodes each PCM block and publishes what comes out, until the
+    /// runtime side drops its sender (stream cancelled or shut down).
+    fn encode_loop(
+        self,
+        mut encoder: Box<dyn Encoder>,
+        pcm_rx: Receiver<PcmBlock>,
+        recycle_tx: SyncSender<Vec<u8>>,
+    ) {
+        while let Ok(block) = pcm_rx.recv() {
+            encoder.encode(
+                block.timestamp_us,
+                &block.data,
+                &mut |timestamp_us, data| {
+                    self.publish(timestamp_us, data);
+                },
+            );
+            // A full recycle queue only means the buffer is freed instead of reused.
+            let _ = recycle_tx.try_send(block.data);
         }
     }
 
@@ -231,4 +312,12 @@ impl Stream {
         // An error only means no session listens right now; the chunk is simply dropped.
         let _ = self.inner.chunk_tx.send(chunk);
     }
+}
+
+/// One PCM chunk on its way from the source task to the encoder thread.
+struct PcmBlock {
+    /// Capture time of its first frame, µs on the server clock.
+    timestamp_us: i64,
+    /// Interleaved frames (a reused buffer).
+    data: Vec<u8>,
 }

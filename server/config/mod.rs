@@ -26,9 +26,9 @@ use crate::sample_format::SampleFormat;
 pub use args::{help_text, print_help, Args};
 use keys::{Repeat, Status};
 
-/// Codecs the stream encoder can produce today. Kept as one list so that adding a codec here is
+/// Codecs the stream encoder can produce: the encoder's own list, so adding a codec there is
 /// all the config needs (the error message and `-hh` are built from it).
-pub const SUPPORTED_CODECS: &[&str] = &["pcm"];
+pub const SUPPORTED_CODECS: &[&str] = crate::encoder::SUPPORTED_CODECS;
 
 /// The whole validated server configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -151,7 +151,7 @@ impl Default for StreamConfig {
             port: crate::DEFAULT_STREAM_PORT,
             source: vec!["pipe:///tmp/snapfifo?name=default".to_owned()],
             sampleformat: SampleFormat::default(),
-            codec: "pcm".to_owned(),
+            codec: crate::encoder::DEFAULT_CODEC.to_owned(),
             chunk_ms: 20,
             buffer: 1000,
             send_to_muted: false,
@@ -1341,7 +1341,7 @@ source = pipe:///tmp/snapfifo?name=default
         assert_eq!(config.stream.port, 1704);
         assert_eq!(config.stream.source, ["pipe:///tmp/snapfifo?name=default"]);
         assert_eq!(config.stream.sampleformat.to_string(), "48000:16:2");
-        assert_eq!(config.stream.codec, "pcm");
+        assert_eq!(config.stream.codec, "flac");
         assert_eq!(config.stream.chunk_ms, 20);
         assert_eq!(config.stream.buffer, 1000);
         assert!(!config.stream.send_to_muted);
@@ -1478,7 +1478,7 @@ source = pipe:///tmp/snapfifo?name=default
             (stream.buffer, stream.chunk_ms, stream.port),
             (500, 40, 1801)
         );
-        assert_eq!(stream.codec, "pcm");
+        assert_eq!(stream.codec, "flac");
         assert_eq!(loaded.origin("stream.buffer"), Origin::Flag);
         assert_eq!(
             loaded.origin("stream.chunk_ms"),
@@ -1729,7 +1729,7 @@ source = pipe:///tmp/snapfifo?name=default
                 "bit depth 12 is not supported",
             ),
             ("stream.sampleformat", "stereo", "rate:bits:channels"),
-            ("stream.codec", "flac", "one of: pcm"),
+            ("stream.codec", "mp3", "one of: flac, ogg, opus, pcm"),
             ("stream.chunk_ms", "5", "10 to 1000"),
             ("stream.chunk_ms", "1001", "10 to 1000"),
             ("stream.buffer", "19", "20 to 60000"),

@@ -1,56 +1,196 @@
 //! Encoders: PCM chunk in, encoded units plus the codec header out (snapcast-protocol.md §3).
 //! Each stream has exactly one encoder, so every chunk is encoded once whatever the number
-//! of clients.
+//! of clients. Encoders do no I/O and never block; the stream runs them on its own thread
+//! so that a slow encode can never delay a time-sync reply on the runtime.
+//!
+//! Codecs: `pcm` (§3.2), `flac` (§3.3, pure Rust via flacenc), `opus` (§3.4, libopus 1.3.1
+//! transpiled to Rust), `ogg` (§3.5, libvorbis/libogg built from bundled C sources).
 
+mod flac;
+mod ogg;
+mod opus;
 mod pcm;
+mod timeline;
 
 use crate::sample_format::SampleFormat;
-use crate::source::pacer::PcmChunk;
 
-/// Codecs a stream may use.
-pub const SUPPORTED_CODECS: &[&str] = &["pcm"];
+/// Codecs a stream may use, in the order `-hh` and error messages list them. This is the one
+/// list: config validation and source-URI parsing both check against it.
+pub const SUPPORTED_CODECS: &[&str] = &["flac", "ogg", "opus", "pcm"];
 
-/// Why an encoder could not be built.
+/// The codec a stream uses when neither its URI nor `[stream] codec` names one; snapserver's
+/// default too (snapcast-protocol.md §0).
+pub const DEFAULT_CODEC: &str = "flac";
+
+/// Why an encoder could not be built. Each variant names the offending value, since these
+/// are start-up errors a person reads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncoderError {
     /// A codec name we do not implement.
     #[error("codec '{0}' is not supported (supported: {list})", list = SUPPORTED_CODECS.join(", "))]
     UnknownCodec(String),
     /// Options the codec does not take.
-    #[error("codec '{codec}' does not accept options '{options}'")]
+    #[error("codec '{codec}' does not accept options '{options}': {reason}")]
     BadOptions {
         /// Codec name.
         codec: String,
         /// The option string.
         options: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+    /// The codec cannot carry this sample format.
+    #[error("codec '{codec}' cannot encode sample format {format}: {reason}")]
+    UnsupportedFormat {
+        /// Codec name.
+        codec: String,
+        /// The source's `rate:bits:channels`.
+        format: String,
+        /// What the codec needs instead.
+        reason: String,
+    },
+    /// The codec library refused to initialise.
+    #[error("codec '{codec}' failed to initialise: {reason}")]
+    Init {
+        /// Codec name.
+        codec: String,
+        /// The library's complaint.
+        reason: String,
     },
 }
 
+impl EncoderError {
+    fn bad_options(codec: &str, options: &str, reason: impl Into<String>) -> Self {
+        Self::BadOptions {
+            codec: codec.into(),
+            options: options.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn unsupported(codec: &str, format: SampleFormat, reason: impl Into<String>) -> Self {
+        Self::UnsupportedFormat {
+            codec: codec.into(),
+            format: format.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
 /// Turns PCM chunks into the units a codec sends per WireChunk.
-pub(crate) trait Encoder: Send {
+pub trait Encoder: Send {
     /// The codec name clients see in the CodecHeader.
     fn name(&self) -> &'static str;
 
     /// The codec-specific header bytes, produced once at init (§2.6).
     fn header(&self) -> &[u8];
 
-    /// Encodes one chunk, handing each finished unit and the capture time of its first
-    /// sample to `emit`. A codec that buffers may emit nothing for a chunk (§7.11).
-    fn encode(&mut self, chunk: &PcmChunk<'_>, emit: &mut dyn FnMut(i64, &[u8]));
+    /// Encodes one chunk of interleaved little-endian PCM in the stream's sample format whose
+    /// first frame was captured at `timestamp_us`. Hands each finished unit, with the capture
+    /// time of *its* first sample (§2.4), to `emit`. A codec that buffers may emit nothing for
+    /// a chunk (§7.11), or several units (opus with long reads).
+    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(i64, &[u8]));
 }
 
-/// Builds the encoder for `codec` with `options`.
-pub(crate) fn new_encoder(
+/// Builds the encoder for `codec` with `options` (the text after the first `:` of `codec=`).
+///
+/// # Errors
+/// [`EncoderError`] naming the codec, the option or the sample format that is not usable.
+pub fn new_encoder(
     codec: &str,
     options: &str,
     format: SampleFormat,
 ) -> Result<Box<dyn Encoder>, EncoderError> {
     match codec {
         "pcm" if options.is_empty() => Ok(Box::new(pcm::PcmEncoder::new(format))),
-        "pcm" => Err(EncoderError::BadOptions {
-            codec: codec.into(),
-            options: options.into(),
-        }),
+        "pcm" => Err(EncoderError::bad_options(codec, options, "pcm takes none")),
+        "flac" => Ok(Box::new(flac::FlacEncoder::new(options, format)?)),
+        "opus" => Ok(Box::new(opus::OpusEncoder::new(options, format)?)),
+        "ogg" => Ok(Box::new(ogg::OggEncoder::new(options, format)?)),
         other => Err(EncoderError::UnknownCodec(other.into())),
+    }
+}
+
+/// Checks `codec[:options]` as written in config or a URI by building a throw-away encoder,
+/// so a bad option fails at start-up, not when the stream starts.
+///
+/// # Errors
+/// As [`new_encoder`].
+pub fn validate(codec_spec: &str, format: SampleFormat) -> Result<(), EncoderError> {
+    let (codec, options) = codec_spec.split_once(':').unwrap_or((codec_spec, ""));
+    new_encoder(codec, options, format).map(drop)
+}
+
+/// Reads sample `index` of an interleaved chunk as a signed integer of `format.bits`
+/// significant bits: 8-bit is signed (§3.1), 24-bit sits in the low three bytes of a 4-byte
+/// little-endian container (its top byte is ignored and the value sign-extended).
+fn sample_at(pcm: &[u8], format: SampleFormat, index: usize) -> i32 {
+    match format.bits {
+        8 => i32::from(pcm[index] as i8),
+        16 => i32::from(i16::from_le_bytes([pcm[2 * index], pcm[2 * index + 1]])),
+        24 => {
+            let b = &pcm[4 * index..4 * index + 3];
+            (i32::from_le_bytes([0, b[0], b[1], b[2]])) >> 8
+        }
+        _ => i32::from_le_bytes([
+            pcm[4 * index],
+            pcm[4 * index + 1],
+            pcm[4 * index + 2],
+            pcm[4 * index + 3],
+        ]),
+    }
+}
+
+/// Appends the interleaved samples of `pcm` (whole frames only) to `out` as integers.
+fn push_samples_i32(pcm: &[u8], format: SampleFormat, out: &mut Vec<i32>) {
+    let samples = pcm.len() / format.frame_size() * usize::from(format.channels);
+    out.reserve(samples);
+    out.extend((0..samples).map(|i| sample_at(pcm, format, i)));
+}
+
+/// Full scale of `format.bits` as a float, for converting to the [-1, 1) range lossy
+/// codecs take.
+fn full_scale(format: SampleFormat) -> f32 {
+    (1u64 << (format.bits - 1)) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_decode_per_bit_depth() {
+        let f8 = SampleFormat::new(48000, 8, 1).unwrap();
+        assert_eq!(sample_at(&[0xFF], f8, 0), -1);
+        let f24 = SampleFormat::new(48000, 24, 1).unwrap();
+        // -2 in 24 bits with a garbage top byte that must be ignored.
+        assert_eq!(sample_at(&[0xFE, 0xFF, 0xFF, 0x12], f24, 0), -2);
+        assert_eq!(sample_at(&[0xFF, 0xFF, 0x7F, 0x00], f24, 0), 0x7F_FFFF);
+        let f16 = SampleFormat::new(48000, 16, 2).unwrap();
+        let mut out = Vec::new();
+        push_samples_i32(&[0x00, 0x80, 0xFF, 0x7F, 0x01], f16, &mut out);
+        assert_eq!(out, vec![-32768, 32767], "a partial frame is not read");
+    }
+
+    #[test]
+    fn every_listed_codec_builds_at_the_default_format() {
+        for codec in SUPPORTED_CODECS {
+            let encoder = new_encoder(codec, "", SampleFormat::default())
+                .unwrap_or_else(|e| panic!("{codec}: {e}"));
+            assert_eq!(encoder.name(), *codec);
+            assert!(!encoder.header().is_empty());
+        }
+        assert!(SUPPORTED_CODECS.contains(&DEFAULT_CODEC));
+    }
+
+    #[test]
+    fn unknown_codec_and_bad_options_are_named() {
+        let err = validate("mp3", SampleFormat::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "codec 'mp3' is not supported (supported: flac, ogg, opus, pcm)"
+        );
+        let err = validate("pcm:x", SampleFormat::default()).unwrap_err();
+        assert!(err.to_string().contains("'x'"), "{err}");
     }
 }

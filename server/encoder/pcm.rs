@@ -4,7 +4,6 @@
 
 use super::Encoder;
 use crate::sample_format::SampleFormat;
-use crate::source::pacer::PcmChunk;
 
 /// Passes PCM through unchanged.
 pub(crate) struct PcmEncoder {
@@ -28,8 +27,8 @@ impl Encoder for PcmEncoder {
         &self.header
     }
 
-    fn encode(&mut self, chunk: &PcmChunk<'_>, emit: &mut dyn FnMut(i64, &[u8])) {
-        emit(chunk.timestamp_us, chunk.data);
+    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(i64, &[u8])) {
+        emit(timestamp_us, pcm);
     }
 }
 
@@ -84,13 +83,7 @@ mod tests {
         let mut encoder = PcmEncoder::new(SampleFormat::default());
         let data = [1u8, 2, 3, 4];
         let mut seen = Vec::new();
-        encoder.encode(
-            &PcmChunk {
-                timestamp_us: 42,
-                data: &data,
-            },
-            &mut |ts, bytes| seen.push((ts, bytes.to_vec())),
-        );
+        encoder.encode(42, &data, &mut |ts, bytes| seen.push((ts, bytes.to_vec())));
         assert_eq!(seen, vec![(42, data.to_vec())]);
     }
 }

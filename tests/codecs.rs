@@ -1,0 +1,422 @@
+//! Issue 6 end to end: each codec (flac, opus, ogg) played by two real Debian snapclients.
+//!
+//! FLAC is lossless, so the test signal's embedded frame counter survives and the full checks
+//! of `snapclient_playback.rs` apply: frequency per channel, counter continuity, and sync from
+//! the counters. Opus and Vorbis are lossy and wipe the counter out, so for them:
+//! - frequency: the dominant FFT bin per channel, as for FLAC;
+//! - dropouts: every 10 ms block of each channel keeps its RMS within a band around the
+//!   tone's (silence, a collapse or a burst fails), and the tone's phase advances between
+//!   consecutive 10 ms blocks by what its frequency predicts (a skipped or repeated stretch
+//!   fails; snapclient's single-frame drift corrections stay far below the threshold);
+//! - sync: both clients decode the same packets with the same decoder, so they play the same
+//!   samples. For each 50 ms block client A played, the 20 ms window at its start is located in
+//!   client B's output by least squares, and the two playing times (from the recorded
+//!   arrival times of the player's blocks) are compared.
+
+mod common;
+
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use common::audio::{self, Signal, FRAME_BYTES, PLAYER_BLOCK_BYTES, RATE};
+use common::{Arrival, FifoWriter, Relay, Snapclient};
+
+/// Frames in one second at 48 kHz.
+const SECOND: usize = 48_000;
+/// The test tones (left, right) and their amplitude (see `audio::Signal`).
+const LEFT_HZ: f64 = 440.0;
+const RIGHT_HZ: f64 = 660.0;
+const AMPLITUDE: f64 = 12_000.0;
+
+/// The playing tests of this file take turns: a real-time snapclient starved of CPU by
+/// another test's relay, clients and analysis (2 cores) underruns, which would read as a
+/// dropout of the codec under test.
+static PLAYING: Mutex<()> = Mutex::new(());
+
+/// Two clients playing one stream with `codec` (URI value, options included).
+struct Session {
+    _turn: MutexGuard<'static, ()>,
+    relay: Relay,
+    writer: FifoWriter,
+    a: Snapclient,
+    b: Snapclient,
+}
+
+fn play(codec: &str) -> Session {
+    // A test that panicked while holding the turn poisons it; the next one may still play.
+    let turn = PLAYING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = common::source_fifo(dir.path(), "music");
+    let uri = format!(
+        "pipe://{}?name=music&sampleformat=48000:16:2&codec={codec}&chunk_ms=20",
+        fifo.display()
+    );
+    let relay = Relay::start_in(dir, &["--source", uri.as_str()]);
+    let writer = FifoWriter::start(&fifo, Signal::new(LEFT_HZ, RIGHT_HZ), 0);
+    let a = Snapclient::start(relay.port(), "client-a", relay.dir.path());
+    let b = Snapclient::start(relay.port(), "client-b", relay.dir.path());
+    std::thread::sleep(Duration::from_secs(7));
+    Session {
+        _turn: turn,
+        relay,
+        writer,
+        a,
+        b,
+    }
+}
+
+/// The played frames from half a second after the first sound on (start-up settled), and
+/// that index, asserting there was enough sound.
+fn steady_frames(client: &Snapclient) -> (Vec<(i16, i16)>, usize) {
+    let (bytes, _) = client.output();
+    let frames = audio::frames(&bytes);
+    let start = audio::first_sound(&frames).unwrap_or_else(|| {
+        panic!(
+            "client {} played only silence ({} frames); its log:\n{}",
+            client.host_id,
+            frames.len(),
+            client.log()
+        )
+    });
+    let from = start + SECOND / 2;
+    assert!(
+        frames.len() > from + 2 * SECOND,
+        "client {} played too little after start-up: {} frames; its log:\n{}",
+        client.host_id,
+        frames.len().saturating_sub(start),
+        client.log()
+    );
+    (frames[from..].to_vec(), from)
+}
+
+fn assert_frequencies(client: &Snapclient, frames: &[(i16, i16)]) {
+    let left = audio::dominant_frequency(frames, false);
+    let right = audio::dominant_frequency(frames, true);
+    assert!(
+        (left - LEFT_HZ).abs() < 3.0,
+        "{}: left at {left} Hz",
+        client.host_id
+    );
+    assert!(
+        (right - RIGHT_HZ).abs() < 3.0,
+        "{}: right at {right} Hz",
+        client.host_id
+    );
+}
+
+/// Lossy continuity: RMS band and phase continuity per 10 ms block (see the module doc).
+/// Returns a description of the first problems found, empty when clean.
+fn lossy_dropouts(frames: &[(i16, i16)]) -> Vec<String> {
+    const BLOCK: usize = 480; // 10 ms
+    let expected_rms = AMPLITUDE / 2f64.sqrt();
+    let mut problems = Vec::new();
+    for (channel, hz) in [(0, LEFT_HZ), (1, RIGHT_HZ)] {
+        let omega = std::f64::consts::TAU * hz / f64::from(RATE);
+        let mut previous_phase: Option<f64> = None;
+        for (k, block) in frames.chunks_exact(BLOCK).enumerate() {
+            let samples: Vec<f64> = block
+                .iter()
+                .map(|f| f64::from(if channel == 0 { f.0 } else { f.1 }))
+                .collect();
+            let rms = (samples.iter().map(|s| s * s).sum::<f64>() / BLOCK as f64).sqrt();
+            if !(0.7 * expected_rms..=1.3 * expected_rms).contains(&rms) {
+                problems.push(format!(
+                    "channel {channel} block {k} ({} ms): rms {rms:.0}, expected ≈ {expected_rms:.0}",
+                    k * 10
+                ));
+            }
+            // Phase of the tone in this block, relative to the block's first sample.
+            let (mut re, mut im) = (0.0, 0.0);
+            for (i, s) in samples.iter().enumerate() {
+                re += s * (omega * i as f64).cos();
+                im -= s * (omega * i as f64).sin();
+            }
+            let phase = im.atan2(re);
+            if let Some(previous) = previous_phase {
+                let advance = omega * BLOCK as f64;
+                let error = (phase - previous - advance + std::f64::consts::PI)
+                    .rem_euclid(std::f64::consts::TAU)
+                    - std::f64::consts::PI;
+                // One dropped or repeated frame moves the phase by ω (< 0.09 rad here); a
+                // skipped or repeated stretch of audio moves it arbitrarily.
+                if error.abs() > 0.4 {
+                    problems.push(format!(
+                        "channel {channel} block {k} ({} ms): phase jumps by {error:.2} rad",
+                        k * 10
+                    ));
+                }
+            }
+            previous_phase = Some(phase);
+        }
+    }
+    problems
+}
+
+/// When each frame of a client's output was played: the arrival time of the whole 50 ms
+/// player block holding it plus its offset in the block. `None` outside whole blocks.
+fn play_time_us(arrivals: &[Arrival], frame: usize) -> Option<f64> {
+    let byte = frame * FRAME_BYTES;
+    let i = arrivals
+        .partition_point(|a| a.offset <= byte)
+        .checked_sub(1)?;
+    let (block, next) = (arrivals[i], arrivals.get(i + 1)?);
+    if next.offset - block.offset != PLAYER_BLOCK_BYTES || block.offset % PLAYER_BLOCK_BYTES != 0 {
+        return None;
+    }
+    let within = (byte - block.offset) / FRAME_BYTES;
+    Some(block.at_us as f64 + within as f64 * 1e6 / f64::from(RATE))
+}
+
+/// The output frame a client was playing at `at_us`: the latest player block that arrived at
+/// or before then, plus the time since, if that is within the block.
+fn frame_at(arrivals: &[Arrival], at_us: i64) -> Option<usize> {
+    let i = arrivals
+        .partition_point(|a| a.at_us <= at_us)
+        .checked_sub(1)?;
+    let block = arrivals[i];
+    let since = usize::try_from(at_us - block.at_us).ok()?;
+    let frames = since * RATE as usize / 1_000_000;
+    (frames < PLAYER_BLOCK_BYTES / FRAME_BYTES).then_some(block.offset / FRAME_BYTES + frames)
+}
+
+/// Sync of two clients playing the same decoded samples (lossy codecs): for each whole
+/// 50 ms block of A after `from_a`, the 20 ms window at its start is found in B's output
+/// within ±50 ms of where B was at that instant. A match counts only when the samples are
+/// (nearly) identical, which the same decoder on the same packets gives; that rules out the
+/// near-matches a periodic tone offers every 4.5 ms. Returns how far A plays ahead of B, in
+/// ms, per block matched, and how many blocks were tried.
+fn sync_by_matching(
+    (bytes_a, arrivals_a): &(Vec<u8>, Vec<Arrival>),
+    (bytes_b, arrivals_b): &(Vec<u8>, Vec<Arrival>),
+    from_a: usize,
+) -> (Vec<f64>, usize) {
+    /// RMS difference per sample below which two windows are the same decoded audio; a
+    /// one-frame shift of the tones alone gives ≈ 500, the 4.5 ms alias ≈ 100.
+    const SAME_AUDIO: f64 = 20.0;
+    const WINDOW: usize = 960;
+    const SEARCH: usize = 2400;
+    let a = audio::frames(bytes_a);
+    let b = audio::frames(bytes_b);
+    let mut offsets = Vec::new();
+    let mut tried = 0;
+    for pair in arrivals_a.windows(2) {
+        let (block, next) = (pair[0], pair[1]);
+        let start = block.offset / FRAME_BYTES;
+        if next.offset - block.offset != PLAYER_BLOCK_BYTES
+            || block.offset % PLAYER_BLOCK_BYTES != 0
+            || start < from_a
+            || start + WINDOW > a.len()
+        {
+            continue;
+        }
+        let Some(guess) = frame_at(arrivals_b, block.at_us) else {
+            continue;
+        };
+        if guess < SEARCH || guess + SEARCH + WINDOW > b.len() {
+            continue;
+        }
+        let window = &a[start..start + WINDOW];
+        // Least squares, nearest lags first with an early exit once a lag is worse than the
+        // best so far: the analysis must stay cheap, or it starves the snapclients of a test
+        // running in parallel (they play in real time).
+        let ssd = |at: usize, bound: f64| -> f64 {
+            let mut sum = 0.0;
+            for (x, y) in window.iter().zip(&b[at..at + WINDOW]) {
+                let dl = f64::from(x.0) - f64::from(y.0);
+                let dr = f64::from(x.1) - f64::from(y.1);
+                sum += dl * dl + dr * dr;
+                if sum > bound {
+                    break;
+                }
+            }
+            sum
+        };
+        let (mut best, mut best_ssd) = (guess, ssd(guess, f64::INFINITY));
+        for distance in 1..=SEARCH {
+            for at in [guess - distance, guess + distance] {
+                let value = ssd(at, best_ssd);
+                if value < best_ssd {
+                    (best, best_ssd) = (at, value);
+                }
+            }
+        }
+        // Only frames inside whole player blocks have a known play time.
+        let Some(played_b) = play_time_us(arrivals_b, best) else {
+            continue;
+        };
+        tried += 1;
+        if (best_ssd / (2 * WINDOW) as f64).sqrt() < SAME_AUDIO {
+            offsets.push((played_b - block.at_us as f64) / 1000.0);
+        }
+    }
+    (offsets, tried)
+}
+
+/// Runs the lossy checks for `codec` and returns the median sync offset in ms.
+fn lossy_codec_plays_in_sync(codec: &str) -> f64 {
+    let session = play(codec);
+    for client in [&session.a, &session.b] {
+        let (frames, _) = steady_frames(client);
+        assert_frequencies(client, &frames);
+        let problems = lossy_dropouts(&frames);
+        assert!(
+            problems.is_empty(),
+            "{} ({codec}): {} dropouts in {} frames, first: {:?}",
+            client.host_id,
+            problems.len(),
+            frames.len(),
+            &problems[..problems.len().min(10)]
+        );
+    }
+    let (_, from_a) = steady_frames(&session.a);
+    let (offsets, tried) = sync_by_matching(&session.a.output(), &session.b.output(), from_a);
+    session.writer.stop();
+    // A block whose 20 ms window is nowhere near B's position at that instant (beyond
+    // ±50 ms) finds no identical audio; a few such blocks are arrival-time jitter, many
+    // mean the clients are far apart.
+    assert!(
+        offsets.len() >= 20 && offsets.len() * 4 >= tried * 3,
+        "{codec}: only {} of {tried} blocks found in the other client's output",
+        offsets.len()
+    );
+    let median = audio::median(&offsets);
+    eprintln!(
+        "sync ({codec}): client-a ahead of client-b by {median:.3} ms (median of {} of {tried} \
+         blocks)",
+        offsets.len()
+    );
+    assert!(
+        session.relay.log().contains("stream started"),
+        "{}",
+        session.relay.log()
+    );
+    median
+}
+
+#[test]
+fn flac_plays_bit_exact_in_sync_on_two_snapclients() {
+    let session = play("flac");
+    for client in [&session.a, &session.b] {
+        let (frames, _) = steady_frames(client);
+        assert_frequencies(client, &frames);
+        // Lossless: the embedded frame counter must run on without a break.
+        let report = audio::continuity(&frames);
+        assert!(
+            report.breaks.is_empty(),
+            "{}: dropouts in {} frames: {:?}",
+            client.host_id,
+            report.frames,
+            &report.breaks[..report.breaks.len().min(10)]
+        );
+    }
+    let (bytes_a, arrivals_a) = session.a.output();
+    let (bytes_b, arrivals_b) = session.b.output();
+    let (_, from_a) = steady_frames(&session.a);
+    let (_, from_b) = steady_frames(&session.b);
+    let positions_a = audio::block_positions(&bytes_a, &arrivals_a, from_a);
+    let positions_b = audio::block_positions(&bytes_b, &arrivals_b, from_b);
+    let offsets = audio::sync_offsets_ms(&positions_a, &positions_b);
+    session.writer.stop();
+    let median = audio::median(&offsets);
+    eprintln!(
+        "sync (flac): client-a ahead of client-b by {median:.3} ms (median of {} blocks)",
+        offsets.len()
+    );
+    assert!(
+        offsets.len() >= 20,
+        "too few comparable blocks: {}",
+        offsets.len()
+    );
+    assert!(
+        median.abs() <= 1.0,
+        "flac clients out of sync by {median:.3} ms"
+    );
+}
+
+#[test]
+fn opus_plays_in_sync_on_two_snapclients() {
+    let median = lossy_codec_plays_in_sync("opus");
+    assert!(
+        median.abs() <= 1.0,
+        "opus clients out of sync by {median:.3} ms"
+    );
+}
+
+#[test]
+fn ogg_vorbis_plays_in_sync_on_two_snapclients() {
+    let median = lossy_codec_plays_in_sync("ogg");
+    assert!(
+        median.abs() <= 1.0,
+        "ogg clients out of sync by {median:.3} ms"
+    );
+}
+
+/// Codec options as snapserver spells them reach the encoder (a client still plays).
+#[test]
+fn codec_options_are_accepted_and_play() {
+    let session = play("opus:BITRATE:96000,COMPLEXITY:5");
+    let (frames, _) = steady_frames(&session.a);
+    assert_frequencies(&session.a, &frames);
+    session.writer.stop();
+}
+
+/// The lossy checks must catch a real dropout, or a passing test proves nothing.
+#[test]
+fn lossy_dropout_check_catches_a_gap_and_a_skip() {
+    let mut bytes = Vec::new();
+    Signal::new(LEFT_HZ, RIGHT_HZ).render(0, SECOND, &mut bytes);
+    let clean = audio::frames(&bytes);
+    assert!(
+        lossy_dropouts(&clean).is_empty(),
+        "{:?}",
+        lossy_dropouts(&clean)
+    );
+    let mut gap = clean.clone();
+    gap[20_000..20_960].fill((0, 0));
+    assert!(!lossy_dropouts(&gap).is_empty());
+    let mut skip = clean.clone();
+    skip.drain(20_000..20_700); // 14.6 ms of audio missing, no silence
+    assert!(!lossy_dropouts(&skip).is_empty());
+    let mut corrected = clean;
+    corrected.remove(20_000); // one frame: snapclient's drift correction, not a dropout
+    assert!(lossy_dropouts(&corrected).is_empty());
+}
+
+fn start_up_error(uri: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_snaprelay"))
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--grpc.port=0",
+            "--source",
+            uri,
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run snaprelay");
+    assert!(!output.status.success(), "snaprelay started with {uri}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn unusable_codec_settings_fail_at_start_up_naming_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("f");
+    let uri = |query: &str| format!("pipe://{}?name=a&{query}", fifo.display());
+    let err = start_up_error(&uri("sampleformat=44100:16:2&codec=opus"));
+    assert!(err.contains("44100:16:2") && err.contains("opus"), "{err}");
+    let err = start_up_error(&uri("sampleformat=48000:32:2&codec=flac"));
+    assert!(
+        err.contains("48000:32:2") && err.contains("32-bit"),
+        "{err}"
+    );
+    let err = start_up_error(&uri("codec=flac:11"));
+    assert!(err.contains("'11'"), "{err}");
+    let err = start_up_error(&uri("codec=ogg:VBR:3"));
+    assert!(err.contains("'VBR:3'"), "{err}");
+}
