@@ -1,0 +1,450 @@
+//! The method table (snapcast-protocol.md §5.4) with the result shapes python-snapcast and
+//! Music Assistant read back (integrations.md §1a rule 4; where upstream's doc and code
+//! disagree, the code wins: AddStream/RemoveStream return `{"id"}`).
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{json, Map, Value};
+use tracing::info;
+
+use super::protocol::RpcError;
+use super::{shapes, Caller, Rpc};
+use crate::ops;
+use crate::source::SourceSpec;
+use crate::state::{Event, StateError};
+use crate::stream::Stream;
+
+type Params = Map<String, Value>;
+
+/// Every method, for `General.GetRPCCommands`: (name, description).
+const COMMANDS: &[(&str, &str)] = &[
+    ("Client.GetStatus", "Get the status of a client"),
+    (
+        "Client.SetVolume",
+        "Set the volume and/or mute state of a client",
+    ),
+    ("Client.SetLatency", "Set the extra latency of a client"),
+    ("Client.SetName", "Set the name of a client"),
+    ("Group.GetStatus", "Get the status of a group"),
+    ("Group.SetName", "Set the name of a group"),
+    ("Group.SetMute", "Mute or unmute a group"),
+    ("Group.SetStream", "Set the stream of a group"),
+    ("Group.SetClients", "Set the clients of a group"),
+    ("Server.GetRPCVersion", "Get the JSON-RPC protocol version"),
+    (
+        "Server.GetStatus",
+        "Get the status of the server: groups, clients and streams",
+    ),
+    ("Server.DeleteClient", "Delete a disconnected client"),
+    (
+        "Server.Authenticate",
+        "Authenticate with the token (scheme Bearer or Plain)",
+    ),
+    ("General.GetRPCCommands", "List the available methods"),
+    (
+        "Stream.Control",
+        "Control a stream (no stream plugins: always refused)",
+    ),
+    (
+        "Stream.SetProperty",
+        "Set a stream property (no stream plugins: always refused)",
+    ),
+    (
+        "Stream.AddStream",
+        "Add and start a stream (whitelisted source schemes only)",
+    ),
+    ("Stream.RemoveStream", "Stop and remove a stream"),
+];
+
+/// Methods a caller may use before authenticating.
+pub(crate) fn open_without_auth(method: &str) -> bool {
+    matches!(
+        method,
+        "Server.Authenticate" | "Server.GetRPCVersion" | "General.GetRPCCommands"
+    )
+}
+
+/// Runs one method.
+pub(crate) async fn call(
+    rpc: &Rpc,
+    method: &str,
+    params: &Params,
+    caller: &Caller,
+) -> Result<Value, RpcError> {
+    let shared = &rpc.shared;
+    let origin = Some(caller.id);
+    match method {
+        "Client.GetStatus" => {
+            let id = string(params, "id")?;
+            let client = shared
+                .state
+                .read(|m| m.client(id).cloned())
+                .ok_or_else(|| RpcError::internal("Client not found"))?;
+            Ok(json!({"client": client}))
+        }
+        "Client.SetVolume" => {
+            let id = string(params, "id")?;
+            let volume = params
+                .get("volume")
+                .and_then(Value::as_object)
+                .ok_or_else(|| missing_or_bad("volume", params, "an object"))?;
+            // Partial updates allowed (§5.4). snapserver does not clamp; the wire field is
+            // a percentage, so out-of-range values are clamped rather than refused (python
+            // group-volume scaling can overshoot by rounding).
+            let percent = match volume.get("percent") {
+                None => None,
+                Some(v) => Some(
+                    v.as_f64()
+                        .map(|p| p.round().clamp(0.0, 100.0) as u16)
+                        .ok_or_else(|| {
+                            RpcError::invalid_params("Parameter 'volume.percent' must be a number")
+                        })?,
+                ),
+            };
+            let muted = match volume.get("muted") {
+                None => None,
+                Some(v) => Some(v.as_bool().ok_or_else(|| {
+                    RpcError::invalid_params("Parameter 'volume.muted' must be a boolean")
+                })?),
+            };
+            if percent.is_none() && muted.is_none() {
+                return Err(RpcError::invalid_params(
+                    "Parameter 'volume' needs 'percent' and/or 'muted'",
+                ));
+            }
+            let (volume, _) = ops::change(
+                shared,
+                origin,
+                |m| m.set_volume(id, percent, muted),
+                |_| Some(Event::ClientVolume(id.to_owned())),
+                |_| vec![id.to_owned()],
+            )
+            .map_err(state_error)?;
+            info!(
+                client = id,
+                volume = volume.percent,
+                muted = volume.muted,
+                "client volume set (JSON-RPC)"
+            );
+            Ok(json!({"volume": volume}))
+        }
+        "Client.SetLatency" => {
+            let id = string(params, "id")?;
+            let latency = integer(params, "latency")?;
+            let latency = i32::try_from(latency.clamp(-100_000, 100_000)).unwrap_or(0);
+            let buffer_ms = shared.live.buffer_ms();
+            let (latency, _) = ops::change(
+                shared,
+                origin,
+                |m| m.set_latency(id, latency, buffer_ms),
+                |_| Some(Event::ClientLatency(id.to_owned())),
+                |_| vec![id.to_owned()],
+            )
+            .map_err(state_error)?;
+            Ok(json!({"latency": latency}))
+        }
+        "Client.SetName" => {
+            let id = string(params, "id")?;
+            let name = string(params, "name")?;
+            ops::change(
+                shared,
+                origin,
+                |m| m.set_client_name(id, name),
+                |_| Some(Event::ClientName(id.to_owned())),
+                |_| Vec::new(),
+            )
+            .map_err(state_error)?;
+            Ok(json!({"name": name}))
+        }
+        "Group.GetStatus" => {
+            let id = string(params, "id")?;
+            let group = shared
+                .state
+                .read(|m| m.group(id).cloned())
+                .ok_or_else(|| RpcError::internal("Group not found"))?;
+            Ok(json!({"group": group}))
+        }
+        "Group.SetName" => {
+            let id = string(params, "id")?;
+            let name = string(params, "name")?;
+            ops::change(
+                shared,
+                origin,
+                |m| m.set_group_name(id, name),
+                |_| Some(Event::GroupName(id.to_owned())),
+                |_| Vec::new(),
+            )
+            .map_err(state_error)?;
+            Ok(json!({"name": name}))
+        }
+        "Group.SetMute" => {
+            let id = string(params, "id")?;
+            let mute = boolean(params, "mute")?;
+            ops::change(
+                shared,
+                origin,
+                |m| m.set_group_mute(id, mute),
+                |_| Some(Event::GroupMute(id.to_owned())),
+                Clone::clone,
+            )
+            .map_err(state_error)?;
+            Ok(json!({"mute": mute}))
+        }
+        "Group.SetStream" => {
+            let id = string(params, "id")?;
+            let stream_id = string(params, "stream_id")?;
+            let names = shared.streams.names();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            ops::change(
+                shared,
+                origin,
+                |m| m.set_group_stream(id, stream_id, &names),
+                |_| Some(Event::GroupStream(id.to_owned())),
+                Clone::clone,
+            )
+            .map_err(state_error)?;
+            info!(
+                group = id,
+                stream = stream_id,
+                "group stream set (JSON-RPC)"
+            );
+            Ok(json!({"stream_id": stream_id}))
+        }
+        "Group.SetClients" => {
+            let id = string(params, "id")?;
+            let clients = params
+                .get("clients")
+                .and_then(Value::as_array)
+                .ok_or_else(|| missing_or_bad("clients", params, "an array of client ids"))?
+                .iter()
+                .map(|c| c.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| {
+                    RpcError::invalid_params("Parameter 'clients' must be an array of strings")
+                })?;
+            ops::change(
+                shared,
+                origin,
+                |m| m.set_group_clients(id, &clients),
+                |_| Some(Event::Topology),
+                Clone::clone,
+            )
+            .map_err(state_error)?;
+            Ok(json!({"server": shapes::server(shared)}))
+        }
+        "Server.GetRPCVersion" => {
+            // What snapserver 0.30+ (and so the 0.34.0 we report) answers (§5.4).
+            Ok(json!({"major": 23, "minor": 0, "patch": 0}))
+        }
+        "Server.GetStatus" => Ok(json!({"server": shapes::server(shared)})),
+        "Server.DeleteClient" => {
+            let id = string(params, "id")?;
+            ops::change(
+                shared,
+                origin,
+                |m| m.delete_client(id),
+                |_| Some(Event::Topology),
+                |_| Vec::new(),
+            )
+            .map_err(state_error)?;
+            Ok(json!({"server": shapes::server(shared)}))
+        }
+        "Server.Authenticate" => {
+            let scheme = string(params, "scheme")?;
+            let param = string(params, "param")?;
+            if !matches!(scheme, "Bearer" | "Plain") {
+                return Err(RpcError::invalid_params(
+                    "Parameter 'scheme' must be Bearer or Plain",
+                ));
+            }
+            if !rpc.token_matches(param) {
+                return Err(RpcError::unauthorized("invalid token"));
+            }
+            caller.authenticated.store(true, Ordering::Relaxed);
+            Ok(json!("ok"))
+        }
+        "General.GetRPCCommands" => {
+            let authenticated = caller.authenticated.load(Ordering::Relaxed);
+            let commands: Vec<Value> = COMMANDS
+                .iter()
+                .map(|(method, description)| {
+                    let needs_auth = !rpc.open() && !open_without_auth(method);
+                    json!({
+                        "description": description,
+                        "hasPermission": authenticated || !needs_auth,
+                        "method": method,
+                        "requires": {"authentication": needs_auth, "authorization": false},
+                    })
+                })
+                .collect();
+            Ok(json!({"commands": commands}))
+        }
+        "Stream.Control" => {
+            let id = string(params, "id")?;
+            string(params, "command")?;
+            known_stream(rpc, id)?;
+            // No stream plugins: nothing can be controlled (§5.4 code 1).
+            Err(RpcError::stream_control(1, "Stream can not be controlled"))
+        }
+        "Stream.SetProperty" => {
+            let id = string(params, "id")?;
+            string(params, "property")?;
+            if !params.contains_key("value") {
+                return Err(RpcError::invalid_params("Parameter 'value' is missing"));
+            }
+            known_stream(rpc, id)?;
+            Err(RpcError::stream_control(1, "Stream can not be controlled"))
+        }
+        "Stream.AddStream" => add_stream(rpc, params),
+        "Stream.RemoveStream" => remove_stream(rpc, params, origin),
+        other => Err(RpcError::method_not_found(other)),
+    }
+}
+
+/// `Stream.AddStream {streamUri}` → `{id}`: parse, check the scheme against
+/// `jsonrpc.add_stream_schemes`, start. A tcp source binds its port now, so a taken port is
+/// an error the caller sees (Music Assistant retries another port, integrations.md §1b).
+fn add_stream(rpc: &Rpc, params: &Params) -> Result<Value, RpcError> {
+    let text = string(params, "streamUri")?;
+    let spec = SourceSpec::parse(text, &rpc.source_defaults)
+        .map_err(|err| RpcError::invalid_params(format!("Parameter 'streamUri' invalid: {err}")))?;
+    let scheme = spec.uri.scheme.clone();
+    if !rpc.add_stream_schemes.iter().any(|s| *s == scheme) {
+        return Err(RpcError::invalid_params(format!(
+            "Parameter 'streamUri' invalid: scheme '{scheme}' is not allowed; allowed: {}",
+            rpc.add_stream_schemes.join(", ")
+        )));
+    }
+    let shared = &rpc.shared;
+    let name = spec.name.clone();
+    if shared.stream(&name).is_some() {
+        return Err(RpcError::internal(format!(
+            "Stream not created: a stream named '{name}' exists"
+        )));
+    }
+    let shown = shapes::masked(&spec.uri).to_uri_string();
+    let cancel = shared.cancel.child_token();
+    let stream = Stream::start(
+        spec,
+        rpc.buffer_ms,
+        shared.pool.clone(),
+        cancel.clone(),
+        &rpc.tracker,
+    )
+    .map_err(|err| RpcError::internal(format!("Stream not created: {err}")))?;
+    stream.report_state_to(shared.state.clone());
+    if let Err((_, cancel)) = shared.streams.insert(stream, cancel) {
+        // Lost a race with another AddStream of the same name.
+        cancel.cancel();
+        return Err(RpcError::internal(format!(
+            "Stream not created: a stream named '{name}' exists"
+        )));
+    }
+    info!(stream = %name, uri = %shown, "stream added (JSON-RPC)");
+    Ok(json!({"id": name}))
+}
+
+/// `Stream.RemoveStream {id}` → `{id}`: stops the stream; its groups move to the default
+/// stream (their clients switch at once). Silent for an unknown id, as snapserver.
+fn remove_stream(rpc: &Rpc, params: &Params, origin: Option<u64>) -> Result<Value, RpcError> {
+    let id = string(params, "id")?;
+    let shared = &rpc.shared;
+    if shared.stream(id).is_none() {
+        return Ok(json!({"id": id}));
+    }
+    if shared.streams.len() <= 1 {
+        return Err(RpcError::internal(
+            "Stream not removed: the relay needs at least one stream",
+        ));
+    }
+    shared.streams.remove(id);
+    let names = shared.streams.names();
+    let Some(default) = names.first().cloned() else {
+        return Ok(json!({"id": id}));
+    };
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let moved = ops::change(
+        shared,
+        origin,
+        |m| {
+            let orphans: Vec<String> = m
+                .groups
+                .iter()
+                .filter(|g| g.stream_id == id)
+                .map(|g| g.id.clone())
+                .collect();
+            let mut clients = Vec::new();
+            for group in orphans {
+                clients.extend(m.set_group_stream(&group, &default, &refs)?);
+            }
+            Ok(clients)
+        },
+        // Others learn of the moved groups through the whole server (§5.5: adding or
+        // removing a stream has no notification of its own).
+        |clients| (!clients.is_empty()).then_some(Event::Topology),
+        Clone::clone,
+    )
+    .map_err(state_error)?
+    .0;
+    info!(
+        stream = id,
+        clients_moved = moved.len(),
+        "stream removed (JSON-RPC)"
+    );
+    Ok(json!({"id": id}))
+}
+
+fn known_stream(rpc: &Rpc, id: &str) -> Result<(), RpcError> {
+    rpc.shared
+        .stream(id)
+        .map(|_| ())
+        .ok_or_else(|| RpcError::internal("Stream not found"))
+}
+
+/// The model's refusals as snapserver words them (§5.2).
+fn state_error(err: StateError) -> RpcError {
+    match err {
+        StateError::ClientNotFound(_) => RpcError::internal("Client not found"),
+        StateError::GroupNotFound(_) => RpcError::internal("Group not found"),
+        StateError::StreamNotFound(_) => RpcError::internal("Stream not found"),
+        StateError::ClientConnected(_) => {
+            RpcError::internal("Client is connected; only disconnected clients can be deleted")
+        }
+        StateError::Invalid {
+            field,
+            value,
+            allowed,
+        } => RpcError::invalid_params(format!(
+            "Parameter '{field}' invalid: '{value}'; expected {allowed}"
+        )),
+    }
+}
+
+fn missing_or_bad(name: &str, params: &Params, what: &str) -> RpcError {
+    if params.contains_key(name) {
+        RpcError::invalid_params(format!("Parameter '{name}' must be {what}"))
+    } else {
+        RpcError::invalid_params(format!("Parameter '{name}' is missing"))
+    }
+}
+
+fn string<'a>(params: &'a Params, name: &str) -> Result<&'a str, RpcError> {
+    params
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing_or_bad(name, params, "a string"))
+}
+
+fn integer(params: &Params, name: &str) -> Result<i64, RpcError> {
+    params
+        .get(name)
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f.round() as i64)))
+        .ok_or_else(|| missing_or_bad(name, params, "a number"))
+}
+
+fn boolean(params: &Params, name: &str) -> Result<bool, RpcError> {
+    params
+        .get(name)
+        .and_then(Value::as_bool)
+        .ok_or_else(|| missing_or_bad(name, params, "a boolean"))
+}

@@ -1,0 +1,254 @@
+//! The Snapcast JSON-RPC control API (snapcast-protocol.md §5; issue 7): what Home Assistant,
+//! Music Assistant (python `snapcast` over TCP 1705), Snapweb (websocket `/jsonrpc` on 1780)
+//! and curl users (HTTP `POST /jsonrpc`) speak. It is a second front end over the same
+//! `state/` model as gRPC: every change goes through `crate::ops::change`, and every
+//! notification comes from the state's announcements, so a change made through either front
+//! end reaches the listeners of both.
+//!
+//! - `protocol`: JSON-RPC framing and error objects, no I/O.
+//! - `methods`: the method table.
+//! - `shapes`: the Server/Stream objects.
+//! - `hub`: the connected control clients and the notification fan-out.
+//! - `tcp`: the TCP listener; `web`: the HTTP POST and websocket handlers.
+
+mod hub;
+mod methods;
+mod protocol;
+mod shapes;
+mod tcp;
+pub(crate) mod web;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::server::Shared;
+use crate::source::SourceDefaults;
+pub(crate) use hub::Hub;
+use protocol::{Incoming, RpcError};
+pub(crate) use tcp::serve;
+
+/// Why the JSON-RPC API could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonRpcError {
+    /// A bind address is not an IP address.
+    #[error("invalid tcp.bind_to_address '{0}': expected an IP address such as 0.0.0.0 or ::")]
+    BadAddress(String),
+    /// An address could not be bound.
+    #[error("cannot listen for JSON-RPC on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `jsonrpc.require_token` without a gRPC token to require.
+    #[error(
+        "jsonrpc.require_token is set but neither grpc.token nor grpc.token_file gives a token"
+    )]
+    NoToken,
+    /// The token file could not be read.
+    #[error("grpc.token_file {path}: {source}")]
+    TokenFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The bound JSON-RPC TCP listeners; made by [`bind`], served by the relay.
+#[derive(Debug)]
+pub struct JsonRpcListener {
+    listeners: Vec<TcpListener>,
+}
+
+impl JsonRpcListener {
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+}
+
+/// Binds every `tcp.bind_to_address` on `tcp.port`; `Ok(None)` when `tcp.enabled` is false.
+///
+/// # Errors
+///
+/// A bind address that is not an IP address, or one that cannot be bound.
+pub async fn bind(config: &Config) -> Result<Option<JsonRpcListener>, JsonRpcError> {
+    let tcp = &config.tcp;
+    if !tcp.enabled {
+        return Ok(None);
+    }
+    let mut listeners = Vec::new();
+    for text in &tcp.bind_to_address {
+        let ip: IpAddr = text
+            .trim()
+            .parse()
+            .map_err(|_| JsonRpcError::BadAddress(text.clone()))?;
+        let addr = SocketAddr::new(ip, tcp.port);
+        let listener =
+            crate::server::listen(addr).map_err(|source| JsonRpcError::Bind { addr, source })?;
+        listeners.push(listener);
+    }
+    Ok(Some(JsonRpcListener { listeners }))
+}
+
+/// The token JSON-RPC callers must present, when `jsonrpc.require_token` is set: the gRPC
+/// plane's token (the token file wins, as there), so one secret guards both front ends.
+///
+/// # Errors
+///
+/// An unreadable token file, or no token at all although one is required.
+pub fn token(config: &Config) -> Result<Option<String>, JsonRpcError> {
+    if !config.jsonrpc.require_token {
+        return Ok(None);
+    }
+    let token = match &config.grpc.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|source| JsonRpcError::TokenFile {
+                path: path.display().to_string(),
+                source,
+            })?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        None => config.grpc.token.clone(),
+    };
+    if token.is_empty() {
+        return Err(JsonRpcError::NoToken);
+    }
+    Ok(Some(token))
+}
+
+/// Creates the API over `shared` and starts its notification task (subscribed before any
+/// listener accepts, so no change goes unannounced).
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    config: &Config,
+    token: Option<String>,
+    tracker: &TaskTracker,
+) -> Arc<Rpc> {
+    let events = shared.state.subscribe();
+    let rpc = Arc::new(Rpc::new(shared, config, token, tracker.clone()));
+    tracker.spawn(hub::run(rpc.clone(), events));
+    rpc
+}
+
+/// Everything a JSON-RPC request may touch; one per relay, shared by every transport.
+#[derive(Debug)]
+pub(crate) struct Rpc {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) hub: Hub,
+    /// Schemes `Stream.AddStream` may start.
+    add_stream_schemes: Vec<String>,
+    /// Required token, if any (never logged).
+    token: Option<String>,
+    /// Defaults filled into `Stream.AddStream` URIs (§4.1).
+    source_defaults: SourceDefaults,
+    /// Client buffer, sizing a new stream's queues as at start-up.
+    buffer_ms: u32,
+    /// Where streams added at run time run their tasks, so shutdown waits for them too.
+    tracker: TaskTracker,
+}
+
+/// Per-connection facts a request needs.
+#[derive(Debug)]
+pub(crate) struct Caller {
+    /// The hub id; changes made by this caller are not notified back to it.
+    pub(crate) id: u64,
+    /// Whether the caller has authenticated (always true without a required token).
+    pub(crate) authenticated: Arc<AtomicBool>,
+}
+
+impl Rpc {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        config: &Config,
+        token: Option<String>,
+        tracker: TaskTracker,
+    ) -> Self {
+        Self {
+            shared,
+            hub: Hub::new(),
+            add_stream_schemes: config.jsonrpc.schemes(),
+            token,
+            source_defaults: SourceDefaults {
+                sample_format: config.stream.sampleformat,
+                codec: config.stream.codec.clone(),
+                chunk_ms: config.stream.chunk_ms,
+            },
+            buffer_ms: config.stream.buffer,
+            tracker,
+        }
+    }
+
+    /// Whether callers start out authenticated.
+    pub(crate) fn open(&self) -> bool {
+        self.token.is_none()
+    }
+
+    /// Whether `given` is the required token (constant time; true when none is required).
+    pub(crate) fn token_matches(&self, given: &str) -> bool {
+        match &self.token {
+            None => true,
+            Some(expected) => bool::from(given.as_bytes().ct_eq(expected.as_bytes())),
+        }
+    }
+
+    /// Answers one message (a request, a notification or a batch). `None` when there is
+    /// nothing to send back (only notifications).
+    pub(crate) async fn handle(&self, text: &str, caller: &Caller) -> Option<String> {
+        let reply = match protocol::parse(text) {
+            Incoming::Broken(err) => Some(protocol::error(Value::Null, &err)),
+            Incoming::Single(entry) => self.entry(entry, caller).await,
+            Incoming::Batch(entries) => {
+                let mut replies = Vec::with_capacity(entries.len());
+                for entry in entries {
+                    if let Some(reply) = self.entry(entry, caller).await {
+                        replies.push(reply);
+                    }
+                }
+                (!replies.is_empty()).then_some(Value::Array(replies))
+            }
+        };
+        reply.map(|v| v.to_string())
+    }
+
+    async fn entry(
+        &self,
+        entry: Result<protocol::Request, (Value, RpcError)>,
+        caller: &Caller,
+    ) -> Option<Value> {
+        let request = match entry {
+            Ok(request) => request,
+            Err((id, err)) => return Some(protocol::error(id, &err)),
+        };
+        // A notification from a client (no id) is accepted and ignored (§5.2).
+        let id = request.id?;
+        let outcome = if caller.authenticated.load(Ordering::Relaxed)
+            || methods::open_without_auth(&request.method)
+        {
+            methods::call(self, &request.method, &request.params, caller).await
+        } else {
+            Err(RpcError::unauthorized(
+                "this server requires authentication: call Server.Authenticate first",
+            ))
+        };
+        Some(match outcome {
+            Ok(result) => protocol::result(id, result),
+            Err(err) => protocol::error(id, &err),
+        })
+    }
+}

@@ -1,0 +1,146 @@
+//! The JSON objects the API reports (snapcast-protocol.md §5.3): Server, Stream and the host
+//! facts. Clients and groups serialize straight from the state model, whose serde shapes are
+//! snapserver's. Secrets in source URIs never leave here unmasked.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{json, Map, Value};
+
+use crate::server::Shared;
+use crate::source::SourceUri;
+use crate::stream::Stream;
+
+/// The snapserver version reported to control clients. python-snapcast (Home Assistant, Music
+/// Assistant) parses it with PEP 440 and refuses Stream.Control/SetProperty below 0.26
+/// (integrations.md §1a rule 3), so it is a plain snapserver release number; snaprelay's own
+/// version goes in `snaprelayVersion` next to it.
+pub(crate) const SNAPSERVER_VERSION: &str = "0.34.0";
+
+/// What replaces a secret, as snapserver masks passwords.
+const MASK: &str = "xxx";
+
+/// `{"groups", "server", "streams"}`: the value of `result.server` (Server.GetStatus,
+/// Group.SetClients, Server.DeleteClient) and `params.server` (Server.OnUpdate).
+pub(crate) fn server(shared: &Shared) -> Value {
+    let groups = shared
+        .state
+        .read(|model| serde_json::to_value(&model.groups).unwrap_or(Value::Array(Vec::new())));
+    let streams: Vec<Value> = shared
+        .streams
+        .iter()
+        .filter(|s| s.codec() != "null")
+        .map(|s| stream(&s))
+        .collect();
+    json!({
+        "groups": groups,
+        "server": {
+            "host": host(),
+            "snapserver": {
+                "controlProtocolVersion": 1,
+                "name": "Snapserver",
+                "protocolVersion": 1,
+                "snaprelayVersion": env!("CARGO_PKG_VERSION"),
+                "version": SNAPSERVER_VERSION,
+            },
+        },
+        "streams": streams,
+    })
+}
+
+/// The Stream object: id, status, uri (secrets masked) and the control properties, all false:
+/// snaprelay has no stream plugins.
+pub(crate) fn stream(stream: &Stream) -> Value {
+    let status = if stream.stats().playing.load(Ordering::Relaxed) {
+        "playing"
+    } else {
+        "idle"
+    };
+    let uri = masked(&stream.spec().uri);
+    let query: Map<String, Value> = uri
+        .query
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    json!({
+        "id": stream.name(),
+        "properties": {
+            "canControl": false,
+            "canGoNext": false,
+            "canGoPrevious": false,
+            "canPause": false,
+            "canPlay": false,
+            "canSeek": false,
+        },
+        "status": status,
+        "uri": {
+            "fragment": uri.fragment,
+            "host": uri.host,
+            "path": uri.path,
+            "query": query,
+            "raw": uri.to_uri_string(),
+            "scheme": uri.scheme,
+        },
+    })
+}
+
+/// The URI with every secret replaced: `user:password@` in the host and query values whose
+/// key names a password, token or secret (librespot's `password`, for instance).
+pub(crate) fn masked(uri: &SourceUri) -> SourceUri {
+    let mut uri = uri.clone();
+    if let Some((userinfo, rest)) = uri.host.rsplit_once('@') {
+        let user = userinfo.split(':').next().unwrap_or_default();
+        uri.host = if userinfo.contains(':') {
+            format!("{user}:{MASK}@{rest}")
+        } else {
+            format!("{user}@{rest}")
+        };
+    }
+    for (key, value) in &mut uri.query {
+        let key = key.to_ascii_lowercase();
+        if ["password", "secret", "token", "passwd"]
+            .iter()
+            .any(|s| key.contains(s))
+        {
+            *value = MASK.to_owned();
+        }
+    }
+    uri
+}
+
+/// `server.host`: this machine as snapserver describes it (ip and mac empty, as upstream).
+fn host() -> Value {
+    json!({
+        "arch": std::env::consts::ARCH,
+        "ip": "",
+        "mac": "",
+        "name": hostname(),
+        "os": std::env::consts::OS,
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked() {
+        let uri = SourceUri::parse(
+            "librespot://bob:hunter2@host:4000/usr/bin/librespot?name=s&password=hunter2&username=bob",
+        )
+        .unwrap();
+        let text = masked(&uri).to_uri_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("bob:xxx@host:4000") && text.contains("password=xxx"),
+            "{text}"
+        );
+        assert!(text.contains("username=bob"), "{text}");
+    }
+}

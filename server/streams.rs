@@ -1,0 +1,119 @@
+//! The relay's streams: the configured ones plus those added at run time over JSON-RPC
+//! (`Stream.AddStream`, snapcast-protocol.md §5.4). Readers get cheap snapshots (a `Stream` is
+//! an `Arc`), so no lock is held while a caller works with one; the first stream is the
+//! default stream.
+
+use std::sync::RwLock;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::stream::Stream;
+
+#[derive(Debug)]
+struct Entry {
+    stream: Stream,
+    /// Stops this stream's source task (and with it its encoder thread).
+    cancel: CancellationToken,
+}
+
+/// Every running stream, in configuration order, then in order of addition.
+#[derive(Debug, Default)]
+pub(crate) struct Streams {
+    list: RwLock<Vec<Entry>>,
+}
+
+impl Streams {
+    /// Streams already started, each with the token that stops it.
+    pub(crate) fn new(streams: Vec<(Stream, CancellationToken)>) -> Self {
+        Self {
+            list: RwLock::new(
+                streams
+                    .into_iter()
+                    .map(|(stream, cancel)| Entry { stream, cancel })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Entry>> {
+        // Nothing panics while holding the lock; a poisoned list is still a valid list.
+        self.list
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Entry>> {
+        self.list
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A snapshot of every stream.
+    pub(crate) fn iter(&self) -> std::vec::IntoIter<Stream> {
+        self.read()
+            .iter()
+            .map(|e| e.stream.clone())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// How many streams run.
+    pub(crate) fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// The default stream.
+    pub(crate) fn first(&self) -> Option<Stream> {
+        self.read().first().map(|e| e.stream.clone())
+    }
+
+    /// The stream with this id.
+    pub(crate) fn get(&self, name: &str) -> Option<Stream> {
+        self.read()
+            .iter()
+            .find(|e| e.stream.name() == name)
+            .map(|e| e.stream.clone())
+    }
+
+    /// Every stream id.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.read()
+            .iter()
+            .map(|e| e.stream.name().to_owned())
+            .collect()
+    }
+
+    /// Adds a started stream; gives it back when its name is taken.
+    pub(crate) fn insert(
+        &self,
+        stream: Stream,
+        cancel: CancellationToken,
+    ) -> Result<(), (Stream, CancellationToken)> {
+        let mut list = self.write();
+        if list.iter().any(|e| e.stream.name() == stream.name()) {
+            return Err((stream, cancel));
+        }
+        list.push(Entry { stream, cancel });
+        Ok(())
+    }
+
+    /// Removes a stream and stops its source. `None` when there is no such stream.
+    pub(crate) fn remove(&self, name: &str) -> Option<Stream> {
+        let entry = {
+            let mut list = self.write();
+            let index = list.iter().position(|e| e.stream.name() == name)?;
+            list.remove(index)
+        };
+        entry.cancel.cancel();
+        Some(entry.stream)
+    }
+}
+
+impl IntoIterator for &Streams {
+    type Item = Stream;
+    type IntoIter = std::vec::IntoIter<Stream>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
