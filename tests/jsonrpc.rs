@@ -511,3 +511,38 @@ fn issue_7_idle_control_clients_are_cheap_and_malformed_input_is_harmless() {
     drop(idle);
     assert!(control.ok("Server.GetStatus", json!({}))["server"].is_object());
 }
+
+/// The python `snapcast` library (Home Assistant's) against the relay: installed by
+/// scripts/test.sh; this test fails (never skips) without it.
+#[test]
+fn issue_7_python_snapcast_library() {
+    let relay = two_streams();
+    let _client = Snapclient::start(relay.port(), "bedroom", relay.dir.path());
+    let mut control = Control::connect(relay.jsonrpc_addr());
+    group_of(&mut control, "bedroom");
+    let addr = relay.jsonrpc_addr();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/snapcast_ha.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .args([
+            addr.ip().to_string(),
+            addr.port().to_string(),
+            "bedroom".to_owned(),
+            env!("CARGO_BIN_EXE_snapctl").to_owned(),
+            relay.grpc_url(),
+            free_port().to_string(),
+        ])
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.trim_end().ends_with("OK"),
+        "python snapcast failed:\n{stdout}\n{}\nrelay log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        relay.log()
+    );
+    // What the library did is what the state holds.
+    let client = control.ok("Client.GetStatus", json!({"id": "bedroom"}));
+    assert_eq!(client["client"]["config"]["name"], "Loft");
+    assert_eq!(client["client"]["config"]["latency"], 15);
+}
