@@ -309,7 +309,7 @@ fn add_stream(rpc: &Rpc, params: &Params) -> Result<Value, RpcError> {
     let spec = SourceSpec::parse(text, &rpc.source_defaults)
         .map_err(|err| RpcError::invalid_params(format!("Parameter 'streamUri' invalid: {err}")))?;
     let scheme = spec.uri.scheme.clone();
-    if !rpc.add_stream_schemes.iter().any(|s| *s == scheme) {
+    if !rpc.add_stream_schemes.contains(&scheme) {
         return Err(RpcError::invalid_params(format!(
             "Parameter 'streamUri' invalid: scheme '{scheme}' is not allowed; allowed: {}",
             rpc.add_stream_schemes.join(", ")
