@@ -378,6 +378,32 @@ fn a_time_request_flood_is_dropped_others_play_on() {
 }
 
 #[test]
+fn garbage_and_oversized_messages_are_dropped_and_counted() {
+    let relay = tone_relay(&[]);
+    let good = GoodClient::start(relay.addr, "good");
+    let cases: [Vec<u8>; 3] = [
+        header(5, 2, 0, 2_000_000),      // oversized (§1.3)
+        header(42, 2, 0, 0),             // unknown type
+        json_message(5, 2, r#"{"ID":"#), // Hello with broken JSON
+    ];
+    for bytes in &cases {
+        let mut s = TcpStream::connect(relay.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut buf = [0u8; 64];
+        // Closed without a reply: EOF or a reset.
+        assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+    }
+    eventually(
+        Duration::from_secs(5),
+        "3 bad messages counted",
+        || relay.log(),
+        || (policy_drops(&relay, "bad_message") == 3).then_some(()),
+    );
+    good.finish("good client", MAX_LATE);
+}
+
+#[test]
 fn connections_that_never_say_hello_are_dropped_after_the_hello_timeout() {
     let relay = tone_relay(&["--server.hello_timeout_ms=500"]);
     let good = GoodClient::start(relay.addr, "good");
