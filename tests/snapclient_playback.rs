@@ -255,7 +255,7 @@ fn a_client_sending_garbage_does_not_disturb_a_playing_client() {
 
 #[test]
 fn tone_source_plays_per_channel_frequencies() {
-    let relay = Relay::start(&["--source", "tone:///?name=test&freq=523,784"]);
+    let relay = Relay::start(&["--source", "tone:///?name=test&freq=523,784&codec=pcm"]);
     let mut client = Snapclient::start(relay.port(), "tone", relay.dir.path());
     std::thread::sleep(Duration::from_secs(4));
     assert!(client.is_running(), "snapclient exited: {}", client.log());

@@ -88,7 +88,7 @@ impl Listeners {
 
 /// Server CPU ticks over a 3 s window with `clients` readers and one client that never reads.
 fn server_cpu(relay_args: &[&str], clients: usize) -> (u64, String) {
-    let mut args = vec!["--source", "tone:///?name=t&freq=440"];
+    let mut args = vec!["--source", "tone:///?name=t&freq=440&codec=pcm"];
     args.extend_from_slice(relay_args);
     let relay = Relay::start(&args);
     let listeners = Listeners::start(&relay, clients);
@@ -127,7 +127,7 @@ fn zerocopy_works_over_ipv6() {
     }
     let relay = Relay::start(&[
         "--source",
-        "tone:///?name=t&freq=440",
+        "tone:///?name=t&freq=440&codec=pcm",
         "--bind",
         "::1",
         "-z",
@@ -163,7 +163,7 @@ fn zerocopy_works_over_ipv6() {
 
 #[test]
 fn auto_fallback_is_logged_and_audio_keeps_flowing() {
-    let relay = Relay::start(&["--source", "tone:///?name=t&freq=440", "-z"]);
+    let relay = Relay::start(&["--source", "tone:///?name=t&freq=440&codec=pcm", "-z"]);
     let mut client = TcpStream::connect(relay.addr).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -187,7 +187,7 @@ fn auto_fallback_is_logged_and_audio_keeps_flowing() {
 fn a_threshold_above_the_chunk_size_sends_everything_the_ordinary_way() {
     let relay = Relay::start(&[
         "--source",
-        "tone:///?name=t&freq=440",
+        "tone:///?name=t&freq=440&codec=pcm",
         "-z",
         "--stream.zerocopy_auto_fallback=false",
         "--stream.zerocopy_threshold=100000",

@@ -44,6 +44,98 @@ pub struct Config {
     pub streaming_client: StreamingClientConfig,
     /// `[grpc]`: the control API listener (snaprelay only).
     pub grpc: GrpcConfig,
+    /// `[http]`: the HTTP listener (`/metrics`; snapserver's JSON-RPC over HTTP later).
+    pub http: HttpConfig,
+    /// `[tcp]` (and `[tcp-control]`): the JSON-RPC TCP listener.
+    pub tcp: TcpConfig,
+    /// `[jsonrpc]`: what the Snapcast JSON-RPC API allows (snaprelay only).
+    pub jsonrpc: JsonRpcConfig,
+}
+
+/// `[tcp]` keys (snapserver 0.33+: `[tcp-control]`): the JSON-RPC TCP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TcpConfig {
+    /// Whether JSON-RPC is served over TCP.
+    pub enabled: bool,
+    /// Listen addresses; `0.0.0.0` rather than snapserver's `::` for the reason given at
+    /// [`HttpConfig::bind_to_address`].
+    #[serde(deserialize_with = "string_or_list")]
+    pub bind_to_address: Vec<String>,
+    /// TCP port (snapserver's 1705); 0 picks a free one (the log line says which).
+    pub port: u16,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind_to_address: vec!["0.0.0.0".to_owned()],
+            port: crate::DEFAULT_JSONRPC_PORT,
+        }
+    }
+}
+
+/// `[jsonrpc]` keys: the Snapcast JSON-RPC API's switches and safety limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsonRpcConfig {
+    /// Whether `POST /jsonrpc` and the `/jsonrpc` websocket are served on the HTTP listener.
+    pub http_enabled: bool,
+    /// Comma-separated source schemes `Stream.AddStream` may start. `process` is left out by
+    /// default: starting programs from the network is CVE-2023-36177.
+    pub add_stream_schemes: String,
+    /// Whether callers must present the gRPC token (`grpc.token`/`grpc.token_file`).
+    pub require_token: bool,
+}
+
+impl Default for JsonRpcConfig {
+    fn default() -> Self {
+        Self {
+            http_enabled: true,
+            add_stream_schemes: "pipe,file,tcp,tone".to_owned(),
+            require_token: false,
+        }
+    }
+}
+
+impl JsonRpcConfig {
+    /// The allowed schemes as a list.
+    pub fn schemes(&self) -> Vec<String> {
+        self.add_stream_schemes
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// `[http]` keys: the HTTP listener that serves `/metrics` (and, later, JSON-RPC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Whether the HTTP listener runs at all.
+    pub enabled: bool,
+    /// Listen addresses, IP addresses. `0.0.0.0` rather than snapserver's `::` by default:
+    /// binding `::` fails outright on hosts and pods with IPv6 disabled.
+    #[serde(deserialize_with = "string_or_list")]
+    pub bind_to_address: Vec<String>,
+    /// TCP port (snapserver's 1780); 0 picks a free one (the log line says which).
+    pub port: u16,
+    /// Whether `/metrics` (Prometheus text format) is served on this listener.
+    pub metrics: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind_to_address: vec!["0.0.0.0".to_owned()],
+            port: crate::DEFAULT_HTTP_PORT,
+            metrics: true,
+        }
+    }
 }
 
 /// `[grpc]` keys: where the control API listens and how it is protected.
@@ -142,6 +234,9 @@ pub struct StreamConfig {
     pub zerocopy_threshold: usize,
     /// Stop zerocopy on a session once the kernel reports copied completions.
     pub zerocopy_auto_fallback: bool,
+    /// Milliseconds a session collects chunks before sending them together (0: each chunk
+    /// at once); capped at a tenth of `buffer`.
+    pub send_batch_ms: u32,
 }
 
 impl Default for StreamConfig {
@@ -158,6 +253,7 @@ impl Default for StreamConfig {
             zerocopy: false,
             zerocopy_threshold: 1024,
             zerocopy_auto_fallback: true,
+            send_batch_ms: 60,
         }
     }
 }
@@ -954,6 +1050,11 @@ fn validate(
         &stream.buffer,
     )?;
     check(
+        stream.send_batch_ms <= 1000,
+        "stream.send_batch_ms",
+        &stream.send_batch_ms,
+    )?;
+    check(
         (1..=1_000_000).contains(&stream.zerocopy_threshold),
         "stream.zerocopy_threshold",
         &stream.zerocopy_threshold,
@@ -987,6 +1088,37 @@ fn validate(
         "grpc.tls_cert",
         &"",
     )?;
+
+    let http = &config.http;
+    check(
+        !http.bind_to_address.is_empty(),
+        "http.bind_to_address",
+        &"",
+    )?;
+    for address in &http.bind_to_address {
+        check(
+            address.trim().parse::<IpAddr>().is_ok(),
+            "http.bind_to_address",
+            address,
+        )?;
+    }
+
+    let tcp = &config.tcp;
+    check(!tcp.bind_to_address.is_empty(), "tcp.bind_to_address", &"")?;
+    for address in &tcp.bind_to_address {
+        check(
+            address.trim().parse::<IpAddr>().is_ok(),
+            "tcp.bind_to_address",
+            address,
+        )?;
+    }
+    for scheme in config.jsonrpc.schemes() {
+        check(
+            ["pipe", "file", "tcp", "tone", "process"].contains(&scheme.as_str()),
+            "jsonrpc.add_stream_schemes",
+            &scheme,
+        )?;
+    }
 
     let logging = &mut config.logging;
     match logging.sink.as_str() {
@@ -1208,11 +1340,14 @@ source = pipe:///tmp/snapfifo?name=default
         [stream]\nbind_to_address = 127.0.0.1\nport = 1800\nsource = pipe:///x?name=a\n\
         sampleformat = 44100:16:2\ncodec = pcm:opt\nchunk_ms = 40\nbuffer = 500\n\
         send_to_muted = true\nzerocopy = true\nzerocopy_threshold = 2048\n\
-        zerocopy_auto_fallback = false\n\
+        zerocopy_auto_fallback = false\nsend_batch_ms = 40\n\
         [logging]\nfilter = *:debug\nsink = stderr\n\
         [streaming_client]\ninitial_volume = 55\n\
         [grpc]\nenabled = false\nbind_to_address = ::1\nport = 1811\ntoken = s3cret\n\
-        token_file = /etc/relay.token\ntls_cert = /etc/relay.crt\ntls_key = /etc/relay.key\n";
+        token_file = /etc/relay.token\ntls_cert = /etc/relay.crt\ntls_key = /etc/relay.key\n\
+        [http]\nenabled = false\nbind_to_address = 127.0.0.1\nport = 1880\nmetrics = false\n\
+        [tcp]\nenabled = false\nbind_to_address = 127.0.0.1\nport = 1805\n\
+        [jsonrpc]\nhttp_enabled = false\nadd_stream_schemes = tcp\nrequire_token = true\n";
 
     const EVERY_KEY_TOML: &str = "[server]\ndatadir = \"/var/lib/relay\"\nthreads = 3\n\
         hello_timeout_ms = 2500\nmax_clients = 7\ndiagnostics_interval_s = 5\n\
@@ -1220,12 +1355,15 @@ source = pipe:///tmp/snapfifo?name=default
         [stream]\nbind_to_address = \"127.0.0.1\"\nport = 1800\nsource = \"pipe:///x?name=a\"\n\
         sampleformat = \"44100:16:2\"\ncodec = \"pcm:opt\"\nchunk_ms = 40\nbuffer = 500\n\
         send_to_muted = true\nzerocopy = true\nzerocopy_threshold = 2048\n\
-        zerocopy_auto_fallback = false\n\
+        zerocopy_auto_fallback = false\nsend_batch_ms = 40\n\
         [logging]\nfilter = \"*:debug\"\nsink = \"stderr\"\n\
         [streaming_client]\ninitial_volume = 55\n\
         [grpc]\nenabled = false\nbind_to_address = \"::1\"\nport = 1811\ntoken = \"s3cret\"\n\
         token_file = \"/etc/relay.token\"\ntls_cert = \"/etc/relay.crt\"\n\
-        tls_key = \"/etc/relay.key\"\n";
+        tls_key = \"/etc/relay.key\"\n\
+        [http]\nenabled = false\nbind_to_address = \"127.0.0.1\"\nport = 1880\nmetrics = false\n\
+        [tcp]\nenabled = false\nbind_to_address = \"127.0.0.1\"\nport = 1805\n\
+        [jsonrpc]\nhttp_enabled = false\nadd_stream_schemes = \"tcp\"\nrequire_token = true\n";
 
     /// (key, value as text) for every implemented key, matching the EVERY_KEY_* files.
     const EVERY_KEY: &[(&str, &str)] = &[
@@ -1246,6 +1384,7 @@ source = pipe:///tmp/snapfifo?name=default
         ("stream.zerocopy", "true"),
         ("stream.zerocopy_threshold", "2048"),
         ("stream.zerocopy_auto_fallback", "false"),
+        ("stream.send_batch_ms", "40"),
         ("logging.filter", "*:debug"),
         ("logging.sink", "stderr"),
         ("streaming_client.initial_volume", "55"),
@@ -1256,6 +1395,16 @@ source = pipe:///tmp/snapfifo?name=default
         ("grpc.token_file", "/etc/relay.token"),
         ("grpc.tls_cert", "/etc/relay.crt"),
         ("grpc.tls_key", "/etc/relay.key"),
+        ("http.enabled", "false"),
+        ("http.bind_to_address", "127.0.0.1"),
+        ("http.port", "1880"),
+        ("http.metrics", "false"),
+        ("tcp.enabled", "false"),
+        ("tcp.bind_to_address", "127.0.0.1"),
+        ("tcp.port", "1805"),
+        ("jsonrpc.http_enabled", "false"),
+        ("jsonrpc.add_stream_schemes", "tcp"),
+        ("jsonrpc.require_token", "true"),
     ];
 
     fn changed_config() -> Config {
@@ -1280,6 +1429,7 @@ source = pipe:///tmp/snapfifo?name=default
                 zerocopy: true,
                 zerocopy_threshold: 2048,
                 zerocopy_auto_fallback: false,
+                send_batch_ms: 40,
             },
             logging: LoggingConfig {
                 filter: "*:debug".into(),
@@ -1294,6 +1444,22 @@ source = pipe:///tmp/snapfifo?name=default
                 token_file: Some("/etc/relay.token".into()),
                 tls_cert: Some("/etc/relay.crt".into()),
                 tls_key: Some("/etc/relay.key".into()),
+            },
+            http: HttpConfig {
+                enabled: false,
+                bind_to_address: vec!["127.0.0.1".into()],
+                port: 1880,
+                metrics: false,
+            },
+            tcp: TcpConfig {
+                enabled: false,
+                bind_to_address: vec!["127.0.0.1".into()],
+                port: 1805,
+            },
+            jsonrpc: JsonRpcConfig {
+                http_enabled: false,
+                add_stream_schemes: "tcp".into(),
+                require_token: true,
             },
         }
     }
@@ -1445,6 +1611,7 @@ source = pipe:///tmp/snapfifo?name=default
                 "-z",
                 "--stream.zerocopy_threshold=2048",
                 "--stream.zerocopy_auto_fallback=false",
+                "--stream.send_batch_ms=40",
                 "--logging.sink=stderr",
                 "--streaming_client.initial_volume=55",
                 "--grpc.enabled=false",
@@ -1454,6 +1621,16 @@ source = pipe:///tmp/snapfifo?name=default
                 "--grpc.token_file=/etc/relay.token",
                 "--grpc.tls_cert=/etc/relay.crt",
                 "--grpc.tls_key=/etc/relay.key",
+                "--http.enabled=false",
+                "--http.bind_to_address=127.0.0.1",
+                "--http.port=1880",
+                "--http.metrics=false",
+                "--tcp.enabled=false",
+                "--tcp.bind_to_address=127.0.0.1",
+                "--tcp.port=1805",
+                "--jsonrpc.http_enabled=false",
+                "--jsonrpc.add_stream_schemes=tcp",
+                "--jsonrpc.require_token=true",
             ]),
             env(&[]),
         )
@@ -1514,9 +1691,14 @@ source = pipe:///tmp/snapfifo?name=default
     #[test]
     fn snapserver_033_sections_and_aliases() {
         let conf = "[tcp-streaming]\nport = 1900\nbind_to_address = ::1\nenabled = false\n\
-                    publish = true\n[tcp-control]\nport = 1705\n[stream]\nport = 1800\n\
-                    bind_to_address = 0.0.0.0\nstream = pipe:///a?name=a\nstream_buffer = 50\n";
+                    publish = true\n[tcp-control]\nport = 1706\n[tcp]\nport = 1705\n[stream]\n\
+                    port = 1800\nbind_to_address = 0.0.0.0\nstream = pipe:///a?name=a\n\
+                    stream_buffer = 50\n";
         let loaded = load_file("snapserver.conf", conf).unwrap();
+        assert_eq!(
+            loaded.config.tcp.port, 1706,
+            "[tcp-control] wins over [tcp]"
+        );
         let stream = &loaded.config.stream;
         assert_eq!((stream.port, stream.chunk_ms), (1900, 50));
         assert_eq!(stream.bind_to_address, ["::1"]);
@@ -1524,7 +1706,6 @@ source = pipe:///tmp/snapfifo?name=default
         assert_eq!(
             loaded.notices,
             [
-                "config: tcp_control.port is not supported yet; ignored",
                 "config: tcp_streaming.enabled = false is ignored: snaprelay always has it on \
                  (the stream listener; snaprelay always runs it)",
                 "config: tcp_streaming.publish is not supported yet; ignored",
@@ -1673,18 +1854,18 @@ source = pipe:///tmp/snapfifo?name=default
     fn not_yet_keys_give_one_notice_each() {
         let (_dir, path) = file(
             "s.conf",
-            b"[http]\nport = 1780\nenabled = true\n[ssl]\nclient_cert = a\nclient_cert = b\n",
+            b"[http]\nssl_port = 1788\nssl_enabled = true\n[ssl]\nclient_cert = a\nclient_cert = b\n",
         );
         let loaded = load_from(
-            &args(&["-c", path.to_str().unwrap(), "--http.port=1781"]),
+            &args(&["-c", path.to_str().unwrap(), "--http.ssl_port=1789"]),
             env(&[("SNAPRELAY_STREAM__PLUGIN_DIR", "/p")]),
         )
         .unwrap();
         assert_eq!(
             loaded.notices,
             [
-                "config: http.enabled is not supported yet; ignored",
-                "config: http.port is not supported yet; ignored",
+                "config: http.ssl_enabled is not supported yet; ignored",
+                "config: http.ssl_port is not supported yet; ignored",
                 "config: ssl.client_cert is not supported yet; ignored",
                 "config: stream.plugin_dir is not supported yet; ignored",
             ]
@@ -1739,6 +1920,7 @@ source = pipe:///tmp/snapfifo?name=default
             ("stream.zerocopy_threshold", "0", "1 to 1000000"),
             ("stream.zerocopy_threshold", "big", "1 to 1000000"),
             ("stream.zerocopy_auto_fallback", "2", "true or false"),
+            ("stream.send_batch_ms", "1001", "0 to 1000"),
             ("server.diagnostics_interval_s", "86401", "0 (off) to 86400"),
             ("server.pool_max_bytes", "-1", "0 to 4294967296"),
             ("streaming_client.initial_volume", "101", "0 to 100"),
@@ -1747,6 +1929,10 @@ source = pipe:///tmp/snapfifo?name=default
             ("logging.filter", "*:loud", "a filter such as *:info"),
             ("logging.filter", "", "a filter such as *:info"),
             ("tcp_streaming.enabled", "perhaps", "true or false"),
+            ("http.enabled", "perhaps", "true or false"),
+            ("http.bind_to_address", "localhost", "an IP address"),
+            ("http.port", "65536", "a port number 0-65535"),
+            ("http.metrics", "2", "true or false"),
         ];
         for (key, value, allowed) in cases {
             let (section, name) = key.split_once('.').unwrap();

@@ -52,12 +52,8 @@ impl ControlService {
         event: impl FnOnce(&R) -> Option<Event>,
         affected: impl FnOnce(&R) -> Vec<String>,
     ) -> Result<(R, u32), ControlError> {
-        let shared = &self.ctx.shared;
-        let result = shared.state.update(change, event)?;
-        let mut notified = 0;
-        for id in affected(&result) {
-            notified += session::sync_client(shared, &id);
-        }
+        let (result, notified) =
+            crate::ops::change(&self.ctx.shared, None, change, event, affected)?;
         Ok((result, u32::try_from(notified).unwrap_or(u32::MAX)))
     }
 
@@ -394,7 +390,8 @@ impl Control for ControlService {
         request: Request<pb::SetGroupStreamRequest>,
     ) -> Result<Response<pb::Group>, Status> {
         let request = request.into_inner();
-        let names: Vec<&str> = self.ctx.shared.streams.iter().map(|s| s.name()).collect();
+        let names = self.ctx.shared.streams.names();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let group_id = request.group_id;
         self.change(
             |model| model.set_group_stream(&group_id, &request.stream, &names),

@@ -159,6 +159,18 @@ pub(crate) fn streams(shared: &Shared, sessions: &[pb::Session]) -> Vec<pb::Stre
         .collect()
 }
 
+/// Sessions dropped and connections refused by policy since start (issue 10).
+pub(crate) fn policy_drops(shared: &Shared) -> pb::PolicyDrops {
+    let drops = &shared.drops;
+    pb::PolicyDrops {
+        handshake_timeouts: drops.handshake_timeouts.load(Ordering::Relaxed),
+        send_stalls: drops.send_stalls.load(Ordering::Relaxed),
+        bad_messages: drops.bad_messages.load(Ordering::Relaxed),
+        refused_connections: drops.refused_connections.load(Ordering::Relaxed),
+        time_floods: drops.time_floods.load(Ordering::Relaxed),
+    }
+}
+
 /// The whole snapshot: aggregate, sessions, streams, pool.
 pub(crate) fn snapshot(shared: &Shared, uptime_ms: u64) -> pb::Stats {
     let infos: Vec<_> = shared.sessions.iter().map(|e| e.value().clone()).collect();
@@ -174,6 +186,7 @@ pub(crate) fn snapshot(shared: &Shared, uptime_ms: u64) -> pb::Stats {
         chunks_late: sessions.iter().map(|s| s.chunks_late).sum(),
         chunks_dropped: sessions.iter().map(|s| s.chunks_dropped).sum(),
         zerocopy: Some(zerocopy.into()),
+        policy_drops: Some(policy_drops(shared)),
     };
     pb::Stats {
         taken_at_us: unix_micros(SystemTime::now()),

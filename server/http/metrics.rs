@@ -191,6 +191,29 @@ impl Metrics {
             accepted,
         );
 
+        // Policy drops (issue 10): what the relay did about clients that misbehaved.
+        let drops = &shared.drops;
+        out.family(
+            "snaprelay_policy_drops_total",
+            Kind::Counter,
+            "Sessions ended or connections refused by policy, by reason.",
+        );
+        for (reason, value) in [
+            (
+                "handshake_timeout",
+                drops.handshake_timeouts.load(Ordering::Relaxed),
+            ),
+            ("send_stall", drops.send_stalls.load(Ordering::Relaxed)),
+            ("bad_message", drops.bad_messages.load(Ordering::Relaxed)),
+            (
+                "connection_limit",
+                drops.refused_connections.load(Ordering::Relaxed),
+            ),
+            ("time_flood", drops.time_floods.load(Ordering::Relaxed)),
+        ] {
+            out.sample("snaprelay_policy_drops_total", &[("reason", reason)], value);
+        }
+
         // What was sent.
         out.counter(
             "snaprelay_sent_bytes_total",
@@ -337,7 +360,7 @@ impl Metrics {
             out.sample(
                 "snaprelay_stream_playing",
                 &[("stream", stream.name())],
-                u8::from(playing(stream)),
+                u8::from(playing(&stream)),
             );
         }
         type StreamFigure = fn(&crate::stream::Stream) -> f64;
@@ -386,7 +409,7 @@ impl Metrics {
         for (name, kind, help, figure) in per_stream {
             out.family(name, kind, help);
             for stream in &shared.streams {
-                out.sample(name, &[("stream", stream.name())], figure(stream));
+                out.sample(name, &[("stream", stream.name())], figure(&stream));
             }
         }
         out.text

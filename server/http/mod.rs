@@ -99,14 +99,26 @@ pub(crate) struct HttpState {
     pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
-/// Every route of the HTTP listener. Issue 7 (JSON-RPC over HTTP, websockets) adds its routes
-/// here.
-pub(crate) fn router(state: HttpState) -> Router {
+/// Every route of the HTTP listener: `/metrics`, and with `rpc` the Snapcast JSON-RPC's
+/// `POST /jsonrpc` and websocket `/jsonrpc` (issue 7).
+pub(crate) fn router(state: HttpState, rpc: Option<Arc<crate::jsonrpc::Rpc>>) -> Router {
     let mut router = Router::new();
     if state.metrics.is_some() {
         router = router.route("/metrics", get(serve_metrics));
     }
-    router.with_state(state)
+    let mut app = router.with_state(state);
+    if let Some(rpc) = rpc {
+        use crate::jsonrpc::web;
+        app = app.merge(
+            Router::new()
+                .route(
+                    "/jsonrpc",
+                    axum::routing::post(web::post).get(web::websocket),
+                )
+                .with_state(rpc),
+        );
+    }
+    app
 }
 
 /// `GET /metrics`: the Prometheus text exposition of [`metrics::render`].
@@ -121,17 +133,23 @@ async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {
 
 /// Serves `http` until `cancel` fires: then every listener stops accepting at once and open
 /// requests are let finish (the relay's shutdown grace bounds how long).
-pub(crate) async fn serve(http: HttpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+pub(crate) async fn serve(
+    http: HttpListener,
+    shared: Arc<Shared>,
+    rpc: Option<Arc<crate::jsonrpc::Rpc>>,
+    cancel: CancellationToken,
+) {
     let metrics = http.metrics.then(|| Arc::new(Metrics::new()));
     let state = HttpState {
         shared: shared.clone(),
         metrics: metrics.clone(),
     };
-    let app = router(state);
+    let jsonrpc = rpc.is_some();
+    let app = router(state, rpc);
     let mut servers = JoinSet::new();
     for listener in http.listeners {
         if let Ok(addr) = listener.local_addr() {
-            info!(%addr, metrics = http.metrics, "listening for HTTP");
+            info!(%addr, metrics = http.metrics, jsonrpc, "listening for HTTP");
         }
         let server = axum::serve(listener, app.clone())
             .with_graceful_shutdown(cancel.clone().cancelled_owned());

@@ -7,11 +7,12 @@
 //! the kernel. The C++ design's atomic "async write in progress" flag is replaced by that
 //! ownership.
 //!
-//! What remains of "coordination" is defined here as follows. A message at or above the
-//! threshold goes out with `MSG_ZEROCOPY` when it reaches the head of the queue unsent. When
-//! the socket is busy with ordinary bytes ahead of it (a partly sent ordinary message, or
-//! small messages queued first), the queue is flushed with one ordinary vectored write, and
-//! every zerocopy-eligible message that rides along in that write is a **coordination
+//! What goes zerocopy: the leading unsent shared messages of the queue (one chunk, or a
+//! batch of chunks queued together) in one `sendmsg(MSG_ZEROCOPY)` when together they reach
+//! the threshold, so batching lifts small chunks over it. What remains of "coordination" is
+//! defined as follows: when the socket is busy with ordinary bytes ahead (a partly sent
+//! ordinary message), the queue is flushed with one ordinary vectored write, and every
+//! message at or above the threshold that rides along in that write is a **coordination
 //! fallback**.
 //!
 //! A zerocopy message's `Bytes` (and so its pooled buffer) stays in `in_flight` until a
@@ -219,8 +220,9 @@ pub(crate) enum Payload {
     },
 }
 
-/// Largest control message kept inline (Time replies are 34 bytes, ServerSettings ~90).
-pub(crate) const INLINE_CAPACITY: usize = 160;
+/// Largest control message kept inline: Time replies are 34 bytes, ServerSettings at most
+/// ~95 (larger ones fall back to shared bytes). Kept small: every queue slot carries it.
+pub(crate) const INLINE_CAPACITY: usize = 96;
 
 impl Payload {
     /// Copies a small message inline, or into shared bytes when it does not fit.
@@ -318,8 +320,10 @@ impl Sender {
         };
         stats.mode.store(mode as u8, Ordering::Relaxed);
         Self {
-            queue: VecDeque::with_capacity(64),
-            in_flight: VecDeque::with_capacity(64),
+            // Small to start: a healthy session rarely queues more than one batch, and the
+            // memory of every idle slot is paid once per client.
+            queue: VecDeque::with_capacity(8),
+            in_flight: VecDeque::new(),
             next_id: 0,
             zerocopy,
             zerocopy_socket: zerocopy,
@@ -397,11 +401,12 @@ impl Sender {
 
     /// Sends as much of the queue as the kernel takes now.
     pub(crate) fn flush(&mut self, fd: RawFd) -> io::Result<Flushed> {
-        while let Some(head) = self.queue.front() {
-            let progressed = if self.is_eligible(head) {
-                self.send_zerocopy_head(fd)?
+        while !self.queue.is_empty() {
+            let run = self.zerocopy_run();
+            let progressed = if run > 0 {
+                self.send_zerocopy_run(fd, run)?
             } else {
-                self.send_ordinary(fd)?
+                self.send_ordinary(fd, false)?
             };
             if !progressed {
                 return Ok(Flushed::Blocked);
@@ -410,85 +415,101 @@ impl Sender {
         Ok(Flushed::All)
     }
 
-    /// Sends the head message with MSG_ZEROCOPY. Returns false when the socket is full.
-    fn send_zerocopy_head(&mut self, fd: RawFd) -> io::Result<bool> {
+    /// How many messages at the head go out together in one zerocopy send: the leading
+    /// unsent shared messages (a batch of chunks coalesces here), when together they reach
+    /// the threshold; 0 when the head must go the ordinary way.
+    fn zerocopy_run(&self) -> usize {
+        if !self.zerocopy {
+            return 0;
+        }
+        let mut total = 0;
+        let mut count = 0;
+        for pending in self.queue.iter().take(MAX_IOV) {
+            if !Self::is_unsent_shared(pending) {
+                break;
+            }
+            total += pending.bytes.len();
+            count += 1;
+        }
+        if total >= self.threshold {
+            count
+        } else {
+            0
+        }
+    }
+
+    /// Inline payloads live in the queue entry itself, which is gone before a completion
+    /// could arrive, so only shared bytes may go zerocopy.
+    fn is_unsent_shared(pending: &Pending) -> bool {
+        pending.sent == 0 && matches!(pending.bytes, Payload::Shared(_))
+    }
+
+    /// Sends the first `run` messages in one `sendmsg(MSG_ZEROCOPY)`. Returns false when the
+    /// socket is full.
+    fn send_zerocopy_run(&mut self, fd: RawFd, run: usize) -> io::Result<bool> {
         let injected = self.take_injected_enobufs();
-        let stats = &self.stats;
-        ZerocopyStats::bump(&stats.zerocopy_attempts, 1);
-        let head = self.queue.front_mut().expect("flush checked the head");
-        head.zerocopy_tried = true;
-        let result = injected.map_or_else(
-            || {
-                zerocopy::send(
-                    fd,
-                    &[IoSlice::new(&head.bytes.as_slice()[head.sent..])],
-                    true,
-                )
-            },
-            Err,
-        );
+        ZerocopyStats::bump(&self.stats.zerocopy_attempts, 1);
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        for (slot, pending) in iov.iter_mut().zip(self.queue.iter()) {
+            *slot = IoSlice::new(pending.bytes.as_slice());
+        }
+        let result = injected.map_or_else(|| zerocopy::send(fd, &iov[..run], true), Err);
         match result {
-            Ok(n) => {
-                ZerocopyStats::bump(&stats.zerocopy_successful, 1);
-                ZerocopyStats::bump(&stats.zerocopy_bytes, n as u64);
-                let Payload::Shared(bytes) = &head.bytes else {
-                    unreachable!("only shared payloads are zerocopy-eligible")
-                };
-                self.in_flight.push_back((self.next_id, bytes.clone()));
+            Ok(written) => {
+                ZerocopyStats::bump(&self.stats.zerocopy_successful, 1);
+                ZerocopyStats::bump(&self.stats.zerocopy_bytes, written as u64);
+                let id = self.next_id;
                 self.next_id = self.next_id.wrapping_add(1);
-                stats
-                    .outstanding
-                    .store(self.in_flight.len() as u64, Ordering::Relaxed);
-                head.sent += n;
-                if head.sent == head.bytes.len() {
+                let mut left = written;
+                while left > 0 {
+                    let head = self
+                        .queue
+                        .front_mut()
+                        .expect("written bytes came from the queue");
+                    head.zerocopy_tried = true;
+                    let Payload::Shared(bytes) = &head.bytes else {
+                        unreachable!("zerocopy runs hold shared payloads only")
+                    };
+                    // Every message the kernel took pages from stays referenced under this
+                    // send's id until its completion.
+                    self.in_flight.push_back((id, bytes.clone()));
+                    let remaining = head.bytes.len() - head.sent;
+                    if left < remaining {
+                        // The rest goes out the ordinary way next (it is no longer unsent).
+                        head.sent += left;
+                        break;
+                    }
+                    left -= remaining;
                     self.queue.pop_front();
                 }
-                // A partial send leaves the rest queued; it goes out the ordinary way next
-                // (the head is no longer unsent), without another completion id.
+                self.stats
+                    .outstanding
+                    .store(self.in_flight.len() as u64, Ordering::Relaxed);
                 Ok(true)
             }
             Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
-                // optmem exhausted: this message goes the ordinary way (zerocopy.md).
-                ZerocopyStats::bump(&stats.enobufs_fallbacks, 1);
-                self.send_one_ordinary(fd)
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// One ordinary send of just the head message (the ENOBUFS path).
-    fn send_one_ordinary(&mut self, fd: RawFd) -> io::Result<bool> {
-        let head = self.queue.front_mut().expect("flush checked the head");
-        match zerocopy::send(
-            fd,
-            &[IoSlice::new(&head.bytes.as_slice()[head.sent..])],
-            false,
-        ) {
-            Ok(n) => {
-                ZerocopyStats::bump(&self.stats.regular_bytes, n as u64);
-                head.sent += n;
-                if head.sent == head.bytes.len() {
-                    ZerocopyStats::bump(&self.stats.regular_sends, 1);
-                    self.queue.pop_front();
+                // optmem exhausted: these messages go the ordinary way (zerocopy.md).
+                ZerocopyStats::bump(&self.stats.enobufs_fallbacks, run as u64);
+                for pending in self.queue.iter_mut().take(run) {
+                    pending.zerocopy_tried = true;
                 }
-                Ok(true)
+                self.send_ordinary(fd, true)
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(err) => Err(err),
         }
     }
 
-    /// One vectored ordinary write of the queue's head and what follows it. Unsent
-    /// zerocopy-eligible messages join only when the head is already partly sent (the socket
-    /// is backed up with ordinary bytes); otherwise the write stops before them so they can
-    /// go zerocopy on their own.
-    fn send_ordinary(&mut self, fd: RawFd) -> io::Result<bool> {
+    /// One vectored ordinary write from the head of the queue. With zerocopy on, unsent
+    /// shared messages after the head join only when the head is already partly sent (the
+    /// socket is backed up with ordinary bytes) or `gather_all`; otherwise the write stops
+    /// before them so they can go zerocopy next.
+    fn send_ordinary(&mut self, fd: RawFd, gather_all: bool) -> io::Result<bool> {
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let mut count = 0;
-        let busy = self.queue.front().is_some_and(|p| p.sent > 0);
+        let busy = gather_all || self.queue.front().is_some_and(|p| p.sent > 0);
         for (i, pending) in self.queue.iter().take(MAX_IOV).enumerate() {
-            if i > 0 && !busy && self.is_eligible(pending) {
+            if i > 0 && self.zerocopy && !busy && Self::is_unsent_shared(pending) {
                 break;
             }
             iov[count] = IoSlice::new(&pending.bytes.as_slice()[pending.sent..]);
@@ -521,15 +542,6 @@ impl Sender {
             }
         }
         Ok(true)
-    }
-
-    fn is_eligible(&self, pending: &Pending) -> bool {
-        // Inline payloads live in the queue entry itself, which is gone before a completion
-        // could arrive, so only shared bytes may go zerocopy.
-        self.zerocopy
-            && pending.sent == 0
-            && pending.bytes.len() >= self.threshold
-            && matches!(pending.bytes, Payload::Shared(_))
     }
 
     /// Reads every pending completion notice and releases the buffers it covers.
@@ -679,8 +691,9 @@ mod tests {
                 "{addr}: buffers released after completion"
             );
             let snap = stats.snapshot();
-            assert_eq!(snap.zerocopy_attempts, 10);
-            assert_eq!(snap.zerocopy_successful, 10);
+            // The ten queued chunks went out coalesced, in one zerocopy call.
+            assert_eq!(snap.zerocopy_attempts, 1);
+            assert_eq!(snap.zerocopy_successful, 1);
             assert_eq!(snap.zerocopy_bytes, 40_000);
             assert_eq!(snap.outstanding, 0);
             assert_eq!(
@@ -734,10 +747,20 @@ mod tests {
         server.read_exact(&mut got).unwrap();
         assert!(got[..2000].iter().all(|b| *b == 5) && got[2000..].iter().all(|b| *b == 6));
         let snap = stats.snapshot();
-        assert_eq!(snap.enobufs_fallbacks, 1);
-        assert_eq!(snap.zerocopy_attempts, 2);
-        assert_eq!(snap.zerocopy_successful, 1);
-        assert_eq!(snap.regular_sends, 1);
+        assert_eq!(
+            snap.enobufs_fallbacks, 2,
+            "both messages of the refused run"
+        );
+        assert_eq!(snap.zerocopy_attempts, 1);
+        assert_eq!(snap.zerocopy_successful, 0);
+        assert_eq!(snap.regular_sends, 2);
+        assert_eq!(sender.outstanding(), 0);
+        // The next message goes zerocopy again.
+        sender.push_audio(message(7, 2000), 2);
+        assert_eq!(sender.flush(fd).unwrap(), Flushed::All);
+        let mut got = vec![0u8; 2000];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(stats.snapshot().zerocopy_successful, 1);
         reap_until_idle(&mut sender, fd);
     }
 
@@ -773,6 +796,38 @@ mod tests {
         assert_eq!(snap.regular_sends, 3);
         assert_eq!(snap.coordination_fallbacks, 1);
         assert_eq!(snap.zerocopy_attempts, 1);
+        reap_until_idle(&mut sender, fd);
+    }
+
+    #[test]
+    fn chunks_below_the_threshold_coalesce_into_one_zerocopy_send() {
+        let (client, mut server) = pair("127.0.0.1:0").unwrap();
+        let fd = client.as_raw_fd();
+        let stats = Arc::new(ZerocopyStats::default());
+        let policy = SendPolicy {
+            zerocopy: true,
+            threshold: 10_000,
+            auto_fallback: false,
+        };
+        let mut sender = Sender::new(fd, policy, stats.clone(), "127.0.0.1".parse().unwrap());
+        // One 3,878-byte chunk alone stays below the threshold: ordinary.
+        sender.push_audio(message(1, 3878), 0);
+        sender.flush(fd).unwrap();
+        // Three queued together (a batch) cross it: one zerocopy call.
+        for i in 0..3 {
+            sender.push_audio(message(2, 3878), i);
+        }
+        sender.flush(fd).unwrap();
+        let mut got = vec![0u8; 4 * 3878];
+        server.read_exact(&mut got).unwrap();
+        let snap = stats.snapshot();
+        assert_eq!((snap.regular_sends, snap.zerocopy_successful), (1, 1));
+        assert_eq!(snap.zerocopy_bytes, 3 * 3878);
+        assert_eq!(
+            sender.outstanding(),
+            3,
+            "each chunk held until the completion"
+        );
         reap_until_idle(&mut sender, fd);
     }
 

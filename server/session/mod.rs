@@ -79,6 +79,46 @@ pub enum SessionError {
     /// The client stopped reading: one send could not finish in time.
     #[error("send stalled for {0:?}; client is not reading")]
     SendTimedOut(Duration),
+    /// The client sent Time requests faster than any snapclient does.
+    #[error("time request flood: more than {rate_per_s} per second after the initial burst")]
+    TimeFlood {
+        /// The sustained rate allowed.
+        rate_per_s: u32,
+    },
+}
+
+/// Sessions and connections the relay ended or refused by policy rather than because the
+/// peer left (issue 10), counted server-wide since start so they outlive the sessions;
+/// reported in `GetStats` (`AggregateStats.policy_drops`) and `/metrics`.
+#[derive(Debug, Default)]
+pub struct PolicyDrops {
+    /// No Hello within `server.hello_timeout_ms`.
+    pub handshake_timeouts: AtomicU64,
+    /// The client stopped reading: one send stalled past the send timeout.
+    pub send_stalls: AtomicU64,
+    /// Oversized, unknown, truncated or unparsable client messages.
+    pub bad_messages: AtomicU64,
+    /// Connections refused at accept because `server.max_clients` sessions were live.
+    pub refused_connections: AtomicU64,
+    /// Time requests faster than the per-session budget.
+    pub time_floods: AtomicU64,
+}
+
+impl PolicyDrops {
+    /// Counts the session's end if it was a policy drop.
+    fn record(&self, result: &Result<(), SessionError>) {
+        let counter = match result {
+            Err(SessionError::HandshakeTimedOut(_)) => &self.handshake_timeouts,
+            Err(SessionError::SendTimedOut(_)) => &self.send_stalls,
+            Err(SessionError::Decode(_) | SessionError::MessageTooLarge { .. }) => {
+                &self.bad_messages
+            }
+            Err(SessionError::TimeFlood { .. }) => &self.time_floods,
+            // A truncated message is a peer that went away mid-write, not a policy decision.
+            Ok(()) | Err(SessionError::Io(_) | SessionError::Truncated) => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Per-session counters.
@@ -235,6 +275,7 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Share
             () = cancel.cancelled() => Ok(()),
             () = hello_deadline => Err(SessionError::HandshakeTimedOut(hello_timeout)),
         };
+        shared.drops.record(&result);
         let details = info.client();
         if let Some(details) = &details {
             // §7.16: only the last session of a client id marks it disconnected.

@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 use super::{ClientDetails, Outbound, SessionError, SessionInfo};
 use crate::clock;
 use crate::protocol::Hello;
-use crate::protocol::{Header, Message, ServerSettings, Tv, HEADER_SIZE};
+use crate::protocol::{self, DecodeError, Header, Message, ServerSettings, Tv, HEADER_SIZE};
 use crate::server::Shared;
 use crate::state::{model, Event};
 use crate::stream::Stream;
@@ -20,6 +20,43 @@ use crate::stream::Stream;
 /// is hostile or broken, and refusing it caps what one connection can make us allocate.
 const MAX_CLIENT_PAYLOAD: usize = 64 * 1024;
 
+/// Time requests a client may send back to back: snapclient's 50 quick syncs at connect
+/// (§2.3) twice over, so a reconnecting client never comes near it.
+const TIME_BURST: f64 = 100.0;
+
+/// Sustained Time requests per second allowed after the burst: snapclient sends one a
+/// second (§2.3). A client well above this is flooding, and each request costs a reply
+/// write that competes with audio for the same cores, so the session is dropped (issue 10).
+const TIME_RATE_PER_S: f64 = 20.0;
+
+/// A token bucket over Time requests: [`TIME_BURST`] tokens, refilled at [`TIME_RATE_PER_S`].
+struct TimeBudget {
+    tokens: f64,
+    refilled_at: std::time::Instant,
+}
+
+impl TimeBudget {
+    fn new() -> Self {
+        Self {
+            tokens: TIME_BURST,
+            refilled_at: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes one token; false when the client has exhausted its budget.
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let earned = now.duration_since(self.refilled_at).as_secs_f64() * TIME_RATE_PER_S;
+        self.tokens = (self.tokens + earned).min(TIME_BURST);
+        self.refilled_at = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
 pub(super) async fn run(
     mut socket: OwnedReadHalf,
     outbound: mpsc::Sender<Outbound>,
@@ -27,6 +64,7 @@ pub(super) async fn run(
     info: &SessionInfo,
 ) -> Result<(), SessionError> {
     let mut payload = Vec::new();
+    let mut time_budget = TimeBudget::new();
     loop {
         let Some(header) = read_frame(&mut socket, &mut payload).await? else {
             return Ok(());
@@ -36,6 +74,11 @@ pub(super) async fn run(
         let message = Message::decode(&header, &payload)?;
         let closed = match message {
             Message::Time(_) => {
+                if !time_budget.take() {
+                    return Err(SessionError::TimeFlood {
+                        rate_per_s: TIME_RATE_PER_S as u32,
+                    });
+                }
                 let offset_us = received.as_micros() - header.sent.as_micros();
                 info.stats
                     .last_time_offset_us
@@ -129,16 +172,11 @@ async fn read_frame(
             n => filled += n,
         }
     }
-    let header = Header::decode(&head)?;
-    header.message_type()?;
-    let size = header.size as usize;
-    if size > MAX_CLIENT_PAYLOAD {
-        return Err(SessionError::MessageTooLarge {
-            size,
-            max: MAX_CLIENT_PAYLOAD,
-        });
-    }
-    payload.resize(size, 0);
+    let header = protocol::check_incoming(&head, MAX_CLIENT_PAYLOAD).map_err(|err| match err {
+        DecodeError::MessageTooLarge { size, max } => SessionError::MessageTooLarge { size, max },
+        other => other.into(),
+    })?;
+    payload.resize(header.size as usize, 0);
     socket
         .read_exact(payload)
         .await
@@ -180,7 +218,8 @@ fn welcome(
         instance: hello.instance,
         now_us: super::unix_micros(SystemTime::now()),
     };
-    let names: Vec<&str> = shared.streams.iter().map(Stream::name).collect();
+    let names = shared.streams.names();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let new_group = shared
         .state
         .update(

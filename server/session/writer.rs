@@ -54,6 +54,8 @@ pub(super) async fn run(
     let mut scratch = Vec::with_capacity(256);
     let mut blocked_since: Option<Instant> = None;
     let mut retry_delay = RETRY_MIN;
+    let batch = shared.settings.send_batch;
+    let mut batch_deadline: Option<Instant> = None;
     loop {
         let blocked = blocked_since.is_some();
         tokio::select! {
@@ -110,23 +112,29 @@ pub(super) async fn run(
             () = tokio::time::sleep(retry_delay), if blocked && sender.is_zerocopy_socket() => {
                 retry_delay = (retry_delay * 2).min(RETRY_MAX);
             }
-            received = next_chunk(&mut audio) => match received {
+            () = sleep_until_some(batch_deadline) => {
+                // The batch window closed: take everything the stream published meanwhile.
+                batch_deadline = None;
+                while let Some(receiver) = audio.as_mut() {
+                    match receiver.try_recv() {
+                        Ok(chunk) => queue_chunk(&mut sender, chunk, shared, info),
+                        Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                            stats.chunks_lagged.fetch_add(missed, Ordering::Relaxed);
+                        }
+                        Err(broadcast::error::TryRecvError::Empty) => break,
+                        Err(broadcast::error::TryRecvError::Closed) => audio = None,
+                    }
+                }
+            }
+            received = next_chunk(&mut audio), if batch_deadline.is_none() => match received {
                 Ok(chunk) => {
-                    let cutoff = clock::now_micros()
-                        - i64::from(shared.live.buffer_ms()) * 1000
-                        - LATE_MARGIN_US;
-                    let late = sender.drop_stale_audio(cutoff)
-                        + u64::from(chunk.timestamp_us < cutoff);
-                    if late > 0 {
-                        stats.chunks_late.fetch_add(late, Ordering::Relaxed);
-                    }
-                    if info.is_muted() && !shared.settings.send_to_muted {
-                        // §2.5: muted clients get no audio; fresh timestamps resume it.
+                    queue_chunk(&mut sender, chunk, shared, info);
+                    if !batch.is_zero() && !blocked {
+                        // Send this chunk with the ones that follow in the next `batch`:
+                        // fewer, larger sends (performance-floor.md); time replies and
+                        // other control messages still go at once.
+                        batch_deadline = Some(Instant::now() + batch);
                         continue;
-                    }
-                    if chunk.timestamp_us >= cutoff {
-                        sender.push_audio(chunk.message, chunk.timestamp_us);
-                        stats.chunks_sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -169,6 +177,32 @@ pub(super) async fn run(
                 }
             }
         }
+    }
+}
+
+/// Queues one chunk unless it is too late to play or the client is muted.
+fn queue_chunk(sender: &mut Sender, chunk: Chunk, shared: &Shared, info: &SessionInfo) {
+    let stats = &info.stats;
+    let cutoff = clock::now_micros() - i64::from(shared.live.buffer_ms()) * 1000 - LATE_MARGIN_US;
+    let late = sender.drop_stale_audio(cutoff) + u64::from(chunk.timestamp_us < cutoff);
+    if late > 0 {
+        stats.chunks_late.fetch_add(late, Ordering::Relaxed);
+    }
+    if info.is_muted() && !shared.settings.send_to_muted {
+        // §2.5: muted clients get no audio; fresh timestamps resume it.
+        return;
+    }
+    if chunk.timestamp_us >= cutoff {
+        sender.push_audio(chunk.message, chunk.timestamp_us);
+        stats.chunks_sent.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -51,7 +51,9 @@ impl TcpServerReader {
             };
             let peer = *peer;
             tokio::select! {
-                // Both branches are cancel safe: accept and read lose nothing when not chosen.
+                // Reading first: a producer's EOF is seen before the next one is judged a
+                // second producer. Both branches are cancel safe.
+                biased;
                 read = producer.read(buf) => match read {
                     Ok(0) => {
                         info!(stream = %self.name, %peer, "PCM producer disconnected");

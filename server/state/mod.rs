@@ -44,6 +44,18 @@ pub enum Event {
     GroupName(String),
     /// Membership changed or a client was deleted: the whole topology.
     Topology,
+    /// A stream went idle or started playing (snapcast-protocol.md §4.4).
+    StreamState(String),
+}
+
+/// An [`Event`] and the JSON-RPC control connection whose request caused it, so that
+/// connection gets the response only and every other one the notification (§5.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// What changed.
+    pub event: Event,
+    /// The control connection that asked for it; `None` for gRPC and the relay itself.
+    pub origin: Option<u64>,
 }
 
 /// The model, its store and its listeners.
@@ -52,7 +64,7 @@ pub struct State {
     model: Mutex<Model>,
     store: Store,
     changed: Notify,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Announcement>,
 }
 
 impl State {
@@ -77,17 +89,32 @@ impl State {
         change: impl FnOnce(&mut Model) -> Result<R, E>,
         event: impl FnOnce(&R) -> Option<Event>,
     ) -> Result<R, E> {
+        self.update_from(None, change, event)
+    }
+
+    /// [`State::update`] on behalf of a JSON-RPC control connection (`origin`).
+    pub fn update_from<R, E>(
+        &self,
+        origin: Option<u64>,
+        change: impl FnOnce(&mut Model) -> Result<R, E>,
+        event: impl FnOnce(&R) -> Option<Event>,
+    ) -> Result<R, E> {
         let result = change(&mut self.lock())?;
         self.changed.notify_one();
         if let Some(event) = event(&result) {
-            // No listener is fine.
-            let _ = self.events.send(event);
+            self.announce(event, origin);
         }
         Ok(result)
     }
 
+    /// Announces something that is not a model change (e.g. a stream's state).
+    pub fn announce(&self, event: Event, origin: Option<u64>) {
+        // No listener is fine.
+        let _ = self.events.send(Announcement { event, origin });
+    }
+
     /// Listens to changes.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Announcement> {
         self.events.subscribe()
     }
 

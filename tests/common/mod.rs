@@ -48,6 +48,8 @@ pub struct Relay {
     child: Child,
     pub addr: SocketAddr,
     grpc_addr: Arc<Mutex<Option<SocketAddr>>>,
+    http_addr: Arc<Mutex<Option<SocketAddr>>>,
+    jsonrpc_addr: Arc<Mutex<Option<SocketAddr>>>,
     log: Arc<Mutex<Vec<String>>>,
     pub dir: tempfile::TempDir,
 }
@@ -65,14 +67,25 @@ impl Relay {
         if !args.contains(&"--bind") {
             command.args(["--bind", "127.0.0.1"]);
         }
+        if !args.contains(&"--datadir") {
+            // Each relay keeps its clients and groups to itself (never ~/.config).
+            command.arg("--datadir").arg(dir.path().join("state"));
+        }
         let mut child = command
             .args([
                 "--port",
                 "0",
                 "--log-filter",
-                "debug",
+                // Our own debug lines; the gRPC stack's debug output only drowns them.
+                "info,snaprelay=debug",
                 // Tests run in parallel: the control API takes any free port (see grpc_addr).
                 "--grpc.port=0",
+                // Likewise the HTTP listener (see http_addr), on loopback only.
+                "--http.port=0",
+                "--http.bind_to_address=127.0.0.1",
+                // Likewise the JSON-RPC TCP listener (see jsonrpc_addr).
+                "--tcp.port=0",
+                "--tcp.bind_to_address=127.0.0.1",
             ])
             .args(args)
             .env_remove("RUST_LOG")
@@ -87,8 +100,22 @@ impl Relay {
         let sink = log.clone();
         let grpc_addr = Arc::new(Mutex::new(None));
         let grpc_sink = grpc_addr.clone();
+        let http_addr = Arc::new(Mutex::new(None));
+        let http_sink = http_addr.clone();
+        let jsonrpc_addr = Arc::new(Mutex::new(None));
+        let jsonrpc_sink = jsonrpc_addr.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening for JSON-RPC") {
+                    if let Some(addr) = field(&line, "addr").and_then(|a| a.parse().ok()) {
+                        *jsonrpc_sink.lock().unwrap() = Some(addr);
+                    }
+                }
+                if line.contains("listening for HTTP") {
+                    if let Some(addr) = field(&line, "addr").and_then(|a| a.parse().ok()) {
+                        *http_sink.lock().unwrap() = Some(addr);
+                    }
+                }
                 if line.contains("listening for gRPC") {
                     if let Some(addr) = field(&line, "addr").and_then(|a| a.parse().ok()) {
                         *grpc_sink.lock().unwrap() = Some(addr);
@@ -119,8 +146,43 @@ impl Relay {
             child,
             addr,
             grpc_addr,
+            http_addr,
+            jsonrpc_addr,
             log,
             dir,
+        }
+    }
+
+    /// The JSON-RPC TCP listener's address, from its "listening for JSON-RPC" log line
+    /// (waits for it).
+    pub fn jsonrpc_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(addr) = *self.jsonrpc_addr.lock().unwrap() {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "snaprelay never logged 'listening for JSON-RPC'; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The HTTP listener's address, from its "listening for HTTP" log line (waits for it).
+    pub fn http_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(addr) = *self.http_addr.lock().unwrap() {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "snaprelay never logged 'listening for HTTP'; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -297,20 +359,20 @@ impl Snapclient {
         let sink = output.clone();
         let reader_path = fifo.clone();
         std::thread::spawn(move || {
-            // Blocks until snapclient opens its player "file".
-            let Ok(mut fifo) = std::fs::File::open(&reader_path) else {
-                return;
-            };
+            // Blocks until snapclient opens its player "file". snapclient closes and reopens
+            // it on every CodecHeader (a stream switch), so reopen after each EOF.
             let mut buf = vec![0u8; 1 << 16];
-            loop {
-                match fifo.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        let at_us = snaprelay::clock::now_micros();
-                        let mut out = sink.lock().unwrap();
-                        let offset = out.0.len();
-                        out.0.extend_from_slice(&buf[..n]);
-                        out.1.push(Arrival { at_us, offset });
+            while let Ok(mut fifo) = std::fs::File::open(&reader_path) {
+                loop {
+                    match fifo.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let at_us = snaprelay::clock::now_micros();
+                            let mut out = sink.lock().unwrap();
+                            let offset = out.0.len();
+                            out.0.extend_from_slice(&buf[..n]);
+                            out.1.push(Arrival { at_us, offset });
+                        }
                     }
                 }
             }
