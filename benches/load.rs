@@ -12,7 +12,8 @@
 //! Run (release build, as `cargo bench` does):
 //!   cargo bench --bench load -- --clients 1,50,200 --codecs pcm,flac --modes off,on,auto
 //!   cargo bench --bench load -- --format 192000:32:8 --codecs pcm --clients 1,20 --servers snaprelay
-//! `--smoke` runs a few clients for a few seconds (CI keeps the tool working with it).
+//! Without `--bench` (as `cargo test --all-targets` runs it) or with `--smoke` it is a short
+//! smoke run of a few clients for a few seconds, which keeps the tool working in CI.
 
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -43,6 +44,9 @@ struct Options {
 
 impl Options {
     fn parse() -> Self {
+        // `cargo test --all-targets` runs this target without `--bench`: then it is a smoke
+        // run that keeps the tool working in CI, never the full sweep.
+        let smoke = !std::env::args().any(|a| a == "--bench" || a == "--full");
         let mut options = Self {
             clients: vec![1, 50, 200],
             modes: vec!["off".into(), "on".into(), "auto".into()],
@@ -71,18 +75,25 @@ impl Options {
                 "--capacity" => options.capacity = true,
                 "--seconds" => options.window = Duration::from_secs(value().parse().unwrap_or(10)),
                 "--warmup" => options.warmup = Duration::from_secs(value().parse().unwrap_or(3)),
-                "--smoke" => {
-                    options.clients = vec![2];
-                    options.modes = vec!["off".into(), "on".into()];
-                    options.servers = vec!["snaprelay".into()];
-                    options.warmup = Duration::from_secs(1);
-                    options.window = Duration::from_secs(2);
-                }
-                "--bench" => {} // passed by `cargo bench`
+                "--smoke" => options.smoke(),
+                "--bench" | "--full" => {} // `cargo bench` passes --bench
                 other => eprintln!("load: ignoring unknown argument {other}"),
             }
         }
+        if smoke {
+            options.smoke();
+        }
         options
+    }
+
+    fn smoke(&mut self) {
+        self.clients = vec![2];
+        self.modes = vec!["off".into(), "on".into()];
+        self.servers = vec!["snaprelay".into()];
+        self.codecs = vec!["pcm".into()];
+        self.capacity = false;
+        self.warmup = Duration::from_secs(1);
+        self.window = Duration::from_secs(2);
     }
 }
 
@@ -544,6 +555,11 @@ fn main() {
                     row.time_reply_ms
                 );
                 let _ = std::io::stdout().flush();
+                assert!(
+                    row.chunks > 0,
+                    "{} delivered no chunk to {clients} clients",
+                    target.label()
+                );
                 results.push((codec.clone(), clients, target.clone(), row));
             }
         }

@@ -49,5 +49,10 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   apt-get install -y -qq systemd
 fi
 
-# The end-to-end tests run real snapclients in real time; two at once fit two cores.
-cargo test --all-targets "$@" -- --test-threads=2
+# Benchmarks in test mode first: each criterion benchmark runs once, the load tool a short
+# smoke. Then every test; the end-to-end tests run real snapclients in real time, and two
+# at once fit two cores. (Both always run; the script fails if either failed.)
+status=0
+cargo test --benches --no-fail-fast "$@" || status=$?
+cargo test --lib --bins --tests --no-fail-fast "$@" -- --test-threads=2 || status=$?
+exit "$status"

@@ -25,7 +25,7 @@ fn python_client_discovers_the_api_through_reflection() {
 
     let dir = tempfile::tempdir().unwrap();
     let fifo = common::source_fifo(dir.path(), "radio");
-    let source = format!("pipe://{}?name=radio", fifo.display());
+    let source = format!("pipe://{}?name=radio&codec=pcm", fifo.display());
     let relay = Relay::start_in(dir, &["--source", &source]);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

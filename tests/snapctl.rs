@@ -244,7 +244,7 @@ fn config_health_and_exit_codes() {
     assert!(stderr(&output).contains("invalid argument: invalid stream.buffer '1'"));
     let output = snapctl(&server, &["volume", "nobody", "10"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("no connected client with id 'nobody'"));
+    assert!(stderr(&output).contains("client 'nobody' not found"));
     assert!(stdout(&output).is_empty());
 
     // 2: usage errors, caught before connecting.
