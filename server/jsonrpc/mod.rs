@@ -34,6 +34,20 @@ pub(crate) use hub::Hub;
 use protocol::{Incoming, RpcError};
 pub(crate) use tcp::serve;
 
+/// Parses one JSON-RPC message exactly as every transport does, returning how many entries
+/// it held and how many of those were well-formed requests. For fuzzing and tests: the
+/// parser must turn any input into requests or JSON-RPC errors, never a panic.
+pub fn parse_summary(text: &str) -> (usize, usize) {
+    match protocol::parse(text) {
+        Incoming::Broken(_) => (0, 0),
+        Incoming::Single(entry) => (1, usize::from(entry.is_ok())),
+        Incoming::Batch(entries) => (
+            entries.len(),
+            entries.iter().filter(|entry| entry.is_ok()).count(),
+        ),
+    }
+}
+
 /// Why the JSON-RPC API could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum JsonRpcError {
