@@ -186,7 +186,11 @@ impl Server {
                 command
                     .args(["--bind", "0.0.0.0", "--port", &port.to_string()])
                     .args(["--source", &source, "--log-filter", "warn"])
-                    .args(["--grpc.enabled=false", "--http.enabled=false"])
+                    .args([
+                        "--grpc.enabled=false",
+                        "--http.enabled=false",
+                        "--tcp.enabled=false",
+                    ])
                     .args([
                         "--server.diagnostics_interval_s=0",
                         "--server.max_clients=10000",
@@ -221,18 +225,21 @@ impl Server {
                 command
             }
         };
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
         let child = command
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {}: {err}", target.label()));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: after thousands of clients the machine may still be tearing sockets down.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(addr).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "{} did not start",
-                target.label()
+                "{} did not start: {}",
+                target.label(),
+                std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
