@@ -226,3 +226,37 @@ fn client_info_is_recorded_and_does_not_disturb_the_session() {
         assert!(matches!(message, Message::WireChunk(_)));
     }
 }
+
+#[test]
+fn a_file_source_is_read_at_real_time_pace_and_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("short.raw");
+    // 100 ms of PCM: the file ends and starts over every five chunks.
+    std::fs::write(&raw, vec![7u8; 4800 * 4]).unwrap();
+    let uri = format!("file://{}?name=file&codec=pcm", raw.display());
+    let relay = Relay::start_in(dir, &["--source", &uri]);
+    let mut client = connect(&relay);
+    client.write_all(&hello(2, "file-listener")).unwrap();
+    let _ = read_message(&mut client);
+    let _ = read_message(&mut client);
+    let started = Instant::now();
+    let mut stamps = Vec::new();
+    while stamps.len() < 25 {
+        let (_, message) = read_message(&mut client);
+        let Message::WireChunk(chunk) = message else {
+            continue;
+        };
+        assert!(chunk.data.iter().all(|b| *b == 7), "file content, looped");
+        stamps.push(chunk.timestamp.as_micros());
+    }
+    for pair in stamps.windows(2) {
+        assert_eq!(pair[1] - pair[0], 20_000, "contiguous 20 ms chunks");
+    }
+    // 25 chunks of 20 ms cannot arrive much faster than real time (the first is stamped
+    // "now - 20 ms"; batching may hold the last ones back by up to 60 ms more).
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "file read faster than real time: {:?}",
+        started.elapsed()
+    );
+}
