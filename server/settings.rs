@@ -14,13 +14,6 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 
-/// Default size threshold for zerocopy sends: smaller messages go the regular way
-/// (issue 3; zerocopy.md puts the kernel's break-even well above 1 KiB).
-pub const DEFAULT_ZEROCOPY_THRESHOLD: usize = 1024;
-
-/// Default time between periodic diagnostics reports (issue 3: "every 30 s").
-pub const DEFAULT_DIAGNOSTICS_INTERVAL: Duration = Duration::from_secs(30);
-
 /// Applies a new log filter directive (a tracing `EnvFilter` string) to the running
 /// subscriber. `main` builds it around a `tracing_subscriber::reload` handle; the library
 /// stays independent of how the subscriber is assembled.

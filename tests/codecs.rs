@@ -20,10 +20,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::audio::{self, Signal, FRAME_BYTES, PLAYER_BLOCK_BYTES, RATE};
-use common::{Arrival, FifoWriter, Relay, Snapclient};
+use common::{steady_frames, Arrival, FifoWriter, Relay, Snapclient, SECOND};
 
-/// Frames in one second at 48 kHz.
-const SECOND: usize = 48_000;
 /// The test tones (left, right) and their amplitude (see `audio::Signal`).
 const LEFT_HZ: f64 = 440.0;
 const RIGHT_HZ: f64 = 660.0;
@@ -66,30 +64,6 @@ fn play(codec: &str) -> Session {
         a,
         b,
     }
-}
-
-/// The played frames from half a second after the first sound on (start-up settled), and
-/// that index, asserting there was enough sound.
-fn steady_frames(client: &Snapclient) -> (Vec<(i16, i16)>, usize) {
-    let (bytes, _) = client.output();
-    let frames = audio::frames(&bytes);
-    let start = audio::first_sound(&frames).unwrap_or_else(|| {
-        panic!(
-            "client {} played only silence ({} frames); its log:\n{}",
-            client.host_id,
-            frames.len(),
-            client.log()
-        )
-    });
-    let from = start + SECOND / 2;
-    assert!(
-        frames.len() > from + 2 * SECOND,
-        "client {} played too little after start-up: {} frames; its log:\n{}",
-        client.host_id,
-        frames.len().saturating_sub(start),
-        client.log()
-    );
-    (frames[from..].to_vec(), from)
 }
 
 fn assert_frequencies(client: &Snapclient, frames: &[(i16, i16)]) {

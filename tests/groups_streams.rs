@@ -8,23 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::audio::{self, Signal};
-use common::{eventually, Relay, Snapclient};
+use common::{eventually, snapctl, Relay, Snapclient};
 use serde_json::Value;
-
-/// Runs snapctl against the relay; returns stdout, failing the test on a non-zero exit.
-fn snapctl(relay: &Relay, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_snapctl"))
-        .args(["--server", &relay.grpc_url()])
-        .args(args)
-        .output()
-        .expect("run snapctl");
-    assert!(
-        output.status.success(),
-        "snapctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 fn snapctl_json(relay: &Relay, args: &[&str]) -> Value {
     let mut full = vec!["--json"];

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{eventually, free_port, Relay, Snapclient};
+use common::{eventually, free_port, snapctl, Relay, Snapclient};
 use serde_json::{json, Value};
 
 /// A raw TCP control connection: one request per line, as python-snapcast sends them.
@@ -119,20 +119,6 @@ impl Control {
             .unwrap();
         std::mem::take(&mut self.notifications)
     }
-}
-
-fn snapctl(relay: &Relay, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_snapctl"))
-        .args(["--server", &relay.grpc_url()])
-        .args(args)
-        .output()
-        .expect("run snapctl");
-    assert!(
-        output.status.success(),
-        "snapctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn two_streams() -> Relay {

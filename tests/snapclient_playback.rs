@@ -8,10 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::audio::{self, Signal};
-use common::{FifoWriter, Relay, Snapclient};
-
-/// Frames in one second of the 48 kHz test signal.
-const SECOND: usize = 48_000;
+use common::{steady_frames, FifoWriter, Relay, Snapclient, SECOND};
 
 fn pipe_source(relay_dir: &std::path::Path) -> (String, std::path::PathBuf) {
     let fifo = common::source_fifo(relay_dir, "music");
@@ -33,28 +30,6 @@ fn start_relay_with_pipe_and(extra: &[&str]) -> (Relay, std::path::PathBuf) {
     args.extend_from_slice(extra);
     let relay = Relay::start_in(dir, &args);
     (relay, fifo)
-}
-
-/// The played frames from one second after the first sound on, asserting there was sound.
-fn steady_frames(client: &Snapclient) -> (Vec<(i16, i16)>, usize) {
-    let (bytes, _) = client.output();
-    let frames = audio::frames(&bytes);
-    let start = audio::first_sound(&frames).unwrap_or_else(|| {
-        panic!(
-            "client {} played only silence ({} frames); its log:\n{}",
-            client.host_id,
-            frames.len(),
-            client.log()
-        )
-    });
-    let from = start + SECOND / 2;
-    assert!(
-        frames.len() > from + 2 * SECOND,
-        "client {} played too little after start-up: {} frames",
-        client.host_id,
-        frames.len() - start
-    );
-    (frames[from..].to_vec(), from)
 }
 
 /// Plays the FIFO signal to two clients and returns the median of how far `a` plays ahead

@@ -454,3 +454,45 @@ pub fn eventually<T>(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Frames in one second of the 48 kHz test signal.
+pub const SECOND: usize = 48_000;
+
+/// What a client played from half a second after its first sound on (start-up settled), and
+/// that index; fails the test when it played only silence or too little.
+pub fn steady_frames(client: &Snapclient) -> (Vec<(i16, i16)>, usize) {
+    let (bytes, _) = client.output();
+    let frames = audio::frames(&bytes);
+    let start = audio::first_sound(&frames).unwrap_or_else(|| {
+        panic!(
+            "client {} played only silence ({} frames); its log:\n{}",
+            client.host_id,
+            frames.len(),
+            client.log()
+        )
+    });
+    let from = start + SECOND / 2;
+    assert!(
+        frames.len() > from + 2 * SECOND,
+        "client {} played too little after start-up: {} frames; its log:\n{}",
+        client.host_id,
+        frames.len().saturating_sub(start),
+        client.log()
+    );
+    (frames[from..].to_vec(), from)
+}
+
+/// Runs `snapctl --server <relay> ARGS`; returns stdout, failing the test on a non-zero exit.
+pub fn snapctl(relay: &Relay, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_snapctl"))
+        .args(["--server", &relay.grpc_url()])
+        .args(args)
+        .output()
+        .expect("run snapctl");
+    assert!(
+        output.status.success(),
+        "snapctl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
