@@ -45,10 +45,14 @@ pub async fn list(control: &mut Control, out: &Output) -> Result<(), CliError> {
         .await?
         .into_inner()
         .groups;
+    show_groups(out, &groups)
+}
+
+fn show_groups(out: &Output, groups: &[pb::Group]) -> Result<(), CliError> {
     if out.json {
-        return groups_json(out, &groups);
+        return groups_json(out, groups);
     }
-    out.line(&groups_table(&groups))
+    out.line(&groups_table(groups))
 }
 
 pub async fn clients(control: &mut Control, out: &Output) -> Result<(), CliError> {
@@ -128,10 +132,7 @@ pub async fn set_clients(
         .await?
         .into_inner()
         .groups;
-    if out.json {
-        return groups_json(out, &groups);
-    }
-    out.line(&groups_table(&groups))
+    show_groups(out, &groups)
 }
 
 pub async fn set_mute(

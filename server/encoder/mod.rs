@@ -154,6 +154,21 @@ fn full_scale(format: SampleFormat) -> f32 {
     (1u64 << (format.bits - 1)) as f32
 }
 
+/// 48000:16:2 test PCM for the lossy encoders' tests: 440 Hz left, 1000 Hz right, from
+/// frame `start` on.
+#[cfg(test)]
+fn test_tone(frames: usize, start: usize) -> Vec<u8> {
+    let mut pcm = Vec::with_capacity(frames * 4);
+    for i in start..start + frames {
+        let t = i as f64 / 48000.0;
+        let l = ((std::f64::consts::TAU * 440.0 * t).sin() * 12000.0) as i16;
+        let r = ((std::f64::consts::TAU * 1000.0 * t).sin() * 12000.0) as i16;
+        pcm.extend_from_slice(&l.to_le_bytes());
+        pcm.extend_from_slice(&r.to_le_bytes());
+    }
+    pcm
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -300,19 +300,8 @@ fn parse_options(options: &str) -> Result<f32, EncoderError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_tone as tone;
     use super::*;
-
-    fn tone(frames: usize, start: usize) -> Vec<u8> {
-        let mut pcm = Vec::with_capacity(frames * 4);
-        for i in start..start + frames {
-            let t = i as f64 / 48000.0;
-            let l = ((std::f64::consts::TAU * 440.0 * t).sin() * 12000.0) as i16;
-            let r = ((std::f64::consts::TAU * 1000.0 * t).sin() * 12000.0) as i16;
-            pcm.extend_from_slice(&l.to_le_bytes());
-            pcm.extend_from_slice(&r.to_le_bytes());
-        }
-        pcm
-    }
 
     #[test]
     fn options_take_vbr_quality() {
