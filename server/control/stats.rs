@@ -69,7 +69,7 @@ pub(crate) fn session(shared: &Shared, info: &SessionInfo) -> pb::Session {
         session_id: info.id,
         address: info.peer.to_string(),
         connected_at_us: unix_micros(info.connected_at),
-        bytes_sent: stats.bytes_sent.load(Ordering::Relaxed),
+        bytes_sent: info.bytes_sent(),
         chunks_sent: stats.chunks_sent.load(Ordering::Relaxed),
         queue_depth: u32::try_from(info.queue_depth()).unwrap_or(u32::MAX),
         chunks_late: stats.chunks_late.load(Ordering::Relaxed),

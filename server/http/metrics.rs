@@ -40,7 +40,7 @@ impl SessionTotals {
     fn of(info: &SessionInfo) -> Self {
         let stats = &info.stats;
         Self {
-            bytes_sent: stats.bytes_sent.load(Ordering::Relaxed),
+            bytes_sent: info.bytes_sent(),
             chunks_sent: stats.chunks_sent.load(Ordering::Relaxed),
             chunks_late: stats.chunks_late.load(Ordering::Relaxed),
             chunks_dropped: stats.chunks_lagged.load(Ordering::Relaxed),

@@ -124,8 +124,6 @@ impl PolicyDrops {
 /// Per-session counters.
 #[derive(Debug, Default)]
 pub struct SessionStats {
-    /// Message bytes written to the socket.
-    pub bytes_sent: AtomicU64,
     /// Audio chunks written.
     pub chunks_sent: AtomicU64,
     /// Chunks skipped because they were already too old to play (§7.5).
@@ -196,6 +194,13 @@ impl SessionInfo {
     /// Control messages waiting for this session's writer.
     pub fn queue_depth(&self) -> usize {
         self.outbound.max_capacity() - self.outbound.capacity()
+    }
+
+    /// Message bytes the kernel accepted for this client, zerocopy and ordinary together
+    /// (derived from the sender's counters rather than kept twice).
+    pub fn bytes_sent(&self) -> u64 {
+        let sent = self.send_stats.snapshot();
+        sent.zerocopy_bytes + sent.regular_bytes
     }
 
     /// Whether the client (or its group) is muted.

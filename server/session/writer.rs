@@ -161,10 +161,6 @@ pub(super) async fn run(
                 Err(err) => return Err(err.into()),
             }
         };
-        let sent = info.send_stats.snapshot();
-        stats
-            .bytes_sent
-            .store(sent.zerocopy_bytes + sent.regular_bytes, Ordering::Relaxed);
         match flushed {
             Flushed::All => {
                 blocked_since = None;
