@@ -20,7 +20,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::audio::{self, Signal, FRAME_BYTES, PLAYER_BLOCK_BYTES, RATE};
-use common::{steady_frames, Arrival, FifoWriter, Relay, Snapclient, SECOND};
+use common::{
+    assert_continuous, steady_frames, sync_offset_ms, Arrival, FifoWriter, Relay, Snapclient,
+    SECOND,
+};
 
 /// The test tones (left, right) and their amplitude (see `audio::Signal`).
 const LEFT_HZ: f64 = 440.0;
@@ -277,32 +280,12 @@ fn flac_plays_bit_exact_in_sync_on_two_snapclients() {
         let (frames, _) = steady_frames(client);
         assert_frequencies(client, &frames);
         // Lossless: the embedded frame counter must run on without a break.
-        let report = audio::continuity(&frames);
-        assert!(
-            report.breaks.is_empty(),
-            "{}: dropouts in {} frames: {:?}",
-            client.host_id,
-            report.frames,
-            &report.breaks[..report.breaks.len().min(10)]
-        );
+        assert_continuous(client, &frames);
     }
-    let (bytes_a, arrivals_a) = session.a.output();
-    let (bytes_b, arrivals_b) = session.b.output();
-    let (_, from_a) = steady_frames(&session.a);
-    let (_, from_b) = steady_frames(&session.b);
-    let positions_a = audio::block_positions(&bytes_a, &arrivals_a, from_a);
-    let positions_b = audio::block_positions(&bytes_b, &arrivals_b, from_b);
-    let offsets = audio::sync_offsets_ms(&positions_a, &positions_b);
+    let (median, blocks) = sync_offset_ms(&session.a, &session.b);
     session.writer.stop();
-    let median = audio::median(&offsets);
     eprintln!(
-        "sync (flac): client-a ahead of client-b by {median:.3} ms (median of {} blocks)",
-        offsets.len()
-    );
-    assert!(
-        offsets.len() >= 20,
-        "too few comparable blocks: {}",
-        offsets.len()
+        "sync (flac): client-a ahead of client-b by {median:.3} ms (median of {blocks} blocks)"
     );
     assert!(
         median.abs() <= 1.0,

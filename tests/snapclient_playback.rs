@@ -8,7 +8,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::audio::{self, Signal};
-use common::{steady_frames, FifoWriter, Relay, Snapclient, SECOND};
+use common::{
+    assert_continuous, steady_frames, sync_offset_ms, FifoWriter, Relay, Snapclient, SECOND,
+};
 
 fn pipe_source(relay_dir: &std::path::Path) -> (String, std::path::PathBuf) {
     let fifo = common::source_fifo(relay_dir, "music");
@@ -55,34 +57,12 @@ fn measure_two_clients(relay_extra: &[&str], b_extra: &[&str]) -> (f64, String) 
             "{}: right at {right} Hz",
             client.host_id
         );
-        let report = audio::continuity(&frames);
-        assert!(
-            report.breaks.is_empty(),
-            "{}: dropouts in {} frames: {:?}",
-            client.host_id,
-            report.frames,
-            &report.breaks[..report.breaks.len().min(10)]
-        );
+        assert_continuous(client, &frames);
     }
 
-    let (bytes_a, arrivals_a) = a.output();
-    let (bytes_b, arrivals_b) = b.output();
-    let (_, from_a) = steady_frames(&a);
-    let (_, from_b) = steady_frames(&b);
-    let positions_a = audio::block_positions(&bytes_a, &arrivals_a, from_a);
-    let positions_b = audio::block_positions(&bytes_b, &arrivals_b, from_b);
-    let offsets = audio::sync_offsets_ms(&positions_a, &positions_b);
-    assert!(
-        offsets.len() >= 20,
-        "too few comparable blocks: {}",
-        offsets.len()
-    );
+    let (median, blocks) = sync_offset_ms(&a, &b);
     writer.stop();
-    let median = audio::median(&offsets);
-    eprintln!(
-        "sync: client-a ahead of client-b by {median:.3} ms (median of {} blocks)",
-        offsets.len()
-    );
+    eprintln!("sync: client-a ahead of client-b by {median:.3} ms (median of {blocks} blocks)");
     (median, relay.log())
 }
 

@@ -496,3 +496,35 @@ pub fn snapctl(relay: &Relay, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// Asserts that the frame counter in what `client` played runs on without a break: no
+/// dropout, no silence, no garbage (lossless playback of the test signal).
+pub fn assert_continuous(client: &Snapclient, frames: &[(i16, i16)]) {
+    let report = audio::continuity(frames);
+    assert!(
+        report.breaks.is_empty(),
+        "{}: dropouts in {} frames: {:?}",
+        client.host_id,
+        report.frames,
+        &report.breaks[..report.breaks.len().min(10)]
+    );
+}
+
+/// Median of how far client `a` plays ahead of client `b`, in ms, over their steady output
+/// (see `audio::sync_offsets_ms`), and how many player blocks it compares; fails the test
+/// with fewer than 20 comparable blocks.
+pub fn sync_offset_ms(a: &Snapclient, b: &Snapclient) -> (f64, usize) {
+    let (bytes_a, arrivals_a) = a.output();
+    let (bytes_b, arrivals_b) = b.output();
+    let (_, from_a) = steady_frames(a);
+    let (_, from_b) = steady_frames(b);
+    let positions_a = audio::block_positions(&bytes_a, &arrivals_a, from_a);
+    let positions_b = audio::block_positions(&bytes_b, &arrivals_b, from_b);
+    let offsets = audio::sync_offsets_ms(&positions_a, &positions_b);
+    assert!(
+        offsets.len() >= 20,
+        "too few comparable blocks: {}",
+        offsets.len()
+    );
+    (audio::median(&offsets), offsets.len())
+}
