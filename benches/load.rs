@@ -14,6 +14,11 @@
 //!   cargo bench --bench load -- --format 192000:32:8 --codecs pcm --clients 1,20 --servers snaprelay
 //! Without `--bench` (as `cargo test --all-targets` runs it) or with `--smoke` it is a short
 //! smoke run of a few clients for a few seconds, which keeps the tool working in CI.
+//! With `LOAD_SMAPS_DIR=<dir>` each measurement also copies the server's /proc/<pid>/smaps
+//! there, to see which mappings the resident set is made of. `--wrap "<command>"` runs
+//! snaprelay under a profiler, e.g.
+//!   cargo bench --bench load -- --servers snaprelay --clients 200 --modes off \
+//!     --wrap "valgrind --tool=callgrind --callgrind-out-file=/tmp/callgrind.out"
 
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,6 +45,8 @@ struct Options {
     format: String,
     warmup: Duration,
     window: Duration,
+    /// A command snaprelay runs under, e.g. `valgrind --tool=callgrind`, for profiles.
+    wrap: Vec<String>,
 }
 
 impl Options {
@@ -56,6 +63,7 @@ impl Options {
             format: "48000:16:2".into(),
             warmup: Duration::from_secs(3),
             window: Duration::from_secs(10),
+            wrap: Vec::new(),
         };
         let list = |text: String| text.split(',').map(|v| v.trim().to_owned()).collect();
         let mut args = std::env::args().skip(1);
@@ -75,6 +83,7 @@ impl Options {
                 "--capacity" => options.capacity = true,
                 "--seconds" => options.window = Duration::from_secs(value().parse().unwrap_or(10)),
                 "--warmup" => options.warmup = Duration::from_secs(value().parse().unwrap_or(3)),
+                "--wrap" => options.wrap = value().split_whitespace().map(str::to_owned).collect(),
                 "--smoke" => options.smoke(),
                 "--bench" | "--full" => {} // `cargo bench` passes --bench
                 other => eprintln!("load: ignoring unknown argument {other}"),
@@ -169,7 +178,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(target: &Target, codec: &str, format: &str) -> Self {
+    fn start(target: &Target, codec: &str, format: &str, wrap: &[String]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -182,7 +191,15 @@ impl Server {
         );
         let mut command = match target {
             Target::Snaprelay(mode) => {
-                let mut command = Command::new(env!("CARGO_BIN_EXE_snaprelay"));
+                let exe = env!("CARGO_BIN_EXE_snaprelay");
+                let mut command = match wrap.split_first() {
+                    Some((program, args)) => {
+                        let mut command = Command::new(program);
+                        command.args(args).arg(exe);
+                        command
+                    }
+                    None => Command::new(exe),
+                };
                 command
                     .args(["--bind", "0.0.0.0", "--port", &port.to_string()])
                     .args(["--source", &source, "--log-filter", "warn"])
@@ -255,8 +272,8 @@ impl Server {
             _dir: dir,
         }
     }
-    /// (CPU seconds used so far, resident set in bytes).
-    fn usage(&self) -> (f64, u64) {
+    /// CPU seconds used so far and the resident set.
+    fn usage(&self) -> (f64, Resident) {
         let pid = self.child.id();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let rest = stat.rfind(')').map_or("", |at| &stat[at + 2..]);
@@ -266,21 +283,50 @@ impl Server {
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss_kib: u64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        (ticks as f64 / hz, rss_kib * 1024)
+        let kib = |key: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let resident = Resident {
+            total_kib: kib("VmRSS:"),
+            anon_kib: kib("RssAnon:"),
+            file_kib: kib("RssFile:"),
+        };
+        (ticks as f64 / hz, resident)
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SIGTERM first: both servers shut down cleanly on it, and a profiler wrapping the
+        // server writes its output only at a clean exit.
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: signalling our own child, which has not been reaped yet.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A server's resident set (`/proc/<pid>/status`): its own heap and stacks (anonymous)
+/// are what grows with clients; file-backed pages are mostly its code.
+#[derive(Debug, Clone, Copy, Default)]
+struct Resident {
+    total_kib: u64,
+    anon_kib: u64,
+    file_kib: u64,
 }
 
 #[derive(Debug, Default)]
@@ -405,6 +451,8 @@ async fn client(index: usize, server: SocketAddr, tally: Arc<Tally>, stop: Arc<A
 struct Row {
     cpu_per_client_minute: f64,
     rss_mib: f64,
+    anon_mib: f64,
+    file_mib: f64,
     chunks: u64,
     late: u64,
     gaps: u64,
@@ -418,7 +466,7 @@ fn measure(
     clients: usize,
     idle_cpu: f64,
 ) -> (Row, f64) {
-    let server = Server::start(target, codec, &options.format);
+    let server = Server::start(target, codec, &options.format, &options.wrap);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -436,6 +484,15 @@ fn measure(
         let (cpu_before, _) = server.usage();
         tokio::time::sleep(options.window).await;
         let (cpu_after, rss) = server.usage();
+        if let Some(dir) = std::env::var_os("LOAD_SMAPS_DIR") {
+            // Where the resident set goes, mapping by mapping, for the report.
+            let name =
+                format!("{}-{codec}-{clients}.smaps", target.label()).replace([' ', '='], "_");
+            let _ = std::fs::copy(
+                format!("/proc/{}/smaps", server.child.id()),
+                std::path::Path::new(&dir).join(name),
+            );
+        }
         tally.chunks.fetch_sub(chunks_before, Ordering::Relaxed);
         tally.late.fetch_sub(late_before, Ordering::Relaxed);
         tally.gaps.fetch_sub(gaps_before, Ordering::Relaxed);
@@ -456,7 +513,9 @@ fn measure(
     (
         Row {
             cpu_per_client_minute: per_client,
-            rss_mib: rss as f64 / (1024.0 * 1024.0),
+            rss_mib: rss.total_kib as f64 / 1024.0,
+            anon_mib: rss.anon_kib as f64 / 1024.0,
+            file_mib: rss.file_kib as f64 / 1024.0,
             chunks: tally.chunks.load(Ordering::Relaxed),
             late: tally.late.load(Ordering::Relaxed),
             gaps: tally.gaps.load(Ordering::Relaxed),
@@ -535,9 +594,9 @@ fn main() {
         options.format, options.window, options.warmup
     );
     println!(
-        "| server | codec | clients | CPU-s per client-minute | RSS MiB | chunks | late | gaps | time reply ms |"
+        "| server | codec | clients | CPU-s per client-minute | RSS MiB | anon MiB | file MiB | chunks | late | gaps | time reply ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     // (codec, clients, target) -> row, for the ratio summary.
     let mut results: Vec<(String, usize, Target, Row)> = Vec::new();
     for codec in &options.codecs {
@@ -550,12 +609,14 @@ fn main() {
             for (target, idle) in targets.iter().zip(&idle) {
                 let (row, _) = measure(&options, target, codec, clients, *idle);
                 println!(
-                    "| {} | {} | {} | {:.4} | {:.1} | {} | {} | {} | {:.3} |",
+                    "| {} | {} | {} | {:.4} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.3} |",
                     target.label(),
                     codec,
                     clients,
                     row.cpu_per_client_minute,
                     row.rss_mib,
+                    row.anon_mib,
+                    row.file_mib,
                     row.chunks,
                     row.late,
                     row.gaps,
