@@ -220,9 +220,10 @@ pub(crate) enum Payload {
     },
 }
 
-/// Largest control message kept inline: Time replies are 34 bytes, ServerSettings at most
-/// ~95 (larger ones fall back to shared bytes). Kept small: every queue slot carries it.
-pub(crate) const INLINE_CAPACITY: usize = 96;
+/// Largest control message kept inline: Time replies are 34 bytes, and they are the only
+/// control messages of a session's steady state. Rarer ones (ServerSettings, ~95 bytes)
+/// take shared bytes. Kept small: every queue slot of every session carries it.
+pub(crate) const INLINE_CAPACITY: usize = 40;
 
 impl Payload {
     /// Copies a small message inline, or into shared bytes when it does not fit.
@@ -257,8 +258,9 @@ struct Pending {
     sent: usize,
     /// Control message: goes before queued audio (but never splits a started message).
     urgent: bool,
-    /// Capture time of audio, for dropping stale chunks that have not started.
-    timestamp_us: Option<i64>,
+    /// Capture time of audio, for dropping stale chunks that have not started; unused for
+    /// control messages, which are never stale.
+    timestamp_us: i64,
     /// A zerocopy call (or its ENOBUFS fallback) already handled this message, so finishing
     /// it the ordinary way is not a coordination fallback.
     zerocopy_tried: bool,
@@ -356,7 +358,7 @@ impl Sender {
             bytes: Payload::Shared(bytes),
             sent: 0,
             urgent: false,
-            timestamp_us: Some(timestamp_us),
+            timestamp_us,
             zerocopy_tried: false,
         });
     }
@@ -374,7 +376,7 @@ impl Sender {
                 bytes,
                 sent: 0,
                 urgent: true,
-                timestamp_us: None,
+                timestamp_us: 0,
                 zerocopy_tried: false,
             },
         );
@@ -386,8 +388,7 @@ impl Sender {
         let before = self.queue.len();
         let mut index = 0;
         self.queue.retain(|p| {
-            let keep =
-                (index == 0 && p.sent > 0) || p.timestamp_us.is_none_or(|ts| ts >= cutoff_us);
+            let keep = (index == 0 && p.sent > 0) || p.urgent || p.timestamp_us >= cutoff_us;
             index += 1;
             keep
         });
@@ -649,6 +650,17 @@ mod tests {
             Sender::new(socket.as_raw_fd(), policy, stats.clone(), ip),
             stats,
         )
+    }
+
+    #[test]
+    fn a_queue_slot_stays_small() {
+        // Every session keeps at least eight slots: their size is paid once per client
+        // (docs/PERFORMANCE.md, memory per client). A time reply still fits inline.
+        assert!(std::mem::size_of::<Pending>() <= 72);
+        assert!(matches!(
+            Payload::copy_from(&[0; 34]),
+            Payload::Inline { .. }
+        ));
     }
 
     fn reap_until_idle(sender: &mut Sender, fd: RawFd) {

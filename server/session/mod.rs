@@ -4,6 +4,7 @@
 //! A session is one task: its reader and writer are two futures raced in one `select!`, so
 //! a misbehaving client ends only its own task, with a warning naming the peer.
 
+mod mailbox;
 mod reader;
 mod writer;
 
@@ -13,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
@@ -168,7 +168,7 @@ pub struct SessionInfo {
     /// Client muted or its group muted: no audio is sent unless `send_to_muted`.
     muted: AtomicBool,
     client: Mutex<Option<ClientDetails>>,
-    outbound: mpsc::Sender<Outbound>,
+    mailbox: mailbox::Mailbox,
     cancel: CancellationToken,
 }
 
@@ -188,12 +188,12 @@ impl SessionInfo {
 
     /// Queues new settings for the client; false if the session is gone or congested.
     pub fn push_settings(&self, settings: ServerSettings) -> bool {
-        self.outbound.try_send(Outbound::Settings(settings)).is_ok()
+        self.mailbox.try_send(Outbound::Settings(settings)).is_ok()
     }
 
     /// Control messages waiting for this session's writer.
     pub fn queue_depth(&self) -> usize {
-        self.outbound.max_capacity() - self.outbound.capacity()
+        self.mailbox.len()
     }
 
     /// Message bytes the kernel accepted for this client, zerocopy and ordinary together
@@ -244,7 +244,6 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Share
         warn!(%peer, error = %err, "cannot set TCP_NODELAY");
     }
     let id = shared.next_session_id.fetch_add(1, Ordering::Relaxed);
-    let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_CAPACITY);
     let cancel = shared.cancel.child_token();
     let info = Arc::new(SessionInfo {
         id,
@@ -255,7 +254,7 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Share
         hello_received: AtomicBool::new(false),
         muted: AtomicBool::new(false),
         client: Mutex::new(None),
-        outbound: outbound_tx.clone(),
+        mailbox: mailbox::Mailbox::new(OUTBOUND_CAPACITY),
         cancel: cancel.clone(),
     });
     shared.sessions.insert(id, info.clone());
@@ -275,11 +274,13 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Share
             }
         };
         let result = tokio::select! {
-            result = reader::run(read_half, outbound_tx, &shared, &info) => result,
-            result = writer::run(write_half, outbound_rx, &shared, &info) => result,
+            result = reader::run(read_half, &shared, &info) => result,
+            result = writer::run(write_half, &shared, &info) => result,
             () = cancel.cancelled() => Ok(()),
             () = hello_deadline => Err(SessionError::HandshakeTimedOut(hello_timeout)),
         };
+        // Settings pushed from now on are refused rather than queued for nobody.
+        info.mailbox.close();
         shared.drops.record(&result);
         let details = info.client();
         if let Some(details) = &details {
@@ -351,7 +352,7 @@ pub(crate) fn sync_client(shared: &Shared, client_id: &str) -> usize {
                     }
                 });
                 if session
-                    .outbound
+                    .mailbox
                     .try_send(Outbound::SwitchStream(stream.clone()))
                     .is_err()
                 {

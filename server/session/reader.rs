@@ -5,7 +5,6 @@ use std::time::SystemTime;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{ClientDetails, Outbound, SessionError, SessionInfo};
@@ -59,7 +58,6 @@ impl TimeBudget {
 
 pub(super) async fn run(
     mut socket: OwnedReadHalf,
-    outbound: mpsc::Sender<Outbound>,
     shared: &Shared,
     info: &SessionInfo,
 ) -> Result<(), SessionError> {
@@ -86,7 +84,7 @@ pub(super) async fn run(
                 info.stats
                     .last_time_at_us
                     .store(super::unix_micros(SystemTime::now()), Ordering::Relaxed);
-                outbound
+                info.mailbox
                     .send(Outbound::TimeReply {
                         request_id: header.id,
                         latency: Tv::from_micros(offset_us),
@@ -116,7 +114,7 @@ pub(super) async fn run(
                         stream: stream.name().to_owned(),
                     });
                 });
-                outbound
+                info.mailbox
                     .send(Outbound::Welcome {
                         hello_id: header.id,
                         settings,

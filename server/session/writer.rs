@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::{Outbound, SessionError, SessionInfo};
@@ -36,7 +36,6 @@ const RETRY_MAX: Duration = Duration::from_millis(50);
 
 pub(super) async fn run(
     socket: OwnedWriteHalf,
-    mut outbound: mpsc::Receiver<Outbound>,
     shared: &Shared,
     info: &SessionInfo,
 ) -> Result<(), SessionError> {
@@ -51,17 +50,19 @@ pub(super) async fn run(
     let send_timeout = shared.settings.send_timeout;
     let stats = &info.stats;
     let mut audio: Option<broadcast::Receiver<Chunk>> = None;
-    let mut scratch = Vec::with_capacity(256);
+    // Grows to the largest control message once (~95 bytes), then is reused: no steady-state
+    // allocation, and no unused capacity paid per client.
+    let mut scratch = Vec::new();
     let mut blocked_since: Option<Instant> = None;
     let mut retry_delay = RETRY_MIN;
     let batch = shared.settings.send_batch;
     let mut batch_deadline: Option<Instant> = None;
     loop {
         let blocked = blocked_since.is_some();
+        let retrying = blocked && sender.is_zerocopy_socket();
         tokio::select! {
             biased;
-            message = outbound.recv() => {
-                let Some(message) = message else { return Ok(()) };
+            message = info.mailbox.recv() => {
                 scratch.clear();
                 match message {
                     Outbound::TimeReply { request_id, latency } => {
@@ -109,7 +110,9 @@ pub(super) async fn run(
             writable = stream.writable(), if blocked && !sender.is_zerocopy_socket() => {
                 writable?;
             }
-            () = tokio::time::sleep(retry_delay), if blocked && sender.is_zerocopy_socket() => {
+            // select! builds every branch's future on every turn, enabled or not: only read
+            // the clock and make a timer when the branch can fire.
+            () = sleep_until_some(retrying.then(|| Instant::now() + retry_delay)), if retrying => {
                 retry_delay = (retry_delay * 2).min(RETRY_MAX);
             }
             () = sleep_until_some(batch_deadline) => {
