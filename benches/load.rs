@@ -180,10 +180,7 @@ struct Server {
 impl Server {
     fn start(target: &Target, codec: &str, format: &str, wrap: &[String]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = server_port();
         let fifo = dir.path().join("bench.fifo");
         let source = format!(
             "pipe://{}?name=bench&sampleformat={format}&codec={codec}&chunk_ms=20",
@@ -298,6 +295,17 @@ impl Server {
         };
         (ticks as f64 / hz, resident)
     }
+}
+
+/// A port for the server below the kernel's ephemeral range: thousands of client sockets
+/// churn through that range, and a port picked there can be taken again before the server
+/// binds it.
+fn server_port() -> u16 {
+    let start = 20_000 + (std::process::id() % 5_000) as u16;
+    (start..30_000)
+        .chain(20_000..start)
+        .find(|port| std::net::TcpListener::bind(("0.0.0.0", *port)).is_ok())
+        .expect("a free port between 20000 and 30000")
 }
 
 impl Drop for Server {
