@@ -202,23 +202,9 @@ mod tests {
         assert_eq!(request_id(&got), 9);
     }
 
-    #[tokio::test]
-    async fn send_waits_for_room_then_delivers() {
-        let mailbox = Arc::new(Mailbox::new(1));
-        mailbox.try_send(time_reply(1)).expect("room");
-        let sender = tokio::spawn({
-            let mailbox = mailbox.clone();
-            async move { mailbox.send(time_reply(2)).await.is_ok() }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!sender.is_finished(), "send did not wait for room");
-        assert_eq!(request_id(&mailbox.recv().await), 1);
-        assert!(sender.await.expect("sender task"));
-        assert_eq!(request_id(&mailbox.recv().await), 2);
-    }
-
-    #[tokio::test]
-    async fn close_refuses_and_releases_waiting_senders() {
+    /// A full one-slot mailbox holding request 1, and a task sending request 2 into it.
+    async fn full_with_a_waiting_sender(
+    ) -> (Arc<Mailbox>, tokio::task::JoinHandle<Result<(), Refused>>) {
         let mailbox = Arc::new(Mailbox::new(1));
         mailbox.try_send(time_reply(1)).expect("room");
         let sender = tokio::spawn({
@@ -226,6 +212,21 @@ mod tests {
             async move { mailbox.send(time_reply(2)).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
+        (mailbox, sender)
+    }
+
+    #[tokio::test]
+    async fn send_waits_for_room_then_delivers() {
+        let (mailbox, sender) = full_with_a_waiting_sender().await;
+        assert!(!sender.is_finished(), "send did not wait for room");
+        assert_eq!(request_id(&mailbox.recv().await), 1);
+        assert!(sender.await.expect("sender task").is_ok());
+        assert_eq!(request_id(&mailbox.recv().await), 2);
+    }
+
+    #[tokio::test]
+    async fn close_refuses_and_releases_waiting_senders() {
+        let (mailbox, sender) = full_with_a_waiting_sender().await;
         mailbox.close();
         let result = tokio::time::timeout(Duration::from_secs(1), sender)
             .await
