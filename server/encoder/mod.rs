@@ -141,11 +141,28 @@ fn sample_at(pcm: &[u8], format: SampleFormat, index: usize) -> i32 {
     }
 }
 
-/// Appends the interleaved samples of `pcm` (whole frames only) to `out` as integers.
+/// Appends the interleaved samples of `pcm` (whole frames only) to `out` as integers, as
+/// [`sample_at`] reads them. One loop per bit depth, not a per-sample dispatch: this runs
+/// over every sample of a FLAC stream (docs/PERFORMANCE.md, profiles).
 fn push_samples_i32(pcm: &[u8], format: SampleFormat, out: &mut Vec<i32>) {
     let samples = pcm.len() / format.frame_size() * usize::from(format.channels);
+    let pcm = &pcm[..samples * format.sample_size()];
     out.reserve(samples);
-    out.extend((0..samples).map(|i| sample_at(pcm, format, i)));
+    match format.bits {
+        8 => out.extend(pcm.iter().map(|&b| i32::from(b as i8))),
+        16 => out.extend(
+            pcm.chunks_exact(2)
+                .map(|b| i32::from(i16::from_le_bytes([b[0], b[1]]))),
+        ),
+        24 => out.extend(
+            pcm.chunks_exact(4)
+                .map(|b| i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8),
+        ),
+        _ => out.extend(
+            pcm.chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
+    }
 }
 
 /// Full scale of `format.bits` as a float, for converting to the [-1, 1) range lossy
@@ -185,6 +202,19 @@ mod tests {
         let mut out = Vec::new();
         push_samples_i32(&[0x00, 0x80, 0xFF, 0x7F, 0x01], f16, &mut out);
         assert_eq!(out, vec![-32768, 32767], "a partial frame is not read");
+    }
+
+    #[test]
+    fn bulk_conversion_matches_sample_at_for_every_depth() {
+        let pcm: Vec<u8> = (0..=255u8).cycle().take(96).collect();
+        for bits in [8u16, 16, 24, 32] {
+            let format = SampleFormat::new(48000, bits, 2).unwrap();
+            let mut out = Vec::new();
+            push_samples_i32(&pcm, format, &mut out);
+            let samples = pcm.len() / format.frame_size() * 2;
+            let expected: Vec<i32> = (0..samples).map(|i| sample_at(&pcm, format, i)).collect();
+            assert_eq!(out, expected, "{bits}-bit");
+        }
     }
 
     #[test]
