@@ -46,5 +46,5 @@ EOF
 kill -TERM "$server"
 wait "$server" || true
 
-python3 scripts/hot_text.py "$profiles"/*.[0-9]* > server/hot-text.txt
+python3 scripts/hot_text.py generate target/release/snaprelay "$profiles"/*.[0-9]* > server/hot-text.txt
 echo "hot-text.sh: server/hot-text.txt lists $(grep -vc '^#' server/hot-text.txt) functions"
