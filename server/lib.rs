@@ -34,6 +34,7 @@ pub mod server;
 pub mod session;
 pub mod settings;
 pub mod source;
+mod startup_pages;
 pub mod state;
 pub mod stream;
 mod streams;

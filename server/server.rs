@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Origin};
 use crate::control::GrpcListener;
@@ -172,6 +172,22 @@ pub struct RunOptions {
     pub jsonrpc: Option<crate::jsonrpc::JsonRpcListener>,
 }
 
+/// How long after start the start-up code pages are given back: long enough for the
+/// listeners, control plane and sources to have started (startup_pages.rs).
+const STARTUP_SETTLE: Duration = Duration::from_secs(5);
+
+/// Gives back the pages of the binary only start-up touched, once it has settled.
+async fn release_startup_pages(cancel: CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(STARTUP_SETTLE) => {}
+        () = cancel.cancelled() => return,
+    }
+    match crate::startup_pages::release() {
+        Ok(bytes) => debug!(mapped_kib = bytes / 1024, "start-up pages released"),
+        Err(err) => debug!(error = %err, "start-up pages not released"),
+    }
+}
+
 /// Runs the relay on already-bound listeners until `shutdown` completes.
 pub async fn run(
     config: &Config,
@@ -280,6 +296,7 @@ pub async fn run_with(
         ));
     }
     tracker.spawn(crate::diagnostics::run(shared.clone()));
+    tracker.spawn(release_startup_pages(cancel.clone()));
     for listener in listeners {
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "listening for stream clients");
