@@ -283,6 +283,30 @@ pub(crate) struct Sender {
     inject_enobufs: u32,
 }
 
+/// Takes `written` bytes off the front of `queue`: `visit` sees each message they reached,
+/// with whether they finished it; finished messages are then removed, and the last one
+/// reached keeps count of its bytes sent.
+fn advance(
+    queue: &mut VecDeque<Pending>,
+    mut written: usize,
+    mut visit: impl FnMut(&mut Pending, bool),
+) {
+    while written > 0 {
+        let head = queue
+            .front_mut()
+            .expect("written bytes came from the queue");
+        let remaining = head.bytes.len() - head.sent;
+        let finished = written >= remaining;
+        visit(head, finished);
+        if !finished {
+            head.sent += written;
+            break;
+        }
+        written -= remaining;
+        queue.pop_front();
+    }
+}
+
 /// Result of a flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flushed {
@@ -461,28 +485,17 @@ impl Sender {
                 ZerocopyStats::bump(&self.stats.zerocopy_bytes, written as u64);
                 let id = self.next_id;
                 self.next_id = self.next_id.wrapping_add(1);
-                let mut left = written;
-                while left > 0 {
-                    let head = self
-                        .queue
-                        .front_mut()
-                        .expect("written bytes came from the queue");
+                let in_flight = &mut self.in_flight;
+                // A message left partly sent goes on the ordinary way (it is no longer unsent).
+                advance(&mut self.queue, written, |head, _finished| {
                     head.zerocopy_tried = true;
                     let Payload::Shared(bytes) = &head.bytes else {
                         unreachable!("zerocopy runs hold shared payloads only")
                     };
                     // Every message the kernel took pages from stays referenced under this
                     // send's id until its completion.
-                    self.in_flight.push_back((id, bytes.clone()));
-                    let remaining = head.bytes.len() - head.sent;
-                    if left < remaining {
-                        // The rest goes out the ordinary way next (it is no longer unsent).
-                        head.sent += left;
-                        break;
-                    }
-                    left -= remaining;
-                    self.queue.pop_front();
-                }
+                    in_flight.push_back((id, bytes.clone()));
+                });
                 self.stats
                     .outstanding
                     .store(self.in_flight.len() as u64, Ordering::Relaxed);
@@ -522,26 +535,15 @@ impl Sender {
             Err(err) => return Err(err),
         };
         ZerocopyStats::bump(&self.stats.regular_bytes, written as u64);
-        let mut left = written;
-        while left > 0 {
-            let head = self
-                .queue
-                .front_mut()
-                .expect("written bytes came from the queue");
-            let remaining = head.bytes.len() - head.sent;
-            if left < remaining {
-                head.sent += left;
-                break;
+        let (stats, zerocopy, threshold) = (&self.stats, self.zerocopy, self.threshold);
+        advance(&mut self.queue, written, |head, finished| {
+            if finished {
+                ZerocopyStats::bump(&stats.regular_sends, 1);
+                if zerocopy && !head.zerocopy_tried && head.bytes.len() >= threshold {
+                    ZerocopyStats::bump(&stats.coordination_fallbacks, 1);
+                }
             }
-            left -= remaining;
-            let rode_along =
-                self.zerocopy && !head.zerocopy_tried && head.bytes.len() >= self.threshold;
-            self.queue.pop_front();
-            ZerocopyStats::bump(&self.stats.regular_sends, 1);
-            if rode_along {
-                ZerocopyStats::bump(&self.stats.coordination_fallbacks, 1);
-            }
-        }
+        });
         Ok(true)
     }
 
