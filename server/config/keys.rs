@@ -109,7 +109,7 @@ pub const KEYS: &[Key] = &[
     key("authorization.user", "", ANY, "user:password:role; repeatable", NotYet, List),
     // [http]
     key("http.enabled", "true", "true or false",
-        "serve the HTTP listener (/metrics now; JSON-RPC and websockets later)", Implemented, Once),
+        "serve the HTTP listener (/metrics; JSON-RPC over POST and WebSocket at /jsonrpc)", Implemented, Once),
     key("http.bind_to_address", "0.0.0.0", "an IP address such as 0.0.0.0 or ::",
         "HTTP listen address; repeatable (snapserver's default :: fails where IPv6 is off)",
         Implemented, List),
