@@ -1,8 +1,9 @@
-//! Periodic reports in the log: per-session zerocopy status while clients are connected,
-//! and the buffer pool's figures; also the pool's idle-buffer cleanup.
+//! Periodic reports in the log, a front end over the relay core's [`Snapshot`]: per-session
+//! zerocopy status while clients are connected, and the buffer pool's figures; also the
+//! pool's idle-buffer cleanup.
 //!
-//! "Reset every counter except outstanding" is done by reporting differences from the
-//! previous report: the counters themselves stay cumulative, so the gRPC API and metrics see
+//! "Reset every counter except outstanding" is done by diffing the snapshot against the
+//! previous report's: the counters themselves stay cumulative, so the gRPC API and metrics see
 //! monotonic values while each report shows its own period.
 
 use std::collections::HashMap;
@@ -12,17 +13,17 @@ use std::time::Duration;
 
 use tracing::info;
 
-use crate::net::ZerocopyStatsSnapshot;
+use crate::net::SendStatsSnapshot;
 use crate::pool::IDLE_LIMIT;
-use crate::server::Shared;
+use crate::relay::{Relay, Snapshot};
 
 /// How often idle pool buffers are looked for.
 const CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Runs until the relay shuts down.
-pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut interval_rx = shared.live.watch_diagnostics_interval();
-    let mut previous: HashMap<u64, ZerocopyStatsSnapshot> = HashMap::new();
+pub(crate) async fn run(relay: Arc<Relay>) {
+    let mut interval_rx = relay.settings.watch_diagnostics_interval();
+    let mut previous: HashMap<u64, SendStatsSnapshot> = HashMap::new();
     let mut cleanup = tokio::time::interval(CLEANUP_INTERVAL);
     cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -34,20 +35,21 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             tokio::time::sleep(period).await;
         };
         tokio::select! {
-            () = shared.cancel.cancelled() => return,
+            () = relay.cancel.cancelled() => return,
             changed = interval_rx.changed() => {
                 if changed.is_err() {
                     return;
                 }
             }
             _ = cleanup.tick() => {
-                shared.pool.cleanup(IDLE_LIMIT);
+                relay.pool.cleanup(IDLE_LIMIT);
             }
             () = report => {
-                if let Some(text) = zerocopy_report(&shared, &mut previous) {
+                let snapshot = relay.snapshot();
+                if let Some(text) = zerocopy_report(&snapshot, &mut previous) {
                     info!("{text}");
                 }
-                info!("{}", pool_report(&shared));
+                info!("{}", pool_report(&snapshot));
             }
         }
     }
@@ -55,14 +57,13 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 /// The per-session report, or `None` with no clients connected.
 fn zerocopy_report(
-    shared: &Shared,
-    previous: &mut HashMap<u64, ZerocopyStatsSnapshot>,
+    snapshot: &Snapshot,
+    previous: &mut HashMap<u64, SendStatsSnapshot>,
 ) -> Option<String> {
     let mut text = String::from("=== Periodic ZeroCopy Status ===");
     let mut current = HashMap::new();
-    for entry in shared.sessions.iter() {
-        let session = entry.value();
-        let now = session.send_stats.snapshot();
+    for session in &snapshot.sessions {
+        let now = session.figures.sends;
         let period = now.since(&previous.get(&session.id).copied().unwrap_or_default());
         current.insert(session.id, now);
         let _ = write!(
@@ -72,7 +73,7 @@ fn zerocopy_report(
              outstanding={} copied_completions={} enobufs_fallbacks={} zerocopy_percent={:.1}%",
             session.id,
             session.peer,
-            session.send_stats.mode().as_str(),
+            session.send_mode.as_str(),
             period.zerocopy_attempts,
             period.zerocopy_successful,
             period.success_rate(),
@@ -90,8 +91,8 @@ fn zerocopy_report(
     (!previous.is_empty()).then_some(text)
 }
 
-fn pool_report(shared: &Shared) -> String {
-    let stats = shared.pool.stats();
+fn pool_report(snapshot: &Snapshot) -> String {
+    let stats = &snapshot.pool;
     format!(
         "=== Buffer Pool Stats ===\ntotal_buffers={} available={} bytes_allocated={} \
          buffers_created={} buffers_reused={} cleanup_operations={}",

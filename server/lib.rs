@@ -25,21 +25,20 @@ pub mod encoder;
 pub mod http;
 pub mod jsonrpc;
 pub mod net;
-mod ops;
 pub mod pb;
 pub mod pool;
 pub mod protocol;
 pub mod sample_format;
-pub mod server;
+pub mod relay;
+pub mod run;
 pub mod session;
 pub mod settings;
 pub mod source;
 mod startup_pages;
 pub mod state;
 pub mod stream;
-mod streams;
 
-pub use server::{bind, run, run_with, RunError, RunOptions};
+pub use run::{bind, run, run_with, Listeners, RunError, RunOptions};
 
 /// Default port for Snapcast stream clients (snapcast-protocol.md §6.2).
 pub const DEFAULT_STREAM_PORT: u16 = 1704;

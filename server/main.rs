@@ -51,7 +51,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     for notice in &loaded.notices {
         info!("{notice}");
     }
-    snaprelay::server::source_specs(&config)?;
+    snaprelay::run::source_specs(&config)?;
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.server.threads > 0 {
@@ -86,7 +86,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
 /// then a summary on stdout. Errors travel up to `main`, which prints them and exits 1.
 fn check_config(loaded: &config::Loaded) -> anyhow::Result<()> {
     let config = &loaded.config;
-    let specs = snaprelay::server::source_specs(config)?;
+    let specs = snaprelay::run::source_specs(config)?;
     if let (true, Some(path)) = (config.grpc.enabled, &config.grpc.token_file) {
         // A token file mounted from a Secret is the usual thing to get wrong in a deployment;
         // the same rule as start-up: the first line, trimmed, is the token.

@@ -1,9 +1,12 @@
-//! Settings that can change while the relay runs (through the control API): each is read
-//! live by the code it steers, so a change needs no restart. Start-up values come from the
-//! validated [`Config`](crate::config::Config).
+//! The relay's settings as the running code reads them: the one live place for every value
+//! that can change while the relay runs (through the control API), plus the fixed start-up
+//! values sessions need. Start-up values come from the validated
+//! [`Config`](crate::config::Config).
 //!
-//! Values are atomics (read on hot paths without locks) or a `watch` channel where a task must
-//! wake up on a change (the diagnostics interval).
+//! Values derived from a live value (the send batch window and the send timeout follow the
+//! buffer) are computed on each read, never copied at start-up, so `UpdateConfig
+//! stream.buffer` reaches them too. Live values are atomics (read on hot paths without locks)
+//! or a `watch` channel where a task must wake up on a change (the diagnostics interval).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -48,6 +51,16 @@ impl fmt::Debug for LogReload {
 /// The live values; one per relay, shared by every task.
 #[derive(Debug)]
 pub struct LiveSettings {
+    /// Volume (percent) of a client seen for the first time.
+    pub initial_volume: u16,
+    /// How long a new connection may take to say Hello.
+    pub hello_timeout: Duration,
+    /// Whether a session falls back to ordinary sends once the kernel copies zerocopy sends.
+    pub zerocopy_auto_fallback: bool,
+    /// Whether muted clients still receive audio.
+    pub send_to_muted: bool,
+    /// `stream.send_batch_ms` as configured; the window used is [`Self::send_batch`].
+    send_batch_ms: u32,
     buffer_ms: AtomicU32,
     zerocopy_enabled: AtomicBool,
     zerocopy_threshold: AtomicUsize,
@@ -62,6 +75,11 @@ impl LiveSettings {
     /// changed at run time (e.g. an embedding that owns its own subscriber).
     pub fn new(config: &Config, log_reload: Option<LogReload>) -> Self {
         Self {
+            initial_volume: u16::from(config.streaming_client.initial_volume),
+            hello_timeout: Duration::from_millis(config.server.hello_timeout_ms),
+            zerocopy_auto_fallback: config.stream.zerocopy_auto_fallback,
+            send_to_muted: config.stream.send_to_muted,
+            send_batch_ms: config.stream.send_batch_ms,
             buffer_ms: AtomicU32::new(config.stream.buffer),
             zerocopy_enabled: AtomicBool::new(config.stream.zerocopy),
             zerocopy_threshold: AtomicUsize::new(config.stream.zerocopy_threshold),
@@ -76,6 +94,19 @@ impl LiveSettings {
     /// End-to-end latency clients are told to use, in milliseconds.
     pub fn buffer_ms(&self) -> u32 {
         self.buffer_ms.load(Ordering::Relaxed)
+    }
+
+    /// How long a session collects chunks before sending them in one go: the configured
+    /// window, but at most a tenth of the current buffer, so a client keeps ~90 % of its
+    /// headroom.
+    pub fn send_batch(&self) -> Duration {
+        Duration::from_millis(u64::from(self.send_batch_ms.min(self.buffer_ms() / 10)))
+    }
+
+    /// How long one send may stall before the client counts as not reading: the current
+    /// buffer, at least 2 s (by then its buffer has run dry anyway).
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.buffer_ms()).max(2000))
     }
 
     /// Sets the buffer for sessions from now on; the caller pushes it to connected clients.
@@ -161,8 +192,14 @@ mod tests {
         config.stream.buffer = 750;
         let live = LiveSettings::new(&config, None);
         assert_eq!(live.buffer_ms(), 750);
+        assert_eq!(live.send_batch(), Duration::from_millis(60));
         live.set_buffer_ms(300);
         assert_eq!(live.buffer_ms(), 300);
+        // Derived values follow the live buffer, not the start-up one.
+        assert_eq!(live.send_batch(), Duration::from_millis(30));
+        assert_eq!(live.send_timeout(), Duration::from_secs(2));
+        live.set_buffer_ms(5000);
+        assert_eq!(live.send_timeout(), Duration::from_secs(5));
         let mut interval = live.watch_diagnostics_interval();
         live.set_diagnostics_interval(Duration::from_secs(5));
         assert!(interval.has_changed().unwrap());

@@ -16,21 +16,19 @@ mod topology;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tracing::{error, info, warn};
 
 pub use error::ControlError;
 pub use service::{ControlService, DEFAULT_WATCH_INTERVAL, MAX_WATCH_INTERVAL, MIN_WATCH_INTERVAL};
-pub use stats::{zerocopy_availability, zerocopy_stats_for};
+pub use stats::zerocopy_availability;
 
 use crate::config::{GrpcConfig, Origin};
 use crate::pb::control_server::ControlServer;
-use crate::server::Shared;
+use crate::relay::Relay;
 
 /// Why the gRPC listener could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -138,9 +136,7 @@ pub async fn bind(config: &GrpcConfig) -> Result<Option<GrpcListener>, GrpcError
         _ => None,
     };
     let addr = SocketAddr::new(ip, config.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| GrpcError::Bind { addr, source })?;
+    let listener = crate::net::listen(addr).map_err(|source| GrpcError::Bind { addr, source })?;
     if !ip.is_loopback() && token.is_none() {
         warn!(
             %addr,
@@ -166,12 +162,12 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// What the control service reads: the relay's shared state plus facts fixed at start-up.
+/// What the control service reads: the relay core plus facts fixed at start-up.
 #[derive(Debug)]
 pub(crate) struct ControlContext {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) started_at: SystemTime,
-    started: Instant,
+    pub(crate) relay: Arc<Relay>,
+    /// The latest snapshot in its protobuf form, shared by every `WatchStats` caller.
+    pub(crate) watched: stats::SharedConversion,
     pub(crate) stream_addresses: Vec<SocketAddr>,
     pub(crate) grpc_addresses: Vec<SocketAddr>,
     pub(crate) config: runtime_config::ConfigView,
@@ -179,21 +175,15 @@ pub(crate) struct ControlContext {
     pub(crate) tls: bool,
 }
 
-impl ControlContext {
-    pub(crate) fn uptime_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
-/// Serves the control API on `grpc` until `cancel` fires; health turns NOT_SERVING first so
-/// probes see the shutdown coming.
+/// Serves the control API on `grpc` until the relay shuts down; health turns NOT_SERVING
+/// first so probes see the shutdown coming.
 pub(crate) async fn serve(
     grpc: GrpcListener,
-    shared: Arc<Shared>,
+    relay: Arc<Relay>,
     stream_addresses: Vec<SocketAddr>,
     loaded_config: Vec<(String, String, Origin)>,
-    cancel: CancellationToken,
 ) {
+    let cancel = relay.cancel.clone();
     let GrpcListener {
         listener,
         token,
@@ -201,9 +191,8 @@ pub(crate) async fn serve(
     } = grpc;
     let addr = listener.local_addr().ok();
     let ctx = Arc::new(ControlContext {
-        shared,
-        started_at: SystemTime::now(),
-        started: Instant::now(),
+        relay,
+        watched: stats::SharedConversion::default(),
         stream_addresses,
         grpc_addresses: addr.into_iter().collect(),
         config: runtime_config::ConfigView::new(loaded_config),

@@ -1,4 +1,4 @@
-//! `ControlService`: the `snaprelay.v1.Control` RPCs over the server's shared state.
+//! `ControlService`: the `snaprelay.v1.Control` RPCs over the relay core.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use super::topology;
 use super::{stats, ControlContext, ControlError};
 use crate::pb;
 use crate::pb::control_server::Control;
-use crate::session::{self, unix_micros, SessionInfo};
+use crate::session::{unix_micros, SessionInfo};
 use crate::state::{Event, Model, StateError};
 
 /// Fastest WatchStats interval a caller may ask for: each snapshot walks every session.
@@ -38,10 +38,9 @@ impl ControlService {
 
     fn session(&self, id: u64) -> Result<Arc<SessionInfo>, ControlError> {
         self.ctx
-            .shared
+            .relay
             .sessions
-            .get(&id)
-            .map(|entry| entry.value().clone())
+            .get(id)
             .ok_or(ControlError::SessionNotFound(id))
     }
 
@@ -52,60 +51,49 @@ impl ControlService {
         event: impl FnOnce(&R) -> Option<Event>,
         affected: impl FnOnce(&R) -> Vec<String>,
     ) -> Result<(R, u32), ControlError> {
-        let (result, notified) =
-            crate::ops::change(&self.ctx.shared, None, change, event, affected)?;
+        let (result, notified) = self.ctx.relay.change(None, change, event, affected)?;
         Ok((result, u32::try_from(notified).unwrap_or(u32::MAX)))
     }
 
     /// The client as it is now, with how many sessions were notified.
     fn client_view(&self, id: &str, notified: u32) -> Result<pb::Client, ControlError> {
-        let shared = &self.ctx.shared;
-        let mut client = shared
+        let relay = &self.ctx.relay;
+        let mut client = relay
             .state
-            .read(|model| topology::find_client(shared, model, id))
+            .read(|model| topology::find_client(relay, model, id))
             .ok_or_else(|| ControlError::ClientNotFound(id.to_owned()))?;
         client.sessions_notified = notified;
         Ok(client)
     }
 
     fn group_view(&self, id: &str) -> Result<pb::Group, ControlError> {
-        let shared = &self.ctx.shared;
-        shared
+        let relay = &self.ctx.relay;
+        relay
             .state
-            .read(|model| model.group(id).map(|g| topology::group(shared, g)))
+            .read(|model| model.group(id).map(|g| topology::group(relay, g)))
             .ok_or_else(|| StateError::GroupNotFound(id.to_owned()).into())
     }
 
     fn groups(&self) -> pb::ListGroupsResponse {
-        let shared = &self.ctx.shared;
+        let relay = &self.ctx.relay;
         pb::ListGroupsResponse {
-            groups: shared.state.read(|model| {
+            groups: relay.state.read(|model| {
                 model
                     .groups
                     .iter()
-                    .map(|g| topology::group(shared, g))
+                    .map(|g| topology::group(relay, g))
                     .collect()
             }),
         }
     }
 
     fn apply(&self, key: &str, value: &str, change: Change) -> Result<u32, ControlError> {
-        let live = &self.ctx.shared.live;
+        let live = &self.ctx.relay.settings;
         let mut notified = 0;
         match change {
             Change::BufferMs(ms) => {
                 live.set_buffer_ms(ms);
-                let shared = &self.ctx.shared;
-                let mut ids: Vec<String> = shared
-                    .sessions
-                    .iter()
-                    .filter_map(|e| e.value().client().map(|c| c.client_id))
-                    .collect();
-                ids.sort();
-                ids.dedup();
-                for id in ids {
-                    notified += u32::try_from(session::sync_client(shared, &id)).unwrap_or(0);
-                }
+                notified = u32::try_from(self.ctx.relay.sync_all_clients()).unwrap_or(u32::MAX);
             }
             Change::LogFilter { filter, directive } => live
                 .set_log_filter(&filter, &directive)
@@ -132,8 +120,8 @@ impl Control for ControlService {
         let (available, reason) = stats::zerocopy_availability();
         Ok(Response::new(pb::ServerInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            uptime_ms: ctx.uptime_ms(),
-            started_at_us: unix_micros(ctx.started_at),
+            uptime_ms: u64::try_from(ctx.relay.uptime().as_millis()).unwrap_or(u64::MAX),
+            started_at_us: unix_micros(ctx.relay.started_at()),
             stream_addresses: ctx
                 .stream_addresses
                 .iter()
@@ -142,7 +130,7 @@ impl Control for ControlService {
             grpc_addresses: ctx.grpc_addresses.iter().map(ToString::to_string).collect(),
             zerocopy_available: available,
             zerocopy_unavailable_reason: reason,
-            zerocopy_enabled: ctx.shared.live.zerocopy_enabled(),
+            zerocopy_enabled: ctx.relay.settings.zerocopy_enabled(),
             auth_required: ctx.auth_required,
             tls: ctx.tls,
         }))
@@ -153,7 +141,7 @@ impl Control for ControlService {
         request: Request<pb::GetConfigRequest>,
     ) -> Result<Response<pb::GetConfigResponse>, Status> {
         let key = request.into_inner().key;
-        let entries = self.ctx.config.entries(&self.ctx.shared.live, key.trim())?;
+        let entries = self.ctx.config.entries(&self.ctx.relay.settings, key.trim())?;
         Ok(Response::new(pb::GetConfigResponse { entries }))
     }
 
@@ -180,7 +168,7 @@ impl Control for ControlService {
         }
         let entries = keys
             .iter()
-            .map(|key| self.ctx.config.entries(&self.ctx.shared.live, key))
+            .map(|key| self.ctx.config.entries(&self.ctx.relay.settings, key))
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .flatten()
@@ -195,10 +183,8 @@ impl Control for ControlService {
         &self,
         _request: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::Stats>, Status> {
-        Ok(Response::new(stats::snapshot(
-            &self.ctx.shared,
-            self.ctx.uptime_ms(),
-        )))
+        let snapshot = self.ctx.relay.snapshot();
+        Ok(Response::new(pb::Stats::from(&*snapshot)))
     }
 
     type WatchStatsStream = StatsStream;
@@ -224,10 +210,12 @@ impl Control for ControlService {
                 tokio::select! {
                     _ = ticks.tick() => {}
                     () = tx.closed() => return,
-                    () = ctx.shared.cancel.cancelled() => return,
+                    () = ctx.relay.cancel.cancelled() => return,
                 }
-                let snapshot = stats::snapshot(&ctx.shared, ctx.uptime_ms());
-                if tx.send(Ok(snapshot)).await.is_err() {
+                // Watchers share one snapshot (and its conversion) per shortest interval.
+                let snapshot = ctx.relay.snapshot_within(MIN_WATCH_INTERVAL / 2);
+                let stats = ctx.watched.convert(snapshot);
+                if tx.send(Ok((*stats).clone())).await.is_err() {
                     return; // the caller went away
                 }
             }
@@ -240,7 +228,14 @@ impl Control for ControlService {
         _request: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
         Ok(Response::new(pb::ListSessionsResponse {
-            sessions: stats::sessions(&self.ctx.shared),
+            sessions: self
+                .ctx
+                .relay
+                .snapshot()
+                .sessions
+                .iter()
+                .map(pb::Session::from)
+                .collect(),
         }))
     }
 
@@ -249,7 +244,8 @@ impl Control for ControlService {
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::Session>, Status> {
         let info = self.session(request.into_inner().session_id)?;
-        Ok(Response::new(stats::session(&self.ctx.shared, &info)))
+        let view = self.ctx.relay.session_view_now(&info);
+        Ok(Response::new(pb::Session::from(&view)))
     }
 
     async fn disconnect_session(
@@ -266,9 +262,9 @@ impl Control for ControlService {
         &self,
         _request: Request<pb::ListStreamsRequest>,
     ) -> Result<Response<pb::ListStreamsResponse>, Status> {
-        let sessions = stats::sessions(&self.ctx.shared);
+        let snapshot = self.ctx.relay.snapshot();
         Ok(Response::new(pb::ListStreamsResponse {
-            streams: stats::streams(&self.ctx.shared, &sessions),
+            streams: snapshot.streams.iter().map(pb::StreamStats::from).collect(),
         }))
     }
 
@@ -285,13 +281,8 @@ impl Control for ControlService {
             )
             .into());
         }
-        let percent = match request.percent {
-            Some(p) if p > 100 => {
-                return Err(ControlError::invalid("percent", p, "0 to 100").into())
-            }
-            Some(p) => Some(p as u16),
-            None => None,
-        };
+        // The range is the model's rule (state::rules), checked there for both APIs.
+        let percent = request.percent.map(i64::from);
         let id = request.client_id;
         let (volume, notified) = self.change(
             |model| model.set_volume(&id, percent, request.muted),
@@ -307,15 +298,10 @@ impl Control for ControlService {
         request: Request<pb::SetClientLatencyRequest>,
     ) -> Result<Response<pb::Client>, Status> {
         let request = request.into_inner();
-        if !(-10_000..=10_000).contains(&request.latency_ms) {
-            return Err(
-                ControlError::invalid("latency_ms", request.latency_ms, "-10000 to 10000").into(),
-            );
-        }
         let id = request.client_id;
-        let buffer_ms = self.ctx.shared.live.buffer_ms();
+        let buffer_ms = self.ctx.relay.settings.buffer_ms();
         let (latency, notified) = self.change(
-            |model| model.set_latency(&id, request.latency_ms, buffer_ms),
+            |model| model.set_latency(&id, i64::from(request.latency_ms), buffer_ms),
             |_| Some(Event::ClientLatency(id.clone())),
             |_| vec![id.clone()],
         )?;
@@ -328,18 +314,9 @@ impl Control for ControlService {
         request: Request<pb::SetClientNameRequest>,
     ) -> Result<Response<pb::Client>, Status> {
         let request = request.into_inner();
-        let name = request.name.trim();
-        if name.is_empty() {
-            return Err(ControlError::invalid(
-                "name",
-                &request.name,
-                "1 to 100 characters, no control characters",
-            )
-            .into());
-        }
         let id = request.client_id;
-        self.change(
-            |model| model.set_client_name(&id, name),
+        let (name, _) = self.change(
+            |model| model.set_client_name(&id, &request.name),
             |_| Some(Event::ClientName(id.clone())),
             |_| Vec::new(),
         )?;
@@ -351,13 +328,13 @@ impl Control for ControlService {
         &self,
         _request: Request<pb::ListClientsRequest>,
     ) -> Result<Response<pb::ListClientsResponse>, Status> {
-        let shared = &self.ctx.shared;
-        let mut clients: Vec<pb::Client> = shared.state.read(|model| {
+        let relay = &self.ctx.relay;
+        let mut clients: Vec<pb::Client> = relay.state.read(|model| {
             model
                 .groups
                 .iter()
                 .flat_map(|g| g.clients.iter().map(move |c| (g, c)))
-                .map(|(g, c)| topology::client(shared, g, c))
+                .map(|(g, c)| topology::client(relay, g, c))
                 .collect()
         });
         clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
@@ -390,7 +367,7 @@ impl Control for ControlService {
         request: Request<pb::SetGroupStreamRequest>,
     ) -> Result<Response<pb::Group>, Status> {
         let request = request.into_inner();
-        let names = self.ctx.shared.streams.names();
+        let names = self.ctx.relay.streams.names();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let group_id = request.group_id;
         self.change(

@@ -1,26 +1,14 @@
-//! Snapshots of the relay's figures, read from the live atomics, and their API form.
-//!
-//! Zerocopy figures come from each session's sender (`net::sender`), pool figures from the
-//! shared buffer pool (`pool`).
+//! The relay's [`Snapshot`] in its API form. The figures are computed once, in the relay core
+//! (`relay/snapshot.rs`); this module only converts them.
 
-use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::net::{SendMode, ZerocopyStatsSnapshot};
+use crate::net::{SendMode, SendStatsSnapshot};
 use crate::pb;
 use crate::pool::PoolStats;
-use crate::server::Shared;
-use crate::session::{unix_micros, SessionInfo};
-
-/// Zerocopy figures of `session`, cumulative since it connected.
-pub fn zerocopy_stats_for(session: &SessionInfo) -> ZerocopyStatsSnapshot {
-    session.send_stats.snapshot()
-}
-
-/// The buffer pool's figures.
-pub(crate) fn pool_stats(shared: &Shared) -> PoolStats {
-    shared.pool.stats()
-}
+use crate::relay::{SessionView, Snapshot, StreamView};
+use crate::session::{unix_micros, PolicyDropCounts};
 
 /// Whether this kernel accepts `SO_ZEROCOPY` on a TCP socket, and why not when it does not.
 pub fn zerocopy_availability() -> (bool, String) {
@@ -30,8 +18,37 @@ pub fn zerocopy_availability() -> (bool, String) {
     }
 }
 
-impl From<ZerocopyStatsSnapshot> for pb::ZerocopyStats {
-    fn from(z: ZerocopyStatsSnapshot) -> Self {
+/// The protobuf form of the latest snapshot, converted once however many `WatchStats`
+/// callers read it.
+#[derive(Debug, Default)]
+pub(crate) struct SharedConversion {
+    latest: Mutex<Option<(Arc<Snapshot>, Arc<pb::Stats>)>>,
+}
+
+impl SharedConversion {
+    /// `snapshot` as protobuf, reusing the last conversion when it is of the same snapshot.
+    pub(crate) fn convert(&self, snapshot: Arc<Snapshot>) -> Arc<pb::Stats> {
+        let mut latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen, converted)) = &*latest {
+            if Arc::ptr_eq(seen, &snapshot) {
+                return converted.clone();
+            }
+        }
+        let converted = Arc::new(pb::Stats::from(&*snapshot));
+        *latest = Some((snapshot, converted.clone()));
+        converted
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl From<SendStatsSnapshot> for pb::ZerocopyStats {
+    fn from(z: SendStatsSnapshot) -> Self {
         pb::ZerocopyStats {
             attempts: z.zerocopy_attempts,
             successful: z.zerocopy_successful,
@@ -60,141 +77,108 @@ impl From<PoolStats> for pb::BufferPoolStats {
     }
 }
 
-/// One session in its API form.
-pub(crate) fn session(shared: &Shared, info: &SessionInfo) -> pb::Session {
-    let client = info.client();
-    let stats = &info.stats;
-    let zerocopy = zerocopy_stats_for(info);
-    let mut out = pb::Session {
-        session_id: info.id,
-        address: info.peer.to_string(),
-        connected_at_us: unix_micros(info.connected_at),
-        bytes_sent: info.bytes_sent(),
-        chunks_sent: stats.chunks_sent.load(Ordering::Relaxed),
-        queue_depth: u32::try_from(info.queue_depth()).unwrap_or(u32::MAX),
-        chunks_late: stats.chunks_late.load(Ordering::Relaxed),
-        chunks_dropped: stats.chunks_lagged.load(Ordering::Relaxed),
-        send_mode: match info.send_stats.mode() {
-            SendMode::Zerocopy => pb::SendMode::Zerocopy,
-            SendMode::Regular | SendMode::FellBack => pb::SendMode::Regular,
-        } as i32,
-        zerocopy: Some(zerocopy.into()),
-        time_sync: Some(pb::TimeSync {
-            replies: stats.time_replies.load(Ordering::Relaxed),
-            last_offset_us: stats.last_time_offset_us.load(Ordering::Relaxed),
-            last_at_us: stats.last_time_at_us.load(Ordering::Relaxed),
-        }),
-        ..Default::default()
-    };
-    if let Some(client) = client {
-        out.codec = shared
-            .streams
-            .iter()
-            .find(|s| s.name() == client.stream)
-            .map(|s| s.codec().to_owned())
-            .unwrap_or_default();
-        out.client_id = client.client_id.clone();
-        out.host_id = if client.hello.id.is_empty() {
-            client.hello.mac.clone()
-        } else {
-            client.hello.id.clone()
-        };
-        out.host_name = client.hello.host_name;
-        if let Some(settings) = shared
-            .state
-            .read(|model| model.client(&client.client_id).cloned())
-        {
-            out.name = settings.config.name;
-            out.volume_percent = u32::from(settings.config.volume.percent);
-            out.muted = settings.config.volume.muted;
-            out.latency_ms = settings.config.latency;
+impl From<PolicyDropCounts> for pb::PolicyDrops {
+    fn from(d: PolicyDropCounts) -> Self {
+        pb::PolicyDrops {
+            handshake_timeouts: d.handshake_timeouts,
+            send_stalls: d.send_stalls,
+            bad_messages: d.bad_messages,
+            refused_connections: d.refused_connections,
+            time_floods: d.time_floods,
         }
-        out.client_name = client.hello.client_name;
-        out.client_version = client.hello.version;
-        out.os = client.hello.os;
-        out.arch = client.hello.arch;
-        out.stream = client.stream;
-    }
-    out
-}
-
-/// Every live session, by id.
-pub(crate) fn sessions(shared: &Shared) -> Vec<pb::Session> {
-    // Clone the Arcs first: no DashMap guard is held while building the answer.
-    let mut infos: Vec<_> = shared.sessions.iter().map(|e| e.value().clone()).collect();
-    infos.sort_by_key(|info| info.id);
-    infos.iter().map(|info| session(shared, info)).collect()
-}
-
-/// Every stream, with late/dropped chunks summed over its sessions.
-pub(crate) fn streams(shared: &Shared, sessions: &[pb::Session]) -> Vec<pb::StreamStats> {
-    shared
-        .streams
-        .iter()
-        .map(|stream| {
-            let stats = stream.stats();
-            let mine = sessions.iter().filter(|s| s.stream == stream.name());
-            let (late, dropped) = mine.fold((0, 0), |(late, dropped), s| {
-                (late + s.chunks_late, dropped + s.chunks_dropped)
-            });
-            pb::StreamStats {
-                name: stream.name().to_owned(),
-                uri: stream.spec().uri.to_uri_string(),
-                codec: stream.codec().to_owned(),
-                sample_format: stream.sample_format().to_string(),
-                state: if stats.playing.load(Ordering::Relaxed) {
-                    pb::StreamState::Playing
-                } else {
-                    pb::StreamState::Idle
-                } as i32,
-                clients: u32::try_from(stream.receivers()).unwrap_or(u32::MAX),
-                chunks: stats.chunks.load(Ordering::Relaxed),
-                bytes: stats.bytes.load(Ordering::Relaxed),
-                chunks_late: late,
-                chunks_dropped: dropped,
-                stalls: stats.stalls.load(Ordering::Relaxed),
-                resyncs: stats.resyncs.load(Ordering::Relaxed),
-            }
-        })
-        .collect()
-}
-
-/// Sessions dropped and connections refused by policy since start (issue 10).
-pub(crate) fn policy_drops(shared: &Shared) -> pb::PolicyDrops {
-    let drops = &shared.drops;
-    pb::PolicyDrops {
-        handshake_timeouts: drops.handshake_timeouts.load(Ordering::Relaxed),
-        send_stalls: drops.send_stalls.load(Ordering::Relaxed),
-        bad_messages: drops.bad_messages.load(Ordering::Relaxed),
-        refused_connections: drops.refused_connections.load(Ordering::Relaxed),
-        time_floods: drops.time_floods.load(Ordering::Relaxed),
     }
 }
 
-/// The whole snapshot: aggregate, sessions, streams, pool.
-pub(crate) fn snapshot(shared: &Shared, uptime_ms: u64) -> pb::Stats {
-    let infos: Vec<_> = shared.sessions.iter().map(|e| e.value().clone()).collect();
-    let mut zerocopy = ZerocopyStatsSnapshot::default();
-    for info in &infos {
-        zerocopy.add(&zerocopy_stats_for(info));
+impl From<&SessionView> for pb::Session {
+    fn from(view: &SessionView) -> Self {
+        let figures = &view.figures;
+        let mut out = pb::Session {
+            session_id: view.id,
+            address: view.peer.to_string(),
+            connected_at_us: unix_micros(view.connected_at),
+            bytes_sent: figures.bytes_sent,
+            chunks_sent: figures.chunks_sent,
+            queue_depth: u32::try_from(view.queue_depth).unwrap_or(u32::MAX),
+            chunks_late: figures.chunks_late,
+            chunks_dropped: figures.chunks_dropped,
+            send_mode: match view.send_mode {
+                SendMode::Zerocopy => pb::SendMode::Zerocopy,
+                SendMode::Regular | SendMode::FellBack => pb::SendMode::Regular,
+            } as i32,
+            zerocopy: Some(figures.sends.into()),
+            time_sync: Some(pb::TimeSync {
+                replies: figures.time_replies,
+                last_offset_us: view.last_time_offset_us,
+                last_at_us: view.last_time_at_us,
+            }),
+            ..Default::default()
+        };
+        if let Some(client) = &view.client {
+            out.client_id = client.client_id.clone();
+            out.host_id = client.host_id.clone();
+            out.host_name = client.host_name.clone();
+            out.name = client.name.clone();
+            out.volume_percent = u32::from(client.volume_percent);
+            out.muted = client.muted;
+            out.latency_ms = client.latency_ms;
+            out.client_name = client.client_name.clone();
+            out.client_version = client.client_version.clone();
+            out.os = client.os.clone();
+            out.arch = client.arch.clone();
+            out.stream = client.stream.clone();
+            out.codec = client.codec.clone();
+        }
+        out
     }
-    let sessions = sessions(shared);
-    let aggregate = pb::AggregateStats {
-        sessions: u32::try_from(sessions.len()).unwrap_or(u32::MAX),
-        bytes_sent: sessions.iter().map(|s| s.bytes_sent).sum(),
-        chunks_sent: sessions.iter().map(|s| s.chunks_sent).sum(),
-        chunks_late: sessions.iter().map(|s| s.chunks_late).sum(),
-        chunks_dropped: sessions.iter().map(|s| s.chunks_dropped).sum(),
-        zerocopy: Some(zerocopy.into()),
-        policy_drops: Some(policy_drops(shared)),
-    };
-    pb::Stats {
-        taken_at_us: unix_micros(SystemTime::now()),
-        uptime_ms,
-        aggregate: Some(aggregate),
-        streams: streams(shared, &sessions),
-        sessions,
-        pool: Some(pool_stats(shared).into()),
+}
+
+impl From<&StreamView> for pb::StreamStats {
+    fn from(view: &StreamView) -> Self {
+        pb::StreamStats {
+            name: view.name.clone(),
+            uri: view.uri.clone(),
+            codec: view.codec.clone(),
+            sample_format: view.sample_format.clone(),
+            state: if view.playing {
+                pb::StreamState::Playing
+            } else {
+                pb::StreamState::Idle
+            } as i32,
+            clients: u32::try_from(view.clients).unwrap_or(u32::MAX),
+            chunks: view.chunks,
+            bytes: view.bytes,
+            chunks_late: view.chunks_late,
+            chunks_dropped: view.chunks_dropped,
+            stalls: view.stalls,
+            resyncs: view.resyncs,
+            encoder_overruns: view.encoder_overruns,
+        }
+    }
+}
+
+impl From<&Snapshot> for pb::Stats {
+    fn from(snapshot: &Snapshot) -> Self {
+        let totals = &snapshot.totals;
+        let aggregate = pb::AggregateStats {
+            sessions: u32::try_from(snapshot.sessions.len()).unwrap_or(u32::MAX),
+            bytes_sent: totals.bytes_sent,
+            chunks_sent: totals.chunks_sent,
+            chunks_late: totals.chunks_late,
+            chunks_dropped: totals.chunks_dropped,
+            zerocopy: Some(totals.sends.into()),
+            policy_drops: Some(snapshot.policy_drops.into()),
+            connections_accepted: snapshot.connections_accepted,
+            time_replies: totals.time_replies,
+            jsonrpc_slow_disconnects: snapshot.jsonrpc_slow_disconnects,
+        };
+        pb::Stats {
+            taken_at_us: unix_micros(snapshot.taken_at),
+            uptime_ms: millis(snapshot.uptime),
+            aggregate: Some(aggregate),
+            streams: snapshot.streams.iter().map(pb::StreamStats::from).collect(),
+            sessions: snapshot.sessions.iter().map(pb::Session::from).collect(),
+            pool: Some(snapshot.pool.into()),
+        }
     }
 }
 
@@ -204,8 +188,8 @@ mod tests {
 
     #[test]
     fn percent_is_of_bytes_and_zero_without_sends() {
-        assert_eq!(ZerocopyStatsSnapshot::default().zerocopy_percent(), 0.0);
-        let z = ZerocopyStatsSnapshot {
+        assert_eq!(SendStatsSnapshot::default().zerocopy_percent(), 0.0);
+        let z = SendStatsSnapshot {
             zerocopy_successful: 3,
             zerocopy_bytes: 3000,
             regular_sends: 1,

@@ -1,21 +1,16 @@
-//! Clients and groups in their API form, read from the shared state plus the live sessions.
+//! Clients and groups in their API form, read from the state plus the live sessions.
 
 use crate::pb;
-use crate::server::Shared;
+use crate::relay::Relay;
 use crate::state::{Client, Group, Model};
 
 /// One client as the API shows it; `sessions_notified` is left 0 for the caller to fill.
-pub(crate) fn client(shared: &Shared, group: &Group, client: &Client) -> pb::Client {
-    let mut session_ids: Vec<u64> = shared
+pub(crate) fn client(relay: &Relay, group: &Group, client: &Client) -> pb::Client {
+    let mut session_ids: Vec<u64> = relay
         .sessions
+        .of_client(&client.id)
         .iter()
-        .filter(|entry| {
-            entry
-                .value()
-                .client()
-                .is_some_and(|c| c.client_id == client.id)
-        })
-        .map(|entry| *entry.key())
+        .map(|session| session.id)
         .collect();
     session_ids.sort_unstable();
     pb::Client {
@@ -37,7 +32,7 @@ pub(crate) fn client(shared: &Shared, group: &Group, client: &Client) -> pb::Cli
 }
 
 /// One group with its members.
-pub(crate) fn group(shared: &Shared, group: &Group) -> pb::Group {
+pub(crate) fn group(relay: &Relay, group: &Group) -> pb::Group {
     pb::Group {
         group_id: group.id.clone(),
         name: group.name.clone(),
@@ -46,14 +41,14 @@ pub(crate) fn group(shared: &Shared, group: &Group) -> pb::Group {
         clients: group
             .clients
             .iter()
-            .map(|c| client(shared, group, c))
+            .map(|c| client(relay, group, c))
             .collect(),
     }
 }
 
 /// The client with `id` from a model snapshot.
-pub(crate) fn find_client(shared: &Shared, model: &Model, id: &str) -> Option<pb::Client> {
+pub(crate) fn find_client(relay: &Relay, model: &Model, id: &str) -> Option<pb::Client> {
     let group = model.group_of(id)?;
     let member = group.clients.iter().find(|c| c.id == id)?;
-    Some(client(shared, group, member))
+    Some(client(relay, group, member))
 }

@@ -1,14 +1,14 @@
-//! The HTTP listener (snapserver's port 1780, `[http]` keys): Prometheus `/metrics` today.
+//! The HTTP listener (snapserver's port 1780, `[http]` keys): Prometheus `/metrics`, and the
+//! Snapcast JSON-RPC over HTTP POST and WebSocket at `/jsonrpc`.
 //!
-//! [`router`] is the one place routes are added: the Snapcast JSON-RPC over HTTP and its
-//! websocket (issue 7) belong on this listener too, as more `.route(..)` lines over the same
-//! [`HttpState`]. Handlers here read the relay's shared state; they never change it.
+//! [`router`] is the one place routes are added. `/metrics` renders the relay core's one
+//! [`Snapshot`](crate::relay::Snapshot); the JSON-RPC routes hand over to `jsonrpc::web`.
 
+mod exposition;
 mod metrics;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
@@ -17,16 +17,10 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::config::HttpConfig;
-use crate::server::Shared;
-use metrics::Metrics;
-
-/// How often closed sessions are folded into the metrics' running totals between scrapes, so
-/// a session that comes and goes between two scrapes still counts (see [`Metrics::observe`]).
-const LEDGER_INTERVAL: Duration = Duration::from_secs(1);
+use crate::relay::Relay;
 
 /// The content type of the Prometheus text exposition format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -82,7 +76,7 @@ pub async fn bind(config: &HttpConfig) -> Result<Option<HttpListener>, HttpError
             .map_err(|_| HttpError::BadAddress(text.clone()))?;
         let addr = SocketAddr::new(ip, config.port);
         let listener =
-            crate::server::listen(addr).map_err(|source| HttpError::Bind { addr, source })?;
+            crate::net::listen(addr).map_err(|source| HttpError::Bind { addr, source })?;
         listeners.push(listener);
     }
     Ok(Some(HttpListener {
@@ -94,16 +88,16 @@ pub async fn bind(config: &HttpConfig) -> Result<Option<HttpListener>, HttpError
 /// What every HTTP handler can read.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpState {
-    pub(crate) shared: Arc<Shared>,
-    /// `None` when `http.metrics` is false: `/metrics` is then not routed at all (404).
-    pub(crate) metrics: Option<Arc<Metrics>>,
+    pub(crate) relay: Arc<Relay>,
+    /// False when `http.metrics` is false: `/metrics` is then not routed at all (404).
+    pub(crate) metrics: bool,
 }
 
 /// Every route of the HTTP listener: `/metrics`, and with `rpc` the Snapcast JSON-RPC's
 /// `POST /jsonrpc` and websocket `/jsonrpc` (issue 7).
 pub(crate) fn router(state: HttpState, rpc: Option<Arc<crate::jsonrpc::Rpc>>) -> Router {
     let mut router = Router::new();
-    if state.metrics.is_some() {
+    if state.metrics {
         router = router.route("/metrics", get(serve_metrics));
     }
     let mut app = router.with_state(state);
@@ -123,26 +117,21 @@ pub(crate) fn router(state: HttpState, rpc: Option<Arc<crate::jsonrpc::Rpc>>) ->
 
 /// `GET /metrics`: the Prometheus text exposition of [`metrics::render`].
 async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {
-    let body = match &state.metrics {
-        Some(metrics) => metrics.render(&state.shared),
-        // Not routed without metrics; kept total rather than panicking.
-        None => String::new(),
-    };
+    let body = metrics::render(&state.relay.snapshot());
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body)
 }
 
-/// Serves `http` until `cancel` fires: then every listener stops accepting at once and open
-/// requests are let finish (the relay's shutdown grace bounds how long).
+/// Serves `http` until the relay shuts down: then every listener stops accepting at once and
+/// open requests are let finish (the relay's shutdown grace bounds how long).
 pub(crate) async fn serve(
     http: HttpListener,
-    shared: Arc<Shared>,
+    relay: Arc<Relay>,
     rpc: Option<Arc<crate::jsonrpc::Rpc>>,
-    cancel: CancellationToken,
 ) {
-    let metrics = http.metrics.then(|| Arc::new(Metrics::new()));
+    let cancel = relay.cancel.clone();
     let state = HttpState {
-        shared: shared.clone(),
-        metrics: metrics.clone(),
+        relay,
+        metrics: http.metrics,
     };
     let jsonrpc = rpc.is_some();
     let app = router(state, rpc);
@@ -156,21 +145,6 @@ pub(crate) async fn serve(
         servers.spawn(async move {
             if let Err(err) = server.await {
                 error!(error = %err, "HTTP server failed");
-            }
-        });
-    }
-    if let Some(metrics) = metrics {
-        let cancel = cancel.clone();
-        servers.spawn(async move {
-            let mut tick = tokio::time::interval(LEDGER_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    _ = tick.tick() => {
-                        metrics.observe(&shared);
-                    }
-                }
             }
         });
     }

@@ -34,8 +34,6 @@ struct Peer {
 pub(crate) struct Hub {
     peers: DashMap<u64, Peer>,
     next_id: AtomicU64,
-    /// Connections dropped because their queue overflowed.
-    pub(crate) dropped_slow: AtomicU64,
 }
 
 /// A registered connection: its identity, its notifications, and the signal that it was
@@ -59,7 +57,6 @@ impl Hub {
         Self {
             peers: DashMap::new(),
             next_id: AtomicU64::new(1),
-            dropped_slow: AtomicU64::new(0),
         }
     }
 
@@ -98,7 +95,8 @@ impl Hub {
     }
 
     /// Offers `text` to every authenticated connection except `except`.
-    fn broadcast(&self, text: &Arc<str>, except: Option<u64>) {
+    /// Connections whose queue overflowed are dropped and counted in `slow_disconnects`.
+    fn broadcast(&self, text: &Arc<str>, except: Option<u64>, slow_disconnects: &AtomicU64) {
         let mut slow = Vec::new();
         for peer in self.peers.iter() {
             if Some(*peer.key()) == except || !peer.authenticated.load(Ordering::Relaxed) {
@@ -112,7 +110,7 @@ impl Hub {
         for id in slow {
             if let Some((_, peer)) = self.peers.remove(&id) {
                 peer.kick.cancel();
-                let total = self.dropped_slow.fetch_add(1, Ordering::Relaxed) + 1;
+                let total = slow_disconnects.fetch_add(1, Ordering::Relaxed) + 1;
                 warn!(
                     connection = id,
                     dropped_total = total,
@@ -126,7 +124,7 @@ impl Hub {
 /// Turns state announcements into notifications until the relay stops. `events` is
 /// subscribed before any listener accepts, so no change is missed.
 pub(crate) async fn run(rpc: Arc<Rpc>, mut events: broadcast::Receiver<Announcement>) {
-    let cancel = rpc.shared.cancel.clone();
+    let cancel = rpc.relay.cancel.clone();
     loop {
         let announcement = tokio::select! {
             () = cancel.cancelled() => return,
@@ -149,7 +147,11 @@ pub(crate) async fn run(rpc: Arc<Rpc>, mut events: broadcast::Receiver<Announcem
         }
         if let Some(notification) = notification(&rpc, &event) {
             let text: Arc<str> = Arc::from(notification.to_string());
-            rpc.hub.broadcast(&text, origin);
+            rpc.hub.broadcast(
+                &text,
+                origin,
+                &rpc.relay.counters.jsonrpc_slow_disconnects,
+            );
         }
     }
 }
@@ -157,11 +159,11 @@ pub(crate) async fn run(rpc: Arc<Rpc>, mut events: broadcast::Receiver<Announcem
 /// The notification for `event` (§5.5), read from the state as it is now; `None` when what
 /// it names is already gone.
 fn notification(rpc: &Rpc, event: &Event) -> Option<Value> {
-    let shared = &rpc.shared;
+    let relay = &rpc.relay;
     let server =
-        || protocol::notification("Server.OnUpdate", json!({"server": shapes::server(shared)}));
-    let client = |id: &str| shared.state.read(|m| m.client(id).cloned());
-    let group = |id: &str| shared.state.read(|m| m.group(id).cloned());
+        || protocol::notification("Server.OnUpdate", json!({"server": shapes::server(relay)}));
+    let client = |id: &str| relay.state.read(|m| m.client(id).cloned());
+    let group = |id: &str| relay.state.read(|m| m.group(id).cloned());
     Some(match event {
         // A client in a new group is announced with the whole server, so listeners never
         // see an id they do not know (integrations.md §1a rule 5).
@@ -211,7 +213,7 @@ fn notification(rpc: &Rpc, event: &Event) -> Option<Value> {
             protocol::notification("Group.OnNameChanged", json!({"id": id, "name": name}))
         }
         Event::StreamState(name) => {
-            let stream = shared.stream(name)?;
+            let stream = relay.stream(name)?;
             protocol::notification(
                 "Stream.OnUpdate",
                 json!({"id": name, "stream": shapes::stream(&stream)}),

@@ -9,10 +9,8 @@ use tracing::info;
 
 use super::protocol::RpcError;
 use super::{shapes, Caller, Rpc};
-use crate::ops;
 use crate::source::SourceSpec;
 use crate::state::{Event, StateError};
-use crate::stream::Stream;
 
 type Params = Map<String, Value>;
 
@@ -71,12 +69,12 @@ pub(crate) async fn call(
     params: &Params,
     caller: &Caller,
 ) -> Result<Value, RpcError> {
-    let shared = &rpc.shared;
+    let relay = &rpc.relay;
     let origin = Some(caller.id);
     match method {
         "Client.GetStatus" => {
             let id = string(params, "id")?;
-            let client = shared
+            let client = relay
                 .state
                 .read(|m| m.client(id).cloned())
                 .ok_or_else(|| RpcError::internal("Client not found"))?;
@@ -88,14 +86,14 @@ pub(crate) async fn call(
                 .get("volume")
                 .and_then(Value::as_object)
                 .ok_or_else(|| missing_or_bad("volume", params, "an object"))?;
-            // Partial updates allowed (§5.4). snapserver does not clamp; the wire field is
-            // a percentage, so out-of-range values are clamped rather than refused (python
-            // group-volume scaling can overshoot by rounding).
+            // Partial updates allowed (§5.4). A fractional percent is rounded; the range is
+            // the model's rule (state::rules), the same for gRPC.
             let percent = match volume.get("percent") {
                 None => None,
                 Some(v) => Some(
                     v.as_f64()
-                        .map(|p| p.round().clamp(0.0, 100.0) as u16)
+                        .filter(|p| p.is_finite())
+                        .map(|p| p.round() as i64)
                         .ok_or_else(|| {
                             RpcError::invalid_params("Parameter 'volume.percent' must be a number")
                         })?,
@@ -112,8 +110,7 @@ pub(crate) async fn call(
                     "Parameter 'volume' needs 'percent' and/or 'muted'",
                 ));
             }
-            let (volume, _) = ops::change(
-                shared,
+            let (volume, _) = relay.change(
                 origin,
                 |m| m.set_volume(id, percent, muted),
                 |_| Some(Event::ClientVolume(id.to_owned())),
@@ -131,10 +128,8 @@ pub(crate) async fn call(
         "Client.SetLatency" => {
             let id = string(params, "id")?;
             let latency = integer(params, "latency")?;
-            let latency = i32::try_from(latency.clamp(-100_000, 100_000)).unwrap_or(0);
-            let buffer_ms = shared.live.buffer_ms();
-            let (latency, _) = ops::change(
-                shared,
+            let buffer_ms = relay.settings.buffer_ms();
+            let (latency, _) = relay.change(
                 origin,
                 |m| m.set_latency(id, latency, buffer_ms),
                 |_| Some(Event::ClientLatency(id.to_owned())),
@@ -146,19 +141,19 @@ pub(crate) async fn call(
         "Client.SetName" => {
             let id = string(params, "id")?;
             let name = string(params, "name")?;
-            ops::change(
-                shared,
-                origin,
-                |m| m.set_client_name(id, name),
-                |_| Some(Event::ClientName(id.to_owned())),
-                |_| Vec::new(),
-            )
-            .map_err(state_error)?;
+            let (name, _) = relay
+                .change(
+                    origin,
+                    |m| m.set_client_name(id, name),
+                    |_| Some(Event::ClientName(id.to_owned())),
+                    |_| Vec::new(),
+                )
+                .map_err(state_error)?;
             Ok(json!({"name": name}))
         }
         "Group.GetStatus" => {
             let id = string(params, "id")?;
-            let group = shared
+            let group = relay
                 .state
                 .read(|m| m.group(id).cloned())
                 .ok_or_else(|| RpcError::internal("Group not found"))?;
@@ -167,21 +162,20 @@ pub(crate) async fn call(
         "Group.SetName" => {
             let id = string(params, "id")?;
             let name = string(params, "name")?;
-            ops::change(
-                shared,
-                origin,
-                |m| m.set_group_name(id, name),
-                |_| Some(Event::GroupName(id.to_owned())),
-                |_| Vec::new(),
-            )
-            .map_err(state_error)?;
+            let (name, _) = relay
+                .change(
+                    origin,
+                    |m| m.set_group_name(id, name),
+                    |_| Some(Event::GroupName(id.to_owned())),
+                    |_| Vec::new(),
+                )
+                .map_err(state_error)?;
             Ok(json!({"name": name}))
         }
         "Group.SetMute" => {
             let id = string(params, "id")?;
             let mute = boolean(params, "mute")?;
-            ops::change(
-                shared,
+            relay.change(
                 origin,
                 |m| m.set_group_mute(id, mute),
                 |_| Some(Event::GroupMute(id.to_owned())),
@@ -193,10 +187,9 @@ pub(crate) async fn call(
         "Group.SetStream" => {
             let id = string(params, "id")?;
             let stream_id = string(params, "stream_id")?;
-            let names = shared.streams.names();
+            let names = relay.streams.names();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            ops::change(
-                shared,
+            relay.change(
                 origin,
                 |m| m.set_group_stream(id, stream_id, &names),
                 |_| Some(Event::GroupStream(id.to_owned())),
@@ -222,32 +215,30 @@ pub(crate) async fn call(
                 .ok_or_else(|| {
                     RpcError::invalid_params("Parameter 'clients' must be an array of strings")
                 })?;
-            ops::change(
-                shared,
+            relay.change(
                 origin,
                 |m| m.set_group_clients(id, &clients),
                 |_| Some(Event::Topology),
                 Clone::clone,
             )
             .map_err(state_error)?;
-            Ok(json!({"server": shapes::server(shared)}))
+            Ok(json!({"server": shapes::server(relay)}))
         }
         "Server.GetRPCVersion" => {
             // What snapserver 0.30+ (and so the 0.34.0 we report) answers (§5.4).
             Ok(json!({"major": 23, "minor": 0, "patch": 0}))
         }
-        "Server.GetStatus" => Ok(json!({"server": shapes::server(shared)})),
+        "Server.GetStatus" => Ok(json!({"server": shapes::server(relay)})),
         "Server.DeleteClient" => {
             let id = string(params, "id")?;
-            ops::change(
-                shared,
+            relay.change(
                 origin,
                 |m| m.delete_client(id),
                 |_| Some(Event::Topology),
                 |_| Vec::new(),
             )
             .map_err(state_error)?;
-            Ok(json!({"server": shapes::server(shared)}))
+            Ok(json!({"server": shapes::server(relay)}))
         }
         "Server.Authenticate" => {
             let scheme = string(params, "scheme")?;
@@ -315,31 +306,11 @@ fn add_stream(rpc: &Rpc, params: &Params) -> Result<Value, RpcError> {
             rpc.add_stream_schemes.join(", ")
         )));
     }
-    let shared = &rpc.shared;
     let name = spec.name.clone();
-    if shared.stream(&name).is_some() {
-        return Err(RpcError::internal(format!(
-            "Stream not created: a stream named '{name}' exists"
-        )));
-    }
-    let shown = shapes::masked(&spec.uri).to_uri_string();
-    let cancel = shared.cancel.child_token();
-    let stream = Stream::start(
-        spec,
-        rpc.buffer_ms,
-        shared.pool.clone(),
-        cancel.clone(),
-        &rpc.tracker,
-    )
-    .map_err(|err| RpcError::internal(format!("Stream not created: {err}")))?;
-    stream.report_state_to(shared.state.clone());
-    if let Err((_, cancel)) = shared.streams.insert(stream, cancel) {
-        // Lost a race with another AddStream of the same name.
-        cancel.cancel();
-        return Err(RpcError::internal(format!(
-            "Stream not created: a stream named '{name}' exists"
-        )));
-    }
+    let shown = spec.uri.redacted().to_uri_string();
+    rpc.relay
+        .add_stream(spec)
+        .map_err(|err| RpcError::internal(format!("Stream not created: {err}")))?;
     info!(stream = %name, uri = %shown, "stream added (JSON-RPC)");
     Ok(json!({"id": name}))
 }
@@ -348,23 +319,22 @@ fn add_stream(rpc: &Rpc, params: &Params) -> Result<Value, RpcError> {
 /// stream (their clients switch at once). Silent for an unknown id, as snapserver.
 fn remove_stream(rpc: &Rpc, params: &Params, origin: Option<u64>) -> Result<Value, RpcError> {
     let id = string(params, "id")?;
-    let shared = &rpc.shared;
-    if shared.stream(id).is_none() {
+    let relay = &rpc.relay;
+    if relay.stream(id).is_none() {
         return Ok(json!({"id": id}));
     }
-    if shared.streams.len() <= 1 {
+    if relay.streams.len() <= 1 {
         return Err(RpcError::internal(
             "Stream not removed: the relay needs at least one stream",
         ));
     }
-    shared.streams.remove(id);
-    let names = shared.streams.names();
+    relay.remove_stream(id);
+    let names = relay.streams.names();
     let Some(default) = names.first().cloned() else {
         return Ok(json!({"id": id}));
     };
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let moved = ops::change(
-        shared,
+    let moved = relay.change(
         origin,
         |m| {
             let orphans: Vec<String> = m
@@ -395,7 +365,7 @@ fn remove_stream(rpc: &Rpc, params: &Params, origin: Option<u64>) -> Result<Valu
 }
 
 fn known_stream(rpc: &Rpc, id: &str) -> Result<(), RpcError> {
-    rpc.shared
+    rpc.relay
         .stream(id)
         .map(|_| ())
         .ok_or_else(|| RpcError::internal("Stream not found"))

@@ -1,7 +1,7 @@
 //! The Snapcast JSON-RPC control API (snapcast-protocol.md §5; issue 7): what Home Assistant,
 //! Music Assistant (python `snapcast` over TCP 1705), Snapweb (websocket `/jsonrpc` on 1780)
 //! and curl users (HTTP `POST /jsonrpc`) speak. It is a second front end over the same
-//! `state/` model as gRPC: every change goes through `crate::ops::change`, and every
+//! `state/` model as gRPC: every change goes through `Relay::change`, and every
 //! notification comes from the state's announcements, so a change made through either front
 //! end reaches the listeners of both.
 //!
@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::server::Shared;
+use crate::relay::Relay;
 use crate::source::SourceDefaults;
 pub(crate) use hub::Hub;
 use protocol::{Incoming, RpcError};
@@ -111,7 +111,7 @@ pub async fn bind(config: &Config) -> Result<Option<JsonRpcListener>, JsonRpcErr
             .map_err(|_| JsonRpcError::BadAddress(text.clone()))?;
         let addr = SocketAddr::new(ip, tcp.port);
         let listener =
-            crate::server::listen(addr).map_err(|source| JsonRpcError::Bind { addr, source })?;
+            crate::net::listen(addr).map_err(|source| JsonRpcError::Bind { addr, source })?;
         listeners.push(listener);
     }
     Ok(Some(JsonRpcListener { listeners }))
@@ -124,38 +124,30 @@ pub async fn bind(config: &Config) -> Result<Option<JsonRpcListener>, JsonRpcErr
 ///
 /// An unreadable token file, or no token at all although one is required.
 pub fn token(config: &Config) -> Result<Option<String>, JsonRpcError> {
+    use crate::config::TokenFileError;
     if !config.jsonrpc.require_token {
         return Ok(None);
     }
-    let token = match &config.grpc.token_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|source| JsonRpcError::TokenFile {
-                path: path.display().to_string(),
-                source,
-            })?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
-        None => config.grpc.token.clone(),
-    };
-    if token.is_empty() {
-        return Err(JsonRpcError::NoToken);
+    match config.grpc.resolve_token() {
+        Ok(Some(token)) => Ok(Some(token)),
+        Ok(None) | Err(TokenFileError::Empty(_)) => Err(JsonRpcError::NoToken),
+        Err(TokenFileError::Read { path, source }) => Err(JsonRpcError::TokenFile {
+            path: path.display().to_string(),
+            source,
+        }),
     }
-    Ok(Some(token))
 }
 
-/// Creates the API over `shared` and starts its notification task (subscribed before any
+/// Creates the API over `relay` and starts its notification task (subscribed before any
 /// listener accepts, so no change goes unannounced).
 pub(crate) fn start(
-    shared: Arc<Shared>,
+    relay: Arc<Relay>,
     config: &Config,
     token: Option<String>,
     tracker: &TaskTracker,
 ) -> Arc<Rpc> {
-    let events = shared.state.subscribe();
-    let rpc = Arc::new(Rpc::new(shared, config, token, tracker.clone()));
+    let events = relay.state.subscribe();
+    let rpc = Arc::new(Rpc::new(relay, config, token));
     tracker.spawn(hub::run(rpc.clone(), events));
     rpc
 }
@@ -163,7 +155,7 @@ pub(crate) fn start(
 /// Everything a JSON-RPC request may touch; one per relay, shared by every transport.
 #[derive(Debug)]
 pub(crate) struct Rpc {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) relay: Arc<Relay>,
     pub(crate) hub: Hub,
     /// Schemes `Stream.AddStream` may start.
     add_stream_schemes: Vec<String>,
@@ -171,10 +163,6 @@ pub(crate) struct Rpc {
     token: Option<String>,
     /// Defaults filled into `Stream.AddStream` URIs (§4.1).
     source_defaults: SourceDefaults,
-    /// Client buffer, sizing a new stream's queues as at start-up.
-    buffer_ms: u32,
-    /// Where streams added at run time run their tasks, so shutdown waits for them too.
-    tracker: TaskTracker,
 }
 
 /// Per-connection facts a request needs.
@@ -188,13 +176,12 @@ pub(crate) struct Caller {
 
 impl Rpc {
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        relay: Arc<Relay>,
         config: &Config,
         token: Option<String>,
-        tracker: TaskTracker,
     ) -> Self {
         Self {
-            shared,
+            relay,
             hub: Hub::new(),
             add_stream_schemes: config.jsonrpc.schemes(),
             token,
@@ -203,8 +190,6 @@ impl Rpc {
                 codec: config.stream.codec.clone(),
                 chunk_ms: config.stream.chunk_ms,
             },
-            buffer_ms: config.stream.buffer,
-            tracker,
         }
     }
 

@@ -6,8 +6,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Map, Value};
 
-use crate::server::Shared;
-use crate::source::SourceUri;
+use crate::relay::Relay;
 use crate::stream::Stream;
 
 /// The snapserver version reported to control clients. python-snapcast (Home Assistant, Music
@@ -16,16 +15,13 @@ use crate::stream::Stream;
 /// version goes in `snaprelayVersion` next to it.
 pub(crate) const SNAPSERVER_VERSION: &str = "0.34.0";
 
-/// What replaces a secret, as snapserver masks passwords.
-const MASK: &str = "xxx";
-
 /// `{"groups", "server", "streams"}`: the value of `result.server` (Server.GetStatus,
 /// Group.SetClients, Server.DeleteClient) and `params.server` (Server.OnUpdate).
-pub(crate) fn server(shared: &Shared) -> Value {
-    let groups = shared
+pub(crate) fn server(relay: &Relay) -> Value {
+    let groups = relay
         .state
         .read(|model| serde_json::to_value(&model.groups).unwrap_or(Value::Array(Vec::new())));
-    let streams: Vec<Value> = shared
+    let streams: Vec<Value> = relay
         .streams
         .iter()
         .filter(|s| s.codec() != "null")
@@ -55,7 +51,7 @@ pub(crate) fn stream(stream: &Stream) -> Value {
     } else {
         "idle"
     };
-    let uri = masked(&stream.spec().uri);
+    let uri = stream.spec().uri.redacted();
     let query: Map<String, Value> = uri
         .query
         .iter()
@@ -83,30 +79,6 @@ pub(crate) fn stream(stream: &Stream) -> Value {
     })
 }
 
-/// The URI with every secret replaced: `user:password@` in the host and query values whose
-/// key names a password, token or secret (librespot's `password`, for instance).
-pub(crate) fn masked(uri: &SourceUri) -> SourceUri {
-    let mut uri = uri.clone();
-    if let Some((userinfo, rest)) = uri.host.rsplit_once('@') {
-        let user = userinfo.split(':').next().unwrap_or_default();
-        uri.host = if userinfo.contains(':') {
-            format!("{user}:{MASK}@{rest}")
-        } else {
-            format!("{user}@{rest}")
-        };
-    }
-    for (key, value) in &mut uri.query {
-        let key = key.to_ascii_lowercase();
-        if ["password", "secret", "token", "passwd"]
-            .iter()
-            .any(|s| key.contains(s))
-        {
-            *value = MASK.to_owned();
-        }
-    }
-    uri
-}
-
 /// `server.host`: this machine as snapserver describes it (ip and mac empty, as upstream).
 fn host() -> Value {
     json!({
@@ -123,24 +95,4 @@ fn hostname() -> String {
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_masked() {
-        let uri = SourceUri::parse(
-            "librespot://bob:hunter2@host:4000/usr/bin/librespot?name=s&password=hunter2&username=bob",
-        )
-        .unwrap();
-        let text = masked(&uri).to_uri_string();
-        assert!(!text.contains("hunter2"), "{text}");
-        assert!(
-            text.contains("bob:xxx@host:4000") && text.contains("password=xxx"),
-            "{text}"
-        );
-        assert!(text.contains("username=bob"), "{text}");
-    }
 }

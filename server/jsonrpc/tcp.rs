@@ -28,7 +28,7 @@ pub(crate) async fn serve(listener: JsonRpcListener, rpc: Arc<Rpc>, tracker: Tas
 }
 
 async fn accept_loop(listener: TcpListener, rpc: Arc<Rpc>, tracker: TaskTracker) {
-    let cancel = rpc.shared.cancel.clone();
+    let cancel = rpc.relay.cancel.clone();
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
@@ -59,7 +59,7 @@ async fn connection(mut socket: TcpStream, peer: SocketAddr, rpc: &Rpc) {
     let mut registration = rpc.hub.register(rpc.open());
     let id = registration.caller.id;
     debug!(%peer, connection = id, "JSON-RPC control client connected");
-    let cancel = rpc.shared.cancel.clone();
+    let cancel = rpc.relay.cancel.clone();
     let mut input = BytesMut::with_capacity(1024);
     let reason = loop {
         // Every branch is cancel safe: `read_buf` keeps partial input in `input`, `recv`

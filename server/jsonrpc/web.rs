@@ -58,7 +58,7 @@ async fn connection(mut socket: WebSocket, rpc: Arc<Rpc>) {
     let mut registration = rpc.hub.register(rpc.open());
     let id = registration.caller.id;
     debug!(connection = id, "JSON-RPC websocket client connected");
-    let cancel = rpc.shared.cancel.clone();
+    let cancel = rpc.relay.cancel.clone();
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,

@@ -1,8 +1,13 @@
-//! Socket-level sending: the kernel's MSG_ZEROCOPY interface and the per-session sender
-//! that coordinates zerocopy and ordinary sends on one socket.
+//! Socket-level networking: binding listeners, the kernel's MSG_ZEROCOPY interface, the per-session sender that
+//! coordinates zerocopy and ordinary sends on one socket, the pure queue policy behind it,
+//! and the counters it keeps.
 
+mod listen;
+mod send_queue;
+mod send_stats;
 pub mod sender;
 pub(crate) mod zerocopy;
 
-pub use sender::{SendMode, ZerocopyStats, ZerocopyStatsSnapshot};
+pub use listen::listen;
+pub use send_stats::{SendMode, SendStats, SendStatsSnapshot};
 pub use zerocopy::probe as zerocopy_probe;

@@ -6,6 +6,7 @@
 
 mod mailbox;
 mod reader;
+mod registry;
 mod writer;
 
 use std::net::SocketAddr;
@@ -17,11 +18,29 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
-use crate::net::ZerocopyStats;
+pub use registry::{SessionRegistry, SessionTotals};
+
+use crate::net::SendStats;
 use crate::protocol::{DecodeError, Hello, ServerSettings, Tv};
-use crate::server::Shared;
-use crate::state::Event;
-use crate::stream::Stream;
+use crate::settings::LiveSettings;
+use crate::state::{Event, State};
+use crate::stream::{Stream, StreamList};
+
+/// What a session needs from the relay around it: the parts of the relay core below the
+/// session layer, so sessions never reach up into the core or a front end.
+#[derive(Debug, Clone)]
+pub struct SessionEnv {
+    /// Live settings (buffer, zerocopy, send timing).
+    pub settings: Arc<LiveSettings>,
+    /// The running streams; the first is the default.
+    pub streams: Arc<StreamList>,
+    /// Clients and groups.
+    pub state: Arc<State>,
+    /// Every live session.
+    pub registry: Arc<SessionRegistry>,
+    /// Fires at shutdown; each session runs under a child token.
+    pub cancel: CancellationToken,
+}
 
 /// Non-audio messages queued for a session's writer. They always go before audio.
 #[derive(Debug)]
@@ -104,7 +123,33 @@ pub struct PolicyDrops {
     pub time_floods: AtomicU64,
 }
 
+/// [`PolicyDrops`] read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyDropCounts {
+    /// No Hello in time.
+    pub handshake_timeouts: u64,
+    /// Send stalled past the send timeout.
+    pub send_stalls: u64,
+    /// Bad client messages.
+    pub bad_messages: u64,
+    /// Connections refused at the client limit.
+    pub refused_connections: u64,
+    /// Time request floods.
+    pub time_floods: u64,
+}
+
 impl PolicyDrops {
+    /// The counters now.
+    pub fn counts(&self) -> PolicyDropCounts {
+        PolicyDropCounts {
+            handshake_timeouts: self.handshake_timeouts.load(Ordering::Relaxed),
+            send_stalls: self.send_stalls.load(Ordering::Relaxed),
+            bad_messages: self.bad_messages.load(Ordering::Relaxed),
+            refused_connections: self.refused_connections.load(Ordering::Relaxed),
+            time_floods: self.time_floods.load(Ordering::Relaxed),
+        }
+    }
+
     /// Counts the session's end if it was a policy drop.
     fn record(&self, result: &Result<(), SessionError>) {
         let counter = match result {
@@ -129,7 +174,7 @@ pub struct SessionStats {
     /// Chunks skipped because they were already too old to play (§7.5).
     pub chunks_late: AtomicU64,
     /// Chunks lost because the session fell more than the stream's queue behind.
-    pub chunks_lagged: AtomicU64,
+    pub chunks_dropped: AtomicU64,
     /// Time requests answered.
     pub time_replies: AtomicU64,
     /// Server receive time minus the client's send time of the latest Time request, µs
@@ -163,7 +208,7 @@ pub struct SessionInfo {
     /// Counters.
     pub stats: SessionStats,
     /// How this session's socket sends: mode and zerocopy counters.
-    pub send_stats: Arc<ZerocopyStats>,
+    pub send_stats: Arc<SendStats>,
     hello_received: AtomicBool,
     /// Client muted or its group muted: no audio is sent unless `send_to_muted`.
     muted: AtomicBool,
@@ -179,6 +224,15 @@ impl SessionInfo {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The client id from its Hello, once it said Hello.
+    pub fn client_id(&self) -> Option<String> {
+        self.client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|c| c.client_id.clone())
     }
 
     /// Ends the session.
@@ -208,6 +262,37 @@ impl SessionInfo {
         self.muted.load(Ordering::Relaxed)
     }
 
+    /// Records the client's (or its group's) mute; the writer stops or resumes audio.
+    pub fn set_muted(&self, muted: bool) {
+        self.muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// Switches the session to `stream` live (its CodecHeader, then its chunks) unless it
+    /// plays it already. A session too congested to take a control message is past saving:
+    /// it is disconnected.
+    pub fn switch_stream(&self, stream: &Stream) {
+        let mut current = None;
+        self.update_client(|client| {
+            if let Some(client) = client {
+                current = Some(std::mem::replace(&mut client.stream, stream.name().to_owned()));
+            }
+        });
+        if current.is_none_or(|name| name == stream.name()) {
+            return;
+        }
+        if self
+            .mailbox
+            .try_send(Outbound::SwitchStream(stream.clone()))
+            .is_err()
+        {
+            warn!(
+                session = self.id,
+                "cannot switch stream: session congested; disconnecting"
+            );
+            self.disconnect();
+        }
+    }
+
     fn update_client(&self, update: impl FnOnce(&mut Option<ClientDetails>)) {
         update(
             &mut self
@@ -226,47 +311,47 @@ pub fn unix_micros(time: SystemTime) -> i64 {
 }
 
 /// Removes the session from the registry however the task ends.
-struct Registration {
-    shared: Arc<Shared>,
+struct RegistryEntry {
+    registry: Arc<SessionRegistry>,
     id: u64,
 }
 
-impl Drop for Registration {
+impl Drop for RegistryEntry {
     fn drop(&mut self) {
-        self.shared.sessions.remove(&self.id);
+        self.registry.remove(self.id);
     }
 }
 
 /// Runs one client connection to its end.
-pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+pub async fn serve(socket: TcpStream, peer: SocketAddr, env: Arc<SessionEnv>) {
     // Chunks and time replies are small and latency-sensitive (§7.14).
     if let Err(err) = socket.set_nodelay(true) {
         warn!(%peer, error = %err, "cannot set TCP_NODELAY");
     }
-    let id = shared.next_session_id.fetch_add(1, Ordering::Relaxed);
-    let cancel = shared.cancel.child_token();
+    let id = env.registry.next_id();
+    let cancel = env.cancel.child_token();
     let info = Arc::new(SessionInfo {
         id,
         peer,
         connected_at: SystemTime::now(),
         stats: SessionStats::default(),
-        send_stats: Arc::new(ZerocopyStats::default()),
+        send_stats: Arc::new(SendStats::default()),
         hello_received: AtomicBool::new(false),
         muted: AtomicBool::new(false),
         client: Mutex::new(None),
         mailbox: mailbox::Mailbox::new(OUTBOUND_CAPACITY),
         cancel: cancel.clone(),
     });
-    shared.sessions.insert(id, info.clone());
-    let _registration = Registration {
-        shared: shared.clone(),
+    env.registry.insert(info.clone());
+    let _registered = RegistryEntry {
+        registry: env.registry.clone(),
         id,
     };
 
     let span = tracing::info_span!("session", id, %peer);
     async {
         let (read_half, write_half) = socket.into_split();
-        let hello_timeout = shared.settings.hello_timeout;
+        let hello_timeout = env.settings.hello_timeout;
         let hello_deadline = async {
             tokio::time::sleep(hello_timeout).await;
             if info.hello_received.load(Ordering::Relaxed) {
@@ -274,27 +359,20 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Share
             }
         };
         let result = tokio::select! {
-            result = reader::run(read_half, &shared, &info) => result,
-            result = writer::run(write_half, &shared, &info) => result,
+            result = reader::run(read_half, &env, &info) => result,
+            result = writer::run(write_half, &env, &info) => result,
             () = cancel.cancelled() => Ok(()),
             () = hello_deadline => Err(SessionError::HandshakeTimedOut(hello_timeout)),
         };
         // Settings pushed from now on are refused rather than queued for nobody.
         info.mailbox.close();
-        shared.drops.record(&result);
+        env.registry.drops.record(&result);
         let details = info.client();
         if let Some(details) = &details {
             // §7.16: only the last session of a client id marks it disconnected.
-            let others = shared.sessions.iter().any(|entry| {
-                entry.key() != &id
-                    && entry
-                        .value()
-                        .client()
-                        .is_some_and(|c| c.client_id == details.client_id)
-            });
-            if !others {
+            if !env.registry.has_other_session(&details.client_id, id) {
                 let now = unix_micros(SystemTime::now());
-                let _ = shared.state.update(
+                let _ = env.state.update(
                     |model| {
                         model.depart(&details.client_id, now);
                         Ok::<_, std::convert::Infallible>(())
@@ -311,60 +389,4 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Share
     }
     .instrument(span)
     .await;
-}
-
-/// Brings every live session of `client_id` in line with the state: new ServerSettings, the
-/// mute flag, and a live stream switch when its group's stream changed. Called after any
-/// change to that client or its group, by any front end.
-pub(crate) fn sync_client(shared: &Shared, client_id: &str) -> usize {
-    let Some(playback) = shared.state.read(|model| model.playback(client_id)) else {
-        return 0;
-    };
-    let settings = ServerSettings {
-        buffer_ms: i32::try_from(shared.live.buffer_ms()).unwrap_or(i32::MAX),
-        latency: playback.latency,
-        muted: playback.muted,
-        volume: playback.volume,
-    };
-    let sessions: Vec<Arc<SessionInfo>> = shared
-        .sessions
-        .iter()
-        .filter(|entry| {
-            entry
-                .value()
-                .client()
-                .is_some_and(|c| c.client_id == client_id)
-        })
-        .map(|entry| entry.value().clone())
-        .collect();
-    let mut notified = 0;
-    for session in sessions {
-        session.muted.store(playback.muted, Ordering::Relaxed);
-        if session.push_settings(settings) {
-            notified += 1;
-        }
-        let current = session.client().map(|c| c.stream);
-        if current.as_deref() != Some(playback.stream_id.as_str()) {
-            if let Some(stream) = shared.stream(&playback.stream_id) {
-                session.update_client(|client| {
-                    if let Some(client) = client {
-                        client.stream = stream.name().to_owned();
-                    }
-                });
-                if session
-                    .mailbox
-                    .try_send(Outbound::SwitchStream(stream.clone()))
-                    .is_err()
-                {
-                    // A session too congested to take a control message is past saving.
-                    warn!(
-                        session = session.id,
-                        "cannot switch stream: session congested; disconnecting"
-                    );
-                    session.disconnect();
-                }
-            }
-        }
-    }
-    notified
 }

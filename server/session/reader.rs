@@ -11,7 +11,7 @@ use super::{ClientDetails, Outbound, SessionError, SessionInfo};
 use crate::clock;
 use crate::protocol::Hello;
 use crate::protocol::{self, DecodeError, Header, Message, ServerSettings, Tv, HEADER_SIZE};
-use crate::server::Shared;
+use super::SessionEnv;
 use crate::state::{model, Event};
 use crate::stream::Stream;
 
@@ -58,7 +58,7 @@ impl TimeBudget {
 
 pub(super) async fn run(
     mut socket: OwnedReadHalf,
-    shared: &Shared,
+    env: &SessionEnv,
     info: &SessionInfo,
 ) -> Result<(), SessionError> {
     let mut payload = Vec::new();
@@ -97,7 +97,7 @@ pub(super) async fn run(
                     warn!("second Hello ignored");
                     continue;
                 }
-                let Some((settings, stream, client_id)) = welcome(shared, info, &hello) else {
+                let Some((settings, stream, client_id)) = welcome(env, info, &hello) else {
                     return Ok(());
                 };
                 info!(
@@ -132,9 +132,9 @@ pub(super) async fn run(
                 // §2.5: recorded and announced, not echoed back as ServerSettings.
                 if let Some(client) = info.client() {
                     let id = client.client_id;
-                    let recorded = shared.state.update(
+                    let recorded = env.state.update(
                         |model| {
-                            model.set_volume(&id, Some(report.volume.min(100)), Some(report.muted))
+                            model.set_volume(&id, Some(i64::from(report.volume.min(100))), Some(report.muted))
                         },
                         |_| Some(Event::ClientVolume(id.clone())),
                     );
@@ -188,11 +188,11 @@ async fn read_frame(
 /// Records the client's arrival in the state and works out what it gets: its settings, its
 /// group's stream (the default stream when that one is gone), and its id.
 fn welcome(
-    shared: &Shared,
+    env: &SessionEnv,
     info: &SessionInfo,
     hello: &Hello,
 ) -> Option<(ServerSettings, Stream, String)> {
-    let default = shared.streams.first()?;
+    let default = env.streams.first()?;
     let host_id = if hello.id.is_empty() {
         &hello.mac
     } else {
@@ -216,9 +216,9 @@ fn welcome(
         instance: hello.instance,
         now_us: super::unix_micros(SystemTime::now()),
     };
-    let names = shared.streams.names();
+    let names = env.streams.names();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let new_group = shared
+    let new_group = env
         .state
         .update(
             |model| {
@@ -226,7 +226,7 @@ fn welcome(
                     arrival,
                     &names,
                     default.name(),
-                    shared.settings.initial_volume,
+                    env.settings.initial_volume,
                 ))
             },
             |new_group| {
@@ -237,16 +237,17 @@ fn welcome(
             },
         )
         .unwrap_or_else(|never| match never {});
-    let playback = shared.state.read(|model| model.playback(&client_id))?;
-    let stream = shared
-        .stream(&playback.stream_id)
+    let playback = env.state.read(|model| model.playback(&client_id))?;
+    let stream = env
+        .streams
+        .get(&playback.stream_id)
         .unwrap_or(default)
         .clone();
     info.muted.store(playback.muted, Ordering::Relaxed);
     debug!(client = %client_id, new_group, "client recorded");
     Some((
         ServerSettings {
-            buffer_ms: i32::try_from(shared.live.buffer_ms()).unwrap_or(i32::MAX),
+            buffer_ms: i32::try_from(env.settings.buffer_ms()).unwrap_or(i32::MAX),
             latency: playback.latency,
             muted: playback.muted,
             volume: playback.volume,

@@ -24,8 +24,8 @@ use super::{Outbound, SessionError, SessionInfo};
 use crate::clock;
 use crate::net::sender::{Flushed, Payload, SendPolicy, Sender};
 use crate::protocol::{Message, Time};
-use crate::server::Shared;
-use crate::stream::Chunk;
+use super::SessionEnv;
+use crate::stream::{Chunk, Stream};
 
 /// Upstream drops queued chunks older than the buffer plus this (§2.4, §7.5).
 const LATE_MARGIN_US: i64 = 100_000;
@@ -36,26 +36,26 @@ const RETRY_MAX: Duration = Duration::from_millis(50);
 
 pub(super) async fn run(
     socket: OwnedWriteHalf,
-    shared: &Shared,
+    env: &SessionEnv,
     info: &SessionInfo,
 ) -> Result<(), SessionError> {
     let stream: &tokio::net::TcpStream = socket.as_ref();
     let fd = stream.as_raw_fd();
     let policy = SendPolicy {
-        zerocopy: shared.live.zerocopy_enabled(),
-        threshold: shared.live.zerocopy_threshold(),
-        auto_fallback: shared.settings.zerocopy_auto_fallback,
+        zerocopy: env.settings.zerocopy_enabled(),
+        threshold: env.settings.zerocopy_threshold(),
+        auto_fallback: env.settings.zerocopy_auto_fallback,
     };
     let mut sender = Sender::new(fd, policy, info.send_stats.clone(), info.peer.ip());
-    let send_timeout = shared.settings.send_timeout;
     let stats = &info.stats;
-    let mut audio: Option<broadcast::Receiver<Chunk>> = None;
+    // The stream playing (its counters see this session's late and dropped chunks) and the
+    // receiver of its chunks.
+    let mut audio: Option<(Stream, broadcast::Receiver<Chunk>)> = None;
     // Grows to the largest control message once (~95 bytes), then is reused: no steady-state
     // allocation, and no unused capacity paid per client.
     let mut scratch = Vec::new();
     let mut blocked_since: Option<Instant> = None;
     let mut retry_delay = RETRY_MIN;
-    let batch = shared.settings.send_batch;
     let mut batch_deadline: Option<Instant> = None;
     loop {
         let blocked = blocked_since.is_some();
@@ -78,7 +78,7 @@ pub(super) async fn run(
                         sender.push_urgent(Payload::copy_from(&scratch));
                         sender.push_urgent(Payload::Shared(audio_stream.codec_header()));
                         // Subscribing only now guarantees no chunk precedes the header.
-                        audio = Some(audio_stream.subscribe());
+                        audio = Some((audio_stream.clone(), audio_stream.subscribe()));
                     }
                     Outbound::Settings(settings) => {
                         Message::ServerSettings(settings)
@@ -90,7 +90,7 @@ pub(super) async fn run(
                         // after the new header (§2.6): drop it, then header, then new chunks.
                         sender.drop_queued_audio();
                         sender.push_urgent(Payload::Shared(next.codec_header()));
-                        audio = Some(next.subscribe());
+                        audio = Some((next.clone(), next.subscribe()));
                     }
                 }
             }
@@ -118,11 +118,11 @@ pub(super) async fn run(
             () = sleep_until_some(batch_deadline) => {
                 // The batch window closed: take everything the stream published meanwhile.
                 batch_deadline = None;
-                while let Some(receiver) = audio.as_mut() {
+                while let Some((playing, receiver)) = audio.as_mut() {
                     match receiver.try_recv() {
-                        Ok(chunk) => queue_chunk(&mut sender, chunk, shared, info),
+                        Ok(chunk) => queue_chunk(&mut sender, chunk, env, info, playing),
                         Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                            stats.chunks_lagged.fetch_add(missed, Ordering::Relaxed);
+                            count_dropped(info, playing, missed);
                         }
                         Err(broadcast::error::TryRecvError::Empty) => break,
                         Err(broadcast::error::TryRecvError::Closed) => audio = None,
@@ -131,7 +131,11 @@ pub(super) async fn run(
             }
             received = next_chunk(&mut audio), if batch_deadline.is_none() => match received {
                 Ok(chunk) => {
-                    queue_chunk(&mut sender, chunk, shared, info);
+                    if let Some((playing, _)) = &audio {
+                        queue_chunk(&mut sender, chunk, env, info, playing);
+                    }
+                    // Read live: `UpdateConfig stream.buffer` changes the window.
+                    let batch = env.settings.send_batch();
                     if !batch.is_zero() && !blocked {
                         // Send this chunk with the ones that follow in the next `batch`:
                         // fewer, larger sends (performance-floor.md); time replies and
@@ -141,7 +145,9 @@ pub(super) async fn run(
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    stats.chunks_lagged.fetch_add(missed, Ordering::Relaxed);
+                    if let Some((playing, _)) = &audio {
+                        count_dropped(info, playing, missed);
+                    }
                 }
                 Err(broadcast::error::RecvError::Closed) => audio = None,
             },
@@ -171,6 +177,7 @@ pub(super) async fn run(
             }
             Flushed::Blocked => {
                 let since = *blocked_since.get_or_insert_with(Instant::now);
+                let send_timeout = env.settings.send_timeout();
                 if since.elapsed() > send_timeout {
                     return Err(SessionError::SendTimedOut(send_timeout));
                 }
@@ -179,15 +186,35 @@ pub(super) async fn run(
     }
 }
 
+/// Counts chunks lost because the session fell a whole queue behind, for the session and its
+/// stream (both monotonic).
+fn count_dropped(info: &SessionInfo, playing: &Stream, missed: u64) {
+    info.stats.chunks_dropped.fetch_add(missed, Ordering::Relaxed);
+    playing
+        .stats()
+        .chunks_dropped
+        .fetch_add(missed, Ordering::Relaxed);
+}
+
 /// Queues one chunk unless it is too late to play or the client is muted.
-fn queue_chunk(sender: &mut Sender, chunk: Chunk, shared: &Shared, info: &SessionInfo) {
+fn queue_chunk(
+    sender: &mut Sender,
+    chunk: Chunk,
+    env: &SessionEnv,
+    info: &SessionInfo,
+    playing: &Stream,
+) {
     let stats = &info.stats;
-    let cutoff = clock::now_micros() - i64::from(shared.live.buffer_ms()) * 1000 - LATE_MARGIN_US;
+    let cutoff = clock::now_micros() - i64::from(env.settings.buffer_ms()) * 1000 - LATE_MARGIN_US;
     let late = sender.drop_stale_audio(cutoff) + u64::from(chunk.timestamp_us < cutoff);
     if late > 0 {
         stats.chunks_late.fetch_add(late, Ordering::Relaxed);
+        playing
+            .stats()
+            .chunks_late
+            .fetch_add(late, Ordering::Relaxed);
     }
-    if info.is_muted() && !shared.settings.send_to_muted {
+    if info.is_muted() && !env.settings.send_to_muted {
         // §2.5: muted clients get no audio; fresh timestamps resume it.
         return;
     }
@@ -206,10 +233,10 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 }
 
 async fn next_chunk(
-    audio: &mut Option<broadcast::Receiver<Chunk>>,
+    audio: &mut Option<(Stream, broadcast::Receiver<Chunk>)>,
 ) -> Result<Chunk, broadcast::error::RecvError> {
     match audio {
-        Some(receiver) => receiver.recv().await,
+        Some((_, receiver)) => receiver.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod model;
 pub mod persist;
+pub mod rules;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -135,7 +136,9 @@ impl State {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Saves changes, debounced, until `cancel`; then saves once more.
+    /// Saves changes, debounced, until `cancel`. The final save is the shutdown sequence's
+    /// (after every session has left, so it includes their departures), made once and off the
+    /// runtime's workers: this task does not save again when cancelled.
     pub(crate) async fn run_persistence(self: Arc<Self>, cancel: CancellationToken) {
         if self.store.path().is_none() {
             cancel.cancelled().await;
@@ -159,9 +162,6 @@ impl State {
                 }
                 Err(err) => error!(error = %err, "state save task failed"),
             }
-        }
-        if let Err(err) = self.flush() {
-            error!(error = %err, "cannot save the state at shutdown");
         }
     }
 }

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::rules;
+
 /// `{"muted", "percent"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
@@ -175,7 +177,7 @@ pub enum StateError {
         /// The value.
         value: String,
         /// What is allowed.
-        allowed: &'static str,
+        allowed: String,
     },
 }
 
@@ -338,16 +340,10 @@ impl Model {
     pub fn set_volume(
         &mut self,
         client_id: &str,
-        percent: Option<u16>,
+        percent: Option<i64>,
         muted: Option<bool>,
     ) -> Result<Volume, StateError> {
-        if let Some(p) = percent.filter(|p| *p > 100) {
-            return Err(StateError::Invalid {
-                field: "volume",
-                value: p.to_string(),
-                allowed: "0 to 100",
-            });
-        }
+        let percent = percent.map(rules::volume_percent).transpose()?;
         let client = self.client_mut(client_id)?;
         if let Some(percent) = percent {
             client.config.volume.percent = percent;
@@ -362,19 +358,19 @@ impl Model {
     pub fn set_latency(
         &mut self,
         client_id: &str,
-        latency: i32,
+        latency: i64,
         buffer_ms: u32,
     ) -> Result<i32, StateError> {
-        let clamped = latency.clamp(-10_000, i32::try_from(buffer_ms).unwrap_or(i32::MAX));
-        self.client_mut(client_id)?.config.latency = clamped;
-        Ok(clamped)
+        let latency = rules::latency(latency, buffer_ms)?;
+        self.client_mut(client_id)?.config.latency = latency;
+        Ok(latency)
     }
 
     /// Renames a client.
-    pub fn set_client_name(&mut self, client_id: &str, name: &str) -> Result<(), StateError> {
-        check_name(name)?;
-        self.client_mut(client_id)?.config.name = name.to_owned();
-        Ok(())
+    pub fn set_client_name(&mut self, client_id: &str, name: &str) -> Result<String, StateError> {
+        let name = rules::name(name)?;
+        self.client_mut(client_id)?.config.name = name.clone();
+        Ok(name)
     }
 
     /// Points a group at another stream; returns its member ids.
@@ -404,10 +400,10 @@ impl Model {
     }
 
     /// Renames a group.
-    pub fn set_group_name(&mut self, group_id: &str, name: &str) -> Result<(), StateError> {
-        check_name(name)?;
-        self.group_mut(group_id)?.name = name.to_owned();
-        Ok(())
+    pub fn set_group_name(&mut self, group_id: &str, name: &str) -> Result<String, StateError> {
+        let name = rules::name(name)?;
+        self.group_mut(group_id)?.name = name.clone();
+        Ok(name)
     }
 
     /// Makes `client_ids` the members of a group (§5.4 `Group.SetClients`): members not listed
@@ -486,17 +482,6 @@ impl Model {
     }
 }
 
-fn check_name(name: &str) -> Result<(), StateError> {
-    if name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(StateError::Invalid {
-            field: "name",
-            value: name.to_owned(),
-            allowed: "at most 100 characters, no control characters",
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,11 +545,13 @@ mod tests {
     }
 
     #[test]
-    fn latency_is_clamped_like_snapserver() {
+    fn latency_out_of_range_is_refused_and_changes_nothing() {
         let mut model = Model::default();
         arrive(&mut model, "a");
-        assert_eq!(model.set_latency("a", 5000, 1000).unwrap(), 1000);
-        assert_eq!(model.set_latency("a", -20000, 1000).unwrap(), -10000);
+        assert_eq!(model.set_latency("a", 250, 1000).unwrap(), 250);
+        assert!(model.set_latency("a", 5000, 1000).is_err());
+        assert!(model.set_latency("a", -20000, 1000).is_err());
+        assert_eq!(model.client("a").unwrap().config.latency, 250);
     }
 
     #[test]

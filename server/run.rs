@@ -1,13 +1,13 @@
-//! The relay as a whole: binds the stream port, starts every stream, accepts clients, and
-//! shuts everything down when told to.
+//! Running the relay: the one place that knows every listener. It binds them
+//! ([`Listeners::bind`]), starts the relay core ([`Relay`]), serves each listener over it
+//! (stream clients, gRPC, JSON-RPC, HTTP) plus the periodic log, and runs the shutdown
+//! sequence. Nothing in the library imports this module; `main` calls it.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -16,13 +16,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Origin};
 use crate::control::GrpcListener;
-use crate::pool::BufferPool;
-use crate::session::{self, SessionInfo};
-use crate::settings::{LiveSettings, LogReload};
+use crate::net::listen;
+use crate::relay::Relay;
+use crate::settings::LogReload;
 use crate::source::{SourceDefaults, SourceError, SourceSpec};
-use crate::state::{State, Store};
-use crate::stream::{Stream, StreamError};
-use crate::streams::Streams;
+use crate::stream::StreamError;
 
 /// How long shutdown waits for tasks before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -55,48 +53,15 @@ pub enum RunError {
     /// A bind address is not an IP address.
     #[error("invalid stream.bind_to_address '{0}': expected an IP address such as 0.0.0.0 or ::")]
     BadAddress(String),
-    /// The JSON-RPC API could not be set up (its token).
+    /// The JSON-RPC API could not be set up (its token, its listener).
     #[error(transparent)]
     JsonRpc(#[from] crate::jsonrpc::JsonRpcError),
-}
-
-/// The settings sessions need, copied out of the config once.
-#[derive(Debug, Clone)]
-pub(crate) struct SessionSettings {
-    pub(crate) initial_volume: u16,
-    pub(crate) hello_timeout: Duration,
-    pub(crate) send_timeout: Duration,
-    pub(crate) zerocopy_auto_fallback: bool,
-    pub(crate) send_to_muted: bool,
-    /// How long a session collects chunks before sending them in one go.
-    pub(crate) send_batch: Duration,
-}
-
-/// State shared by every task of the relay.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) settings: SessionSettings,
-    /// Buffers for serialized chunks, shared by every stream.
-    pub(crate) pool: BufferPool,
-    /// Settings the control API can change while running (buffer, zerocopy, log filter...).
-    pub(crate) live: LiveSettings,
-    /// Streams in configuration order, then those added over JSON-RPC; the first is the
-    /// default stream.
-    pub(crate) streams: Streams,
-    /// Clients and groups, persisted in the data dir.
-    pub(crate) state: Arc<State>,
-    pub(crate) sessions: DashMap<u64, Arc<SessionInfo>>,
-    /// Sessions dropped and connections refused by policy (issue 10).
-    pub(crate) drops: session::PolicyDrops,
-    pub(crate) next_session_id: AtomicU64,
-    pub(crate) cancel: CancellationToken,
-}
-
-impl Shared {
-    /// The stream with this id.
-    pub(crate) fn stream(&self, name: &str) -> Option<Stream> {
-        self.streams.get(name)
-    }
+    /// The gRPC listener could not be set up.
+    #[error(transparent)]
+    Grpc(#[from] crate::control::GrpcError),
+    /// The HTTP listener could not be set up.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 /// Parses every configured source, so bad ones fail start-up with the offending value.
@@ -109,7 +74,7 @@ pub fn source_specs(config: &Config) -> Result<Vec<SourceSpec>, RunError> {
     let mut specs: Vec<SourceSpec> = Vec::new();
     for uri in &config.stream.source {
         let spec = SourceSpec::parse(uri, &defaults).map_err(|source| RunError::Source {
-            uri: uri.to_string(),
+            uri: crate::source::redacted_uri_string(uri),
             source,
         })?;
         if specs.iter().any(|s| s.name == spec.name) {
@@ -133,25 +98,6 @@ pub async fn bind(config: &Config) -> Result<Vec<TcpListener>, RunError> {
         listeners.push(listener);
     }
     Ok(listeners)
-}
-
-/// Binds a TCP listener the way every relay listener should be bound (stream, HTTP).
-pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    // Restarting must not wait for TIME_WAIT sockets of the previous run.
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        // `::` alone should serve IPv4 clients too, as snapserver's default does.
-        socket.set_only_v6(false)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    TcpListener::from_std(socket.into())
 }
 
 /// What `run_with` needs beyond the config and the stream listeners; all optional, so tests
@@ -197,6 +143,36 @@ pub async fn run(
     run_with(config, listeners, RunOptions::default(), shutdown).await
 }
 
+/// Every listener the config asks for, bound before anything starts, so a port in use or a
+/// bad address fails start-up with the key to fix.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Stream client listeners (`stream.bind_to_address` × `stream.port`).
+    pub stream: Vec<TcpListener>,
+    /// The gRPC control API, unless `grpc.enabled` is false.
+    pub grpc: Option<GrpcListener>,
+    /// HTTP (`/metrics`, JSON-RPC over HTTP and WebSocket), unless `http.enabled` is false.
+    pub http: Option<crate::http::HttpListener>,
+    /// JSON-RPC over TCP, unless `tcp.enabled` is false.
+    pub jsonrpc: Option<crate::jsonrpc::JsonRpcListener>,
+}
+
+impl Listeners {
+    /// Binds every listener of `config`.
+    ///
+    /// # Errors
+    ///
+    /// The first listener that cannot be bound, naming its address.
+    pub async fn bind(config: &Config) -> Result<Self, RunError> {
+        Ok(Self {
+            stream: bind(config).await?,
+            grpc: crate::control::bind(&config.grpc).await?,
+            http: crate::http::bind(&config.http).await?,
+            jsonrpc: crate::jsonrpc::bind(config).await?,
+        })
+    }
+}
+
 /// [`run`], plus the control API and run-time settings described by `options`.
 pub async fn run_with(
     config: &Config,
@@ -208,57 +184,19 @@ pub async fn run_with(
     let jsonrpc_token = crate::jsonrpc::token(config)?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let buffer_ms = config.stream.buffer;
-    let pool = BufferPool::new(config.server.pool_max_bytes);
-    let mut streams = Vec::new();
-    for spec in specs {
-        let stream_cancel = cancel.child_token();
-        let stream = Stream::start(
-            spec,
-            buffer_ms,
-            pool.clone(),
-            stream_cancel.clone(),
-            &tracker,
-        )?;
-        streams.push((stream, stream_cancel));
-    }
-    let datadir = config
-        .server
-        .datadir
-        .clone()
-        .unwrap_or_else(crate::state::default_datadir);
-    let (store, model) = Store::open(&datadir);
-    let state = Arc::new(State::new(store, model));
-    tracker.spawn(state.clone().run_persistence(cancel.child_token()));
+    let relay = Relay::start(
+        config,
+        specs,
+        options.log_reload,
+        cancel.clone(),
+        tracker.clone(),
+    )?;
     let zerocopy_setting = if config.stream.zerocopy {
         "enabled"
     } else {
         "disabled"
     };
     info!("ZeroCopy setting: {zerocopy_setting}");
-    let shared = Arc::new(Shared {
-        settings: SessionSettings {
-            initial_volume: u16::from(config.streaming_client.initial_volume),
-            hello_timeout: Duration::from_millis(config.server.hello_timeout_ms),
-            // A client that cannot take one message in this long has stopped reading; by
-            // then its buffer has run dry anyway.
-            send_timeout: Duration::from_millis(u64::from(buffer_ms).max(2000)),
-            zerocopy_auto_fallback: config.stream.zerocopy_auto_fallback,
-            send_to_muted: config.stream.send_to_muted,
-            // At most a tenth of the buffer, so a client keeps ~90 % of its headroom.
-            send_batch: Duration::from_millis(u64::from(
-                config.stream.send_batch_ms.min(buffer_ms / 10),
-            )),
-        },
-        pool,
-        live: LiveSettings::new(config, options.log_reload),
-        streams: Streams::new(streams),
-        state: state.clone(),
-        sessions: DashMap::new(),
-        drops: session::PolicyDrops::default(),
-        next_session_id: AtomicU64::new(1),
-        cancel: cancel.clone(),
-    });
     let limit = Arc::new(Semaphore::new(config.server.max_clients));
     let stream_addresses: Vec<SocketAddr> = listeners
         .iter()
@@ -267,18 +205,14 @@ pub async fn run_with(
     if let Some(grpc) = options.grpc {
         tracker.spawn(crate::control::serve(
             grpc,
-            shared.clone(),
+            relay.clone(),
             stream_addresses.clone(),
             options.config_sources,
-            cancel.clone(),
         ));
-    }
-    for stream in shared.streams.iter() {
-        stream.report_state_to(state.clone());
     }
     let http_jsonrpc = options.http.is_some() && config.jsonrpc.http_enabled;
     let rpc = (options.jsonrpc.is_some() || http_jsonrpc)
-        .then(|| crate::jsonrpc::start(shared.clone(), config, jsonrpc_token, &tracker));
+        .then(|| crate::jsonrpc::start(relay.clone(), config, jsonrpc_token, &tracker));
     if let (Some(listener), Some(rpc)) = (options.jsonrpc, &rpc) {
         tracker.spawn(crate::jsonrpc::serve(
             listener,
@@ -288,14 +222,9 @@ pub async fn run_with(
     }
     if let Some(http) = options.http {
         let rpc = rpc.filter(|_| http_jsonrpc);
-        tracker.spawn(crate::http::serve(
-            http,
-            shared.clone(),
-            rpc,
-            cancel.clone(),
-        ));
+        tracker.spawn(crate::http::serve(http, relay.clone(), rpc));
     }
-    tracker.spawn(crate::diagnostics::run(shared.clone()));
+    tracker.spawn(crate::diagnostics::run(relay.clone()));
     tracker.spawn(release_startup_pages(cancel.clone()));
     for listener in listeners {
         if let Ok(addr) = listener.local_addr() {
@@ -303,7 +232,7 @@ pub async fn run_with(
         }
         tracker.spawn(accept_loop(
             listener,
-            shared.clone(),
+            relay.clone(),
             limit.clone(),
             tracker.clone(),
         ));
@@ -317,7 +246,8 @@ pub async fn run_with(
     // health turns NOT_SERVING before the gRPC server stops (control::serve), the accept loops
     // return and drop their listeners so new connections are refused, and every session ends
     // its task, which closes its socket with a FIN. Then wait, bounded, and save the state last
-    // so that it includes the departures of the sessions that just closed.
+    // (once, off the runtime's workers) so that it includes the departures of the sessions
+    // that just closed.
     cancel.cancel();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
@@ -326,40 +256,26 @@ pub async fn run_with(
     {
         warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}");
     }
-    flush_state(&shared).await;
+    relay.flush_state().await;
     Ok(())
-}
-
-/// The shutdown sequence's state flush: after every session has closed, the persisted state
-/// (server.json in `server.datadir`) is written one last time, bounded by [`SHUTDOWN_GRACE`]
-/// so a hung disk cannot keep the process from exiting.
-async fn flush_state(shared: &Arc<Shared>) {
-    let state = shared.state.clone();
-    let save = tokio::task::spawn_blocking(move || state.flush());
-    match tokio::time::timeout(SHUTDOWN_GRACE, save).await {
-        Ok(Ok(Ok(()))) => info!("state flushed"),
-        Ok(Ok(Err(err))) => error!(error = %err, "cannot save the state at shutdown"),
-        Ok(Err(err)) => error!(error = %err, "state save task failed"),
-        Err(_) => warn!("saving the state did not finish within {SHUTDOWN_GRACE:?}"),
-    }
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    relay: Arc<Relay>,
     limit: Arc<Semaphore>,
     tracker: TaskTracker,
 ) {
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
-            () = shared.cancel.cancelled() => return,
+            () = relay.cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((socket, peer)) => {
                 backoff = Duration::from_millis(10);
-                admit(socket, peer, &shared, &limit, &tracker);
+                admit(socket, peer, &relay, &limit, &tracker);
             }
             Err(err) => {
                 // EMFILE and friends: back off and keep serving those already connected.
@@ -374,21 +290,22 @@ async fn accept_loop(
 fn admit(
     socket: TcpStream,
     peer: SocketAddr,
-    shared: &Arc<Shared>,
+    relay: &Relay,
     limit: &Arc<Semaphore>,
     tracker: &TaskTracker,
 ) {
     let Ok(permit) = limit.clone().try_acquire_owned() else {
-        shared
+        relay
+            .sessions
             .drops
             .refused_connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         warn!(%peer, "connection refused: client limit reached");
         return;
     };
-    let shared = shared.clone();
+    let session = relay.serve_session(socket, peer);
     tracker.spawn(async move {
-        session::serve(socket, peer, shared).await;
+        session.await;
         drop(permit);
     });
 }

@@ -1,4 +1,4 @@
-//! The relay's streams: the configured ones plus those added at run time over JSON-RPC
+//! The list of running streams: the configured ones plus those added at run time over JSON-RPC
 //! (`Stream.AddStream`, snapcast-protocol.md §5.4). Readers get cheap snapshots (a `Stream` is
 //! an `Arc`), so no lock is held while a caller works with one; the first stream is the
 //! default stream.
@@ -18,12 +18,12 @@ struct Entry {
 
 /// Every running stream, in configuration order, then in order of addition.
 #[derive(Debug, Default)]
-pub(crate) struct Streams {
+pub struct StreamList {
     list: RwLock<Vec<Entry>>,
 }
 
-impl Streams {
-    /// Streams already started, each with the token that stops it.
+impl StreamList {
+    /// StreamList already started, each with the token that stops it.
     pub(crate) fn new(streams: Vec<(Stream, CancellationToken)>) -> Self {
         Self {
             list: RwLock::new(
@@ -109,7 +109,7 @@ impl Streams {
     }
 }
 
-impl IntoIterator for &Streams {
+impl IntoIterator for &StreamList {
     type Item = Stream;
     type IntoIter = std::vec::IntoIter<Stream>;
 

@@ -7,13 +7,20 @@
 //! dedicated thread per stream, fed through a bounded channel, so a slow encoder can never
 //! delay a time-sync reply (issue 6). The runtime side never blocks on that channel: when it
 //! is full the encoder is behind, and the chunk is dropped and counted.
+//!
+//! A stream reports playing/idle on a `watch` channel ([`Stream::watch_playing`]); the relay
+//! core forwards changes to the state, so this layer never calls up into it.
+
+mod list;
+
+pub use list::StreamList;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -49,6 +56,10 @@ pub struct StreamStats {
     pub encoder_overruns: AtomicU64,
     /// Whether data is flowing.
     pub playing: AtomicBool,
+    /// Chunks its sessions skipped as too late to play, over every session it ever had.
+    pub chunks_late: AtomicU64,
+    /// Chunks its sessions lost by falling a whole queue behind, over every session.
+    pub chunks_dropped: AtomicU64,
 }
 
 /// Why a stream could not start.
@@ -99,9 +110,8 @@ struct Inner {
     /// Buffers for serialized chunks; each returns when the last session and the kernel
     /// are done with it.
     pool: BufferPool,
-    /// Where idle/playing changes are announced (`Stream.OnUpdate`, §4.4); set once after
-    /// start, since the state is created after the configured streams.
-    state: std::sync::OnceLock<Arc<crate::state::State>>,
+    /// Idle/playing changes, for whoever announces them (`Stream.OnUpdate`, §4.4).
+    playing_tx: watch::Sender<bool>,
 }
 
 impl Stream {
@@ -120,7 +130,7 @@ impl Stream {
             })?;
         let reader = Reader::open(&spec).map_err(|source| StreamError::Open {
             name: spec.name.clone(),
-            uri: spec.uri.to_uri_string(),
+            uri: spec.uri.redacted().to_uri_string(),
             source,
         })?;
         let codec_header = Bytes::from(
@@ -142,7 +152,7 @@ impl Stream {
                 chunk_tx,
                 stats: StreamStats::default(),
                 pool,
-                state: std::sync::OnceLock::new(),
+                playing_tx: watch::Sender::new(false),
             }),
         };
         // About half a client buffer of PCM may wait for the encoder; past that, chunks would
@@ -191,18 +201,13 @@ impl Stream {
         &self.inner.spec
     }
 
-    /// Announces this stream's idle/playing changes on `state` from now on.
-    pub(crate) fn report_state_to(&self, state: Arc<crate::state::State>) {
-        let _ = self.inner.state.set(state);
+    /// Sees every idle/playing change of this stream (true while playing).
+    pub fn watch_playing(&self) -> watch::Receiver<bool> {
+        self.inner.playing_tx.subscribe()
     }
 
-    fn announce_state(&self) {
-        if let Some(state) = self.inner.state.get() {
-            state.announce(
-                crate::state::Event::StreamState(self.name().to_owned()),
-                None,
-            );
-        }
+    fn announce_state(&self, playing: bool) {
+        self.inner.playing_tx.send_replace(playing);
     }
 
     /// Live figures.
@@ -234,7 +239,7 @@ impl Stream {
         let spec = &self.inner.spec;
         let stats = &self.inner.stats;
         let mut pacer = Pacer::new(spec.sample_format, spec.chunk_ms, spec.idle_threshold_ms);
-        info!(stream = %spec.name, uri = %spec.uri.to_uri_string(), "stream started");
+        info!(stream = %spec.name, uri = %spec.uri.redacted().to_uri_string(), "stream started");
         let mut silent_ms: u32 = 0;
         loop {
             match pacer.next(&mut reader).await {
@@ -248,7 +253,7 @@ impl Stream {
                     };
                     let playing = silent_ms < spec.idle_threshold_ms;
                     if stats.playing.swap(playing, Ordering::Relaxed) != playing {
-                        self.announce_state();
+                        self.announce_state(playing);
                         if playing {
                             info!(stream = %spec.name, "stream playing");
                         } else {
@@ -286,7 +291,7 @@ impl Stream {
                 Ok(Paced::Stalled) => {
                     stats.stalls.fetch_add(1, Ordering::Relaxed);
                     if stats.playing.swap(false, Ordering::Relaxed) {
-                        self.announce_state();
+                        self.announce_state(false);
                         info!(stream = %spec.name, "stream idle: no input");
                     }
                 }

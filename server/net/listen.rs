@@ -1,0 +1,56 @@
+//! Binding TCP listeners: one helper for every listener of the relay (stream, JSON-RPC,
+//! HTTP, gRPC), so each restarts without waiting for TIME_WAIT and `::` serves IPv4 too.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+/// Binds a TCP listener the way every relay listener is bound.
+///
+/// # Errors
+///
+/// The address cannot be bound (in use, not local, no permission).
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // Restarting must not wait for TIME_WAIT sockets of the previous run.
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // `::` alone should serve IPv4 clients too, as snapserver's default does.
+        socket.set_only_v6(false)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dual_stack_any_address_serves_ipv4() {
+        let listener = listen("[::]:0".parse().unwrap()).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+        let (accepted, connected) = tokio::join!(listener.accept(), connect);
+        assert!(accepted.is_ok() && connected.is_ok());
+    }
+
+    #[tokio::test]
+    async fn rebinding_a_just_closed_port_works() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server_side, _) = listener.accept().await.unwrap();
+        // The server closes first, leaving its side in TIME_WAIT.
+        drop(server_side);
+        drop(listener);
+        drop(client);
+        assert!(listen(addr).is_ok());
+    }
+}

@@ -1,0 +1,237 @@
+//! The relay core: one handle ([`Relay`]) over the streams, the session registry, the
+//! clients-and-groups state, the buffer pool and the live settings, with the operations every
+//! front end shares: the change path ([`Relay::change`]), client sync, adding and removing
+//! streams, and the stats [`Snapshot`].
+//!
+//! Nothing here knows a listener or a wire format of a control API: gRPC, JSON-RPC, HTTP and
+//! the periodic log are front ends over this handle (`run` starts them).
+
+mod changes;
+mod snapshot;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+pub use snapshot::{SessionView, Snapshot, StreamView};
+
+use crate::config::Config;
+use crate::pool::BufferPool;
+use crate::session::{self, SessionEnv, SessionRegistry};
+use crate::settings::{LiveSettings, LogReload};
+use crate::source::SourceSpec;
+use crate::state::{Event, State, Store};
+use crate::stream::{Stream, StreamError, StreamList};
+
+/// How long the final state save may take at shutdown.
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
+
+/// Counters kept by front ends that belong in the relay's one snapshot.
+#[derive(Debug, Default)]
+pub struct FrontEndCounters {
+    /// JSON-RPC connections dropped because they stopped reading their notifications.
+    pub jsonrpc_slow_disconnects: AtomicU64,
+}
+
+/// Why a stream could not be added at run time.
+#[derive(Debug, thiserror::Error)]
+pub enum AddStreamError {
+    /// A stream with this name runs already.
+    #[error("a stream named '{0}' exists")]
+    Exists(String),
+    /// Its source or encoder did not start.
+    #[error(transparent)]
+    Start(#[from] StreamError),
+}
+
+/// The relay core; one per process, shared by every task as `Arc<Relay>`.
+#[derive(Debug)]
+pub struct Relay {
+    /// Live settings (buffer, zerocopy, send timing, log filter).
+    pub settings: Arc<LiveSettings>,
+    /// Buffers for serialized chunks, shared by every stream.
+    pub pool: BufferPool,
+    /// Streams in configuration order, then those added at run time; the first is the
+    /// default stream.
+    pub streams: Arc<StreamList>,
+    /// Clients and groups, persisted in the data dir.
+    pub state: Arc<State>,
+    /// Every live session, and the counters that outlive them.
+    pub sessions: Arc<SessionRegistry>,
+    /// Counters front ends keep on the relay's behalf.
+    pub counters: FrontEndCounters,
+    /// Fires at shutdown.
+    pub cancel: CancellationToken,
+    /// Where the relay's tasks run, so shutdown can wait for them.
+    tracker: TaskTracker,
+    session_env: Arc<SessionEnv>,
+    started_at: SystemTime,
+    started: Instant,
+    /// The latest snapshot, reused by callers that accept one up to a given age.
+    latest: Mutex<Option<Arc<Snapshot>>>,
+}
+
+impl Relay {
+    /// Starts every configured stream and opens the state; tasks run on `tracker` until
+    /// `cancel` fires.
+    ///
+    /// # Errors
+    ///
+    /// A stream whose source or encoder cannot start.
+    pub fn start(
+        config: &Config,
+        specs: Vec<SourceSpec>,
+        log_reload: Option<LogReload>,
+        cancel: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Result<Arc<Self>, StreamError> {
+        let settings = Arc::new(LiveSettings::new(config, log_reload));
+        let pool = BufferPool::new(config.server.pool_max_bytes);
+        let mut streams = Vec::new();
+        for spec in specs {
+            let stream_cancel = cancel.child_token();
+            let stream = Stream::start(
+                spec,
+                settings.buffer_ms(),
+                pool.clone(),
+                stream_cancel.clone(),
+                &tracker,
+            )?;
+            streams.push((stream, stream_cancel));
+        }
+        let datadir = config
+            .server
+            .datadir
+            .clone()
+            .unwrap_or_else(crate::state::default_datadir);
+        let (store, model) = Store::open(&datadir);
+        let state = Arc::new(State::new(store, model));
+        tracker.spawn(state.clone().run_persistence(cancel.child_token()));
+        let streams = Arc::new(StreamList::new(streams));
+        let sessions = Arc::new(SessionRegistry::default());
+        let session_env = Arc::new(SessionEnv {
+            settings: settings.clone(),
+            streams: streams.clone(),
+            state: state.clone(),
+            registry: sessions.clone(),
+            cancel: cancel.clone(),
+        });
+        let relay = Arc::new(Self {
+            settings,
+            pool,
+            streams,
+            state,
+            sessions,
+            counters: FrontEndCounters::default(),
+            cancel,
+            tracker,
+            session_env,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            latest: Mutex::new(None),
+        });
+        for stream in relay.streams.iter() {
+            relay.announce_playing_changes(&stream);
+        }
+        Ok(relay)
+    }
+
+    /// The stream with this id.
+    pub fn stream(&self, name: &str) -> Option<Stream> {
+        self.streams.get(name)
+    }
+
+    /// When the relay started.
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    /// How long the relay has run.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Serves one stream client connection to its end.
+    pub fn serve_session(
+        &self,
+        socket: TcpStream,
+        peer: SocketAddr,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        session::serve(socket, peer, self.session_env.clone())
+    }
+
+    /// Starts a stream and adds it to the list. A tcp source binds its port now, so a taken
+    /// port is an error the caller sees.
+    ///
+    /// # Errors
+    ///
+    /// The name is taken, or the stream did not start.
+    pub fn add_stream(&self, spec: SourceSpec) -> Result<Stream, AddStreamError> {
+        let name = spec.name.clone();
+        if self.stream(&name).is_some() {
+            return Err(AddStreamError::Exists(name));
+        }
+        let cancel = self.cancel.child_token();
+        let stream = Stream::start(
+            spec,
+            self.settings.buffer_ms(),
+            self.pool.clone(),
+            cancel.clone(),
+            &self.tracker,
+        )?;
+        if let Err((_, cancel)) = self.streams.insert(stream.clone(), cancel) {
+            // Lost a race with another addition of the same name.
+            cancel.cancel();
+            return Err(AddStreamError::Exists(name));
+        }
+        self.announce_playing_changes(&stream);
+        Ok(stream)
+    }
+
+    /// Stops a stream and takes it off the list; `None` when there is no such stream. The
+    /// caller moves its groups elsewhere ([`Relay::change`]).
+    pub fn remove_stream(&self, name: &str) -> Option<Stream> {
+        self.streams.remove(name)
+    }
+
+    /// Forwards the stream's idle/playing changes to the state as `Stream.OnUpdate`-style
+    /// events, until the stream's task ends or the relay stops.
+    fn announce_playing_changes(&self, stream: &Stream) {
+        let mut playing = stream.watch_playing();
+        let state = self.state.clone();
+        let name = stream.name().to_owned();
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    changed = playing.changed() => {
+                        if changed.is_err() {
+                            return; // the stream is gone
+                        }
+                    }
+                }
+                state.announce(Event::StreamState(name.clone()), None);
+            }
+        });
+    }
+
+    /// Saves the state one last time (shutdown), off the runtime's workers and bounded, so a
+    /// hung disk cannot keep the process from exiting.
+    pub async fn flush_state(&self) {
+        let state = self.state.clone();
+        let save = tokio::task::spawn_blocking(move || state.flush());
+        match tokio::time::timeout(FLUSH_GRACE, save).await {
+            Ok(Ok(Ok(()))) => info!("state flushed"),
+            Ok(Ok(Err(err))) => error!(error = %err, "cannot save the state at shutdown"),
+            Ok(Err(err)) => error!(error = %err, "state save task failed"),
+            Err(_) => warn!("saving the state did not finish within {FLUSH_GRACE:?}"),
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! One snapshot of the relay's figures, the only place they are computed: gRPC converts it
+//! to protobuf, `/metrics` renders it as Prometheus text, the periodic log diffs two of them.
+//!
+//! Counters are monotonic since start everywhere (closed sessions' figures stay in the
+//! totals, per-stream late/dropped counters live on the stream), so every consumer sees the
+//! same meaning. Secrets in source URIs are redacted here, once, for every output.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::Relay;
+use crate::net::SendMode;
+use crate::pool::PoolStats;
+use crate::session::{PolicyDropCounts, SessionInfo, SessionTotals};
+use crate::stream::Stream;
+
+/// The relay's figures at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// When it was taken.
+    pub taken_at: SystemTime,
+    /// When the relay started.
+    pub started_at: SystemTime,
+    /// How long the relay had run.
+    pub uptime: Duration,
+    /// Stream client connections accepted since start.
+    pub connections_accepted: u64,
+    /// Per-session counters summed over every session since start.
+    pub totals: SessionTotals,
+    /// Sessions ended and connections refused by policy since start.
+    pub policy_drops: PolicyDropCounts,
+    /// JSON-RPC connections dropped for not reading their notifications, since start.
+    pub jsonrpc_slow_disconnects: u64,
+    /// Live sessions, by id.
+    pub sessions: Vec<SessionView>,
+    /// Streams, in list order.
+    pub streams: Vec<StreamView>,
+    /// The buffer pool.
+    pub pool: PoolStats,
+}
+
+/// One live session.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    /// Server-unique session number.
+    pub id: u64,
+    /// Remote address.
+    pub peer: SocketAddr,
+    /// When the connection was accepted.
+    pub connected_at: SystemTime,
+    /// Its counters since it connected.
+    pub figures: SessionTotals,
+    /// Control messages waiting for its writer.
+    pub queue_depth: usize,
+    /// How its socket sends now.
+    pub send_mode: SendMode,
+    /// Latest time-sync request: server receive time minus client send time, µs.
+    pub last_time_offset_us: i64,
+    /// When the latest time-sync request arrived, µs since the epoch (0: none yet).
+    pub last_time_at_us: i64,
+    /// Who the client is, once it said Hello.
+    pub client: Option<ClientView>,
+}
+
+/// The client behind a session, from its Hello and the state.
+#[derive(Debug, Clone, Default)]
+pub struct ClientView {
+    /// Unique client id.
+    pub client_id: String,
+    /// The Hello's host id (its MAC when it sent no id).
+    pub host_id: String,
+    /// Host name from the Hello.
+    pub host_name: String,
+    /// Name set by the user (state).
+    pub name: String,
+    /// Volume, percent (state).
+    pub volume_percent: u16,
+    /// Muted (state).
+    pub muted: bool,
+    /// Extra latency, ms (state).
+    pub latency_ms: i32,
+    /// Client software name, version, OS and architecture from the Hello.
+    pub client_name: String,
+    /// Client software version.
+    pub client_version: String,
+    /// Operating system.
+    pub os: String,
+    /// CPU architecture.
+    pub arch: String,
+    /// Stream it plays.
+    pub stream: String,
+    /// That stream's codec.
+    pub codec: String,
+}
+
+/// One stream.
+#[derive(Debug, Clone)]
+pub struct StreamView {
+    /// Stream id.
+    pub name: String,
+    /// Source URI with secrets redacted.
+    pub uri: String,
+    /// Codec name.
+    pub codec: String,
+    /// `rate:bits:channels`.
+    pub sample_format: String,
+    /// Whether audio flows.
+    pub playing: bool,
+    /// Sessions receiving it now.
+    pub clients: usize,
+    /// Chunk duration, ms.
+    pub chunk_ms: u32,
+    /// Chunks published.
+    pub chunks: u64,
+    /// Message bytes published (once per chunk).
+    pub bytes: u64,
+    /// Chunks its sessions skipped as too late (monotonic).
+    pub chunks_late: u64,
+    /// Chunks its sessions lost by lagging (monotonic).
+    pub chunks_dropped: u64,
+    /// Times its source went idle.
+    pub stalls: u64,
+    /// Times its time base was re-based.
+    pub resyncs: u64,
+    /// PCM chunks dropped because its encoder was behind.
+    pub encoder_overruns: u64,
+}
+
+impl StreamView {
+    fn of(stream: &Stream) -> Self {
+        let stats = stream.stats();
+        let spec = stream.spec();
+        Self {
+            name: stream.name().to_owned(),
+            uri: spec.uri.redacted().to_uri_string(),
+            codec: stream.codec().to_owned(),
+            sample_format: stream.sample_format().to_string(),
+            playing: stats.playing.load(Ordering::Relaxed),
+            clients: stream.receivers(),
+            chunk_ms: spec.chunk_ms,
+            chunks: stats.chunks.load(Ordering::Relaxed),
+            bytes: stats.bytes.load(Ordering::Relaxed),
+            chunks_late: stats.chunks_late.load(Ordering::Relaxed),
+            chunks_dropped: stats.chunks_dropped.load(Ordering::Relaxed),
+            stalls: stats.stalls.load(Ordering::Relaxed),
+            resyncs: stats.resyncs.load(Ordering::Relaxed),
+            encoder_overruns: stats.encoder_overruns.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Relay {
+    /// The relay's figures now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        let (totals, live) = self.sessions.totals();
+        let streams: Vec<StreamView> = self.streams.iter().map(|s| StreamView::of(&s)).collect();
+        let snapshot = Arc::new(Snapshot {
+            taken_at: SystemTime::now(),
+            started_at: self.started_at,
+            uptime: self.uptime(),
+            connections_accepted: self.sessions.accepted(),
+            totals,
+            policy_drops: self.sessions.drops.counts(),
+            jsonrpc_slow_disconnects: self
+                .counters
+                .jsonrpc_slow_disconnects
+                .load(Ordering::Relaxed),
+            sessions: live
+                .iter()
+                .map(|info| self.session_view(info, &streams))
+                .collect(),
+            streams,
+            pool: self.pool.stats(),
+        });
+        *self
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(snapshot.clone());
+        snapshot
+    }
+
+    /// The latest snapshot if it is at most `max_age` old, else a new one: many watchers on
+    /// one interval share one walk over the sessions.
+    pub fn snapshot_within(&self, max_age: Duration) -> Arc<Snapshot> {
+        let latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match latest {
+            Some(snapshot)
+                if snapshot
+                    .taken_at
+                    .elapsed()
+                    .is_ok_and(|age| age <= max_age) =>
+            {
+                snapshot
+            }
+            _ => self.snapshot(),
+        }
+    }
+
+    /// One session's view now (`GetSession`).
+    pub fn session_view_now(&self, info: &SessionInfo) -> SessionView {
+        let streams: Vec<StreamView> = self.streams.iter().map(|s| StreamView::of(&s)).collect();
+        self.session_view(info, &streams)
+    }
+
+    fn session_view(&self, info: &SessionInfo, streams: &[StreamView]) -> SessionView {
+        let stats = &info.stats;
+        let client = info.client().map(|client| {
+            let codec = streams
+                .iter()
+                .find(|s| s.name == client.stream)
+                .map(|s| s.codec.clone())
+                .unwrap_or_default();
+            let mut view = ClientView {
+                host_id: if client.hello.id.is_empty() {
+                    client.hello.mac.clone()
+                } else {
+                    client.hello.id.clone()
+                },
+                host_name: client.hello.host_name.clone(),
+                client_name: client.hello.client_name.clone(),
+                client_version: client.hello.version.clone(),
+                os: client.hello.os.clone(),
+                arch: client.hello.arch.clone(),
+                codec,
+                ..ClientView::default()
+            };
+            if let Some(saved) = self
+                .state
+                .read(|model| model.client(&client.client_id).cloned())
+            {
+                view.name = saved.config.name;
+                view.volume_percent = saved.config.volume.percent;
+                view.muted = saved.config.volume.muted;
+                view.latency_ms = saved.config.latency;
+            }
+            view.client_id = client.client_id;
+            view.stream = client.stream;
+            view
+        });
+        SessionView {
+            id: info.id,
+            peer: info.peer,
+            connected_at: info.connected_at,
+            figures: SessionTotals::of(info),
+            queue_depth: info.queue_depth(),
+            send_mode: info.send_stats.mode(),
+            last_time_offset_us: stats.last_time_offset_us.load(Ordering::Relaxed),
+            last_time_at_us: stats.last_time_at_us.load(Ordering::Relaxed),
+            client,
+        }
+    }
+}
