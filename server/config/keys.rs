@@ -1,13 +1,18 @@
 //! The one table of every config key snaprelay or snapserver knows (snapcast-protocol.md §6.1).
 //!
-//! The table drives unknown-key detection, the "not supported yet" notices, aliases and the
-//! `-hh` listing. To add a key: add a row here, a field to the struct in `mod.rs` (with its
-//! default), and its check in `validate` there; the tests compare every implemented row's
-//! default with `Config::default()`.
+//! The table drives unknown-key detection, the "not supported yet" notices, aliases, the `-hh`
+//! listing, and what values are valid: each row's [`Rule`] is what start-up validation and
+//! UpdateConfig check and what their messages and `-hh` print, and its `runtime` flag is what
+//! UpdateConfig accepts. To add a key: add a row here and a field to its section struct in
+//! `sections.rs` (with its default); a key that can change at run time also needs its `Change`
+//! in `control/runtime_config.rs`. The tests compare every implemented row's default with
+//! `Config::default()` and every runtime row with UpdateConfig.
 
 use std::fmt::Write as _;
 
-use super::SUPPORTED_CODECS;
+use super::log_filter;
+use super::rules;
+pub use super::rules::{parse_bool, Rule};
 
 /// What snaprelay does with a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,20 +49,39 @@ pub struct Key {
     pub name: &'static str,
     /// The default as text, as `-hh` shows it.
     pub default: &'static str,
-    /// What a valid value looks like, used in error messages after "expected".
-    pub allowed: &'static str,
+    /// What a valid value is: checked at start-up and by UpdateConfig, and printed (after
+    /// "expected" in error messages, and by `-hh`).
+    pub rule: Rule,
     /// One line for `-hh`.
     pub help: &'static str,
     /// What snaprelay does with it.
     pub status: Status,
     /// How repeated occurrences combine.
     pub repeat: Repeat,
+    /// Whether UpdateConfig may change it while the relay runs.
+    pub runtime: bool,
+    /// Whether its value is a secret that is never shown (GetConfig, error messages).
+    pub secret: bool,
+}
+
+impl Key {
+    /// This row, changeable at run time with UpdateConfig.
+    const fn runtime(mut self) -> Self {
+        self.runtime = true;
+        self
+    }
+
+    /// This row, with a value that is never shown.
+    const fn secret(mut self) -> Self {
+        self.secret = true;
+        self
+    }
 }
 
 const fn key(
     name: &'static str,
     default: &'static str,
-    allowed: &'static str,
+    rule: Rule,
     help: &'static str,
     status: Status,
     repeat: Repeat,
@@ -65,32 +89,59 @@ const fn key(
     Key {
         name,
         default,
-        allowed,
+        rule,
         help,
         status,
         repeat,
+        runtime: false,
+        secret: false,
     }
 }
 
 use Repeat::{Join, List, Once};
 use Status::{Alias, AlwaysOn, Implemented, NotYet, Overrides};
 
-/// Allowed-value text of keys we do not read: they are never validated.
-const ANY: &str = "any value";
+// Rules several rows share, and the texts of number ranges.
+const ANY: Rule = Rule::Any;
+const BOOL: Rule = Rule::Bool;
+const MS: &str = "a number of milliseconds from {min} to {max}";
+const BYTES: &str = "a number of bytes from {min} to {max}";
+const SECONDS_OFF: &str = "a number of seconds from {min} (off) to {max}";
+const PORT: Rule = Rule::int(0, 65_535, "a port number {min}-{max} (0: any free port)");
+const IP: Rule = Rule::checked("an IP address such as 0.0.0.0 or ::", rules::ip_address);
+const SOURCE: Rule = Rule::checked(
+    "a source URI such as pipe:///tmp/snapfifo?name=default",
+    rules::non_blank,
+);
+const CHUNK_MS: Rule = Rule::int(10, 1000, MS);
+const THREADS: Rule = Rule::int(-1, 256, "{min} (automatic) or a number from 0 to {max}");
+const LOG_FILTER: Rule = Rule::checked(
+    "a filter such as *:info or *:debug,Stream:trace, or a tracing EnvFilter directive",
+    log_filter::is_valid,
+);
+const LOG_SINK: Rule = Rule::checked(
+    "empty, stdout or stderr (null, system and file:<path> later)",
+    rules::log_sink,
+);
+const TOKEN: Rule = Rule::checked(
+    "empty or a token of printable ASCII without spaces",
+    rules::token,
+);
+const GRPC_IP: Rule = Rule::checked("an IP address such as 127.0.0.1 or ::", rules::ip_address);
 
 /// Every key, grouped by section in snapserver.conf order.
 #[rustfmt::skip] // one row per key reads better than rustfmt's one argument per line
 pub const KEYS: &[Key] = &[
     // [server]
-    key("server.threads", "-1", "-1 (automatic) or a number from 0 to 256",
+    key("server.threads", "-1", THREADS,
         "worker threads; -1 picks 2 to 4 from the core count", Implemented, Once),
-    key("server.datadir", "", "a directory path",
+    key("server.datadir", "", Rule::text("a directory path"),
         "directory for server.json; empty means $HOME/.config/snapserver or /var/lib/snapserver",
         Implemented, Once),
-    key("server.hello_timeout_ms", "10000", "a number of milliseconds from 100 to 300000",
+    key("server.hello_timeout_ms", "10000", Rule::int(100, 300_000, MS),
         "a stream client that sends no Hello within this time is dropped (snaprelay)",
         Implemented, Once),
-    key("server.max_clients", "1000", "a number from 1 to 100000",
+    key("server.max_clients", "1000", Rule::int(1, 100_000, "a number from {min} to {max}"),
         "most stream clients connected at once; more are refused (snaprelay)", Implemented, Once),
     key("server.pidfile", "/var/run/snapserver/pid", ANY, "pid file when running as a daemon",
         NotYet, Once),
@@ -108,14 +159,14 @@ pub const KEYS: &[Key] = &[
     key("authorization.role", "", ANY, "role:permission,permission; repeatable", NotYet, List),
     key("authorization.user", "", ANY, "user:password:role; repeatable", NotYet, List),
     // [http]
-    key("http.enabled", "true", "true or false",
+    key("http.enabled", "true", BOOL,
         "serve the HTTP listener (/metrics; JSON-RPC over POST and WebSocket at /jsonrpc)", Implemented, Once),
-    key("http.bind_to_address", "0.0.0.0", "an IP address such as 0.0.0.0 or ::",
+    key("http.bind_to_address", "0.0.0.0", IP,
         "HTTP listen address; repeatable (snapserver's default :: fails where IPv6 is off)",
         Implemented, List),
-    key("http.port", "1780", "a port number 0-65535 (0: any free port)", "HTTP port",
+    key("http.port", "1780", PORT, "HTTP port",
         Implemented, Once),
-    key("http.metrics", "true", "true or false",
+    key("http.metrics", "true", BOOL,
         "serve Prometheus metrics at /metrics on the HTTP listener (snaprelay)", Implemented,
         Once),
     key("http.ssl_enabled", "false", ANY, "HTTPS JSON-RPC and secure websockets", NotYet, Once),
@@ -127,74 +178,74 @@ pub const KEYS: &[Key] = &[
     key("http.publish_http", "true", ANY, "publish the HTTP service via mDNS", NotYet, Once),
     key("http.publish_https", "true", ANY, "publish the HTTPS service via mDNS", NotYet, Once),
     // [tcp] (snapserver < 0.33; now [tcp-control]): the JSON-RPC TCP listener
-    key("tcp.enabled", "true", "true or false", "serve JSON-RPC over TCP", Implemented, Once),
-    key("tcp.bind_to_address", "0.0.0.0", "an IP address such as 0.0.0.0 or ::",
+    key("tcp.enabled", "true", BOOL, "serve JSON-RPC over TCP", Implemented, Once),
+    key("tcp.bind_to_address", "0.0.0.0", IP,
         "TCP JSON-RPC listen address; repeatable (snapserver's default :: fails where IPv6 is off)",
         Implemented, List),
-    key("tcp.port", "1705", "a port number 0-65535 (0: any free port)", "TCP JSON-RPC port",
+    key("tcp.port", "1705", PORT, "TCP JSON-RPC port",
         Implemented, Once),
     // [tcp-control]: snapserver 0.33+ names of the [tcp] keys
-    key("tcp_control.enabled", "true", "true or false", "newer name of tcp.enabled; wins over it",
+    key("tcp_control.enabled", "true", BOOL, "newer name of tcp.enabled; wins over it",
         Overrides("tcp.enabled"), Once),
-    key("tcp_control.bind_to_address", "0.0.0.0", "an IP address such as 0.0.0.0 or ::",
+    key("tcp_control.bind_to_address", "0.0.0.0", IP,
         "newer name of tcp.bind_to_address; wins over it", Overrides("tcp.bind_to_address"), List),
-    key("tcp_control.port", "1705", "a port number 0-65535 (0: any free port)",
+    key("tcp_control.port", "1705", PORT,
         "newer name of tcp.port; wins over it", Overrides("tcp.port"), Once),
     key("tcp_control.publish", "true", ANY, "publish the control service via mDNS", NotYet, Once),
     // [jsonrpc] (snaprelay): what the Snapcast JSON-RPC API (TCP, HTTP, websocket) allows
-    key("jsonrpc.http_enabled", "true", "true or false",
+    key("jsonrpc.http_enabled", "true", BOOL,
         "serve JSON-RPC at POST /jsonrpc and websocket /jsonrpc on the HTTP listener (snaprelay)",
         Implemented, Once),
     key("jsonrpc.add_stream_schemes", "pipe,file,tcp,tone",
-        "a comma-separated list of pipe, file, tcp, tone, process (or empty)",
+        Rule::Schemes,
         "source schemes Stream.AddStream may start; process is a remote code risk (CVE-2023-36177) (snaprelay)",
         Implemented, Join),
-    key("jsonrpc.require_token", "false", "true or false",
+    key("jsonrpc.require_token", "false", BOOL,
         "require the gRPC token (Server.Authenticate or Authorization: Bearer) on JSON-RPC (snaprelay)",
         Implemented, Once),
     // [tcp-streaming]: snapserver 0.33+ names of the stream listener's [stream] keys
-    key("tcp_streaming.enabled", "true", "true or false",
+    key("tcp_streaming.enabled", "true", BOOL,
         "the stream listener; snaprelay always runs it", AlwaysOn, Once),
-    key("tcp_streaming.bind_to_address", "0.0.0.0", "an IP address such as 0.0.0.0 or ::",
+    key("tcp_streaming.bind_to_address", "0.0.0.0", IP,
         "newer name of stream.bind_to_address; wins over it", Overrides("stream.bind_to_address"),
         List),
-    key("tcp_streaming.port", "1704", "a port number 0-65535 (0: any free port)",
+    key("tcp_streaming.port", "1704", PORT,
         "newer name of stream.port; wins over it", Overrides("stream.port"), Once),
     key("tcp_streaming.publish", "true", ANY, "publish the stream service via mDNS", NotYet, Once),
     // [stream]
-    key("stream.bind_to_address", "0.0.0.0", "an IP address such as 0.0.0.0 or ::",
+    key("stream.bind_to_address", "0.0.0.0", IP,
         "address the stream listener binds; repeatable", Implemented, List),
-    key("stream.port", "1704", "a port number 0-65535 (0: any free port)", "TCP port snapclients connect to",
+    key("stream.port", "1704", PORT, "TCP port snapclients connect to",
         Implemented, Once),
     key("stream.source", "pipe:///tmp/snapfifo?name=default",
-        "a source URI such as pipe:///tmp/snapfifo?name=default",
+        SOURCE,
         "source URI (TYPE://host/path?name=NAME&...); repeatable, one stream each",
         Implemented, List),
-    key("stream.stream", "", "a source URI such as pipe:///tmp/snapfifo?name=default",
+    key("stream.stream", "", SOURCE,
         "old name of stream.source", Alias("stream.source"), List),
-    key("stream.sampleformat", "48000:16:2", "rate:bits:channels such as 48000:16:2",
+    key("stream.sampleformat", "48000:16:2", Rule::text("rate:bits:channels such as 48000:16:2"),
         "default sample format of sources", Implemented, Once),
-    key("stream.codec", "flac", "a codec name",
+    key("stream.codec", "flac", Rule::Codec,
         "default codec[:options]: flac[:LEVEL 0-8], opus[:BITRATE:N,COMPLEXITY:N], ogg[:VBR:Q], pcm",
         Implemented, Once),
-    key("stream.chunk_ms", "20", "a number of milliseconds from 10 to 1000",
+    key("stream.chunk_ms", "20", CHUNK_MS,
         "default source read chunk size", Implemented, Once),
-    key("stream.stream_buffer", "", "a number of milliseconds from 10 to 1000",
+    key("stream.stream_buffer", "", CHUNK_MS,
         "old name of stream.chunk_ms", Alias("stream.chunk_ms"), Once),
-    key("stream.buffer", "1000", "a number of milliseconds from 20 to 60000",
-        "end-to-end latency from capture to playout", Implemented, Once),
-    key("stream.send_to_muted", "false", "true or false", "send audio to muted clients",
+    key("stream.buffer", "1000", Rule::int(20, 60_000, MS),
+        "end-to-end latency from capture to playout", Implemented, Once).runtime(),
+    key("stream.send_to_muted", "false", BOOL, "send audio to muted clients",
         Implemented, Once),
-    key("stream.zerocopy", "false", "true or false",
+    key("stream.zerocopy", "false", BOOL,
         "send large messages with MSG_ZEROCOPY (Linux); -z on the command line", Implemented,
-        Once),
-    key("stream.zerocopy_threshold", "1024", "a number of bytes from 1 to 1000000",
+        Once).runtime(),
+    key("stream.zerocopy_threshold", "1024", Rule::int(1, 1_000_000, BYTES),
         "messages at least this large go zerocopy; smaller ones the ordinary way", Implemented,
-        Once),
-    key("stream.zerocopy_auto_fallback", "true", "true or false",
+        Once).runtime(),
+    key("stream.zerocopy_auto_fallback", "true", BOOL,
         "stop zerocopy on a session once the kernel reports it copied anyway", Implemented,
         Once),
-    key("stream.send_batch_ms", "60", "a number of milliseconds from 0 to 1000",
+    key("stream.send_batch_ms", "60", Rule::int(0, 1000, MS),
         "collect chunks this long per client and send them together (0: at once); at most \
          a tenth of stream.buffer", Implemented, Once),
     key("stream.plugin_dir", "/usr/share/snapserver/plug-ins", ANY, "stream plugin directory",
@@ -202,36 +253,36 @@ pub const KEYS: &[Key] = &[
     key("stream.sandbox_dir", "/usr/share/snapserver/sandbox", ANY,
         "directory of executable process sources", NotYet, Once),
     // [streaming_client]
-    key("server.diagnostics_interval_s", "30", "a number of seconds from 0 (off) to 86400",
-        "period of the zerocopy and buffer pool reports in the log", Implemented, Once),
-    key("server.pool_max_bytes", "67108864", "a number of bytes from 0 to 4294967296",
+    key("server.diagnostics_interval_s", "30", Rule::int(0, 86_400, SECONDS_OFF),
+        "period of the zerocopy and buffer pool reports in the log", Implemented, Once).runtime(),
+    key("server.pool_max_bytes", "67108864", Rule::int(0, 1 << 32, BYTES),
         "most bytes the chunk buffer pool keeps in its free lists", Implemented, Once),
-    key("streaming_client.initial_volume", "100", "a volume from 0 to 100",
+    key("streaming_client.initial_volume", "100", Rule::int(0, 100, "a volume from {min} to {max}"),
         "volume given to a client the first time it is seen", Implemented, Once),
     // [grpc]: the control API (snaprelay)
-    key("grpc.enabled", "true", "true or false", "serve the gRPC control API (snaprelay)",
+    key("grpc.enabled", "true", BOOL, "serve the gRPC control API (snaprelay)",
         Implemented, Once),
-    key("grpc.bind_to_address", "127.0.0.1", "an IP address such as 127.0.0.1 or ::",
+    key("grpc.bind_to_address", "127.0.0.1", GRPC_IP,
         "address the gRPC listener binds; non-loopback without a token logs a warning",
         Implemented, Once),
-    key("grpc.port", "1710", "a port number 0-65535 (0: any free port)", "gRPC port",
+    key("grpc.port", "1710", PORT, "gRPC port",
         Implemented, Once),
-    key("grpc.token", "", "empty or a token of printable ASCII without spaces",
+    key("grpc.token", "", TOKEN,
         "bearer token the API requires (health stays open); prefer token_file or the env",
-        Implemented, Once),
-    key("grpc.token_file", "", "empty or a readable file holding the token",
+        Implemented, Once).secret(),
+    key("grpc.token_file", "", Rule::text("empty or a readable file holding the token"),
         "file whose first line is the bearer token", Implemented, Once),
-    key("grpc.tls_cert", "", "empty or a PEM certificate file (with tls_key)",
+    key("grpc.tls_cert", "", Rule::text("empty or a PEM certificate file (with tls_key)"),
         "serve the API over TLS with this certificate chain", Implemented, Once),
-    key("grpc.tls_key", "", "empty or a PEM private key file (with tls_cert)",
+    key("grpc.tls_key", "", Rule::text("empty or a PEM private key file (with tls_cert)"),
         "private key of tls_cert", Implemented, Once),
     // [logging]
-    key("logging.sink", "", "empty, stdout or stderr (null, system and file:<path> later)",
+    key("logging.sink", "", LOG_SINK,
         "where logs go; empty means the default output", Implemented, Once),
     key("logging.filter", "*:info",
-        "a filter such as *:info or *:debug,Stream:trace, or a tracing EnvFilter directive",
+        LOG_FILTER,
         "log filter <tag>:<level>[,<tag>:<level>]*; repeatable, joined with commas",
-        Implemented, Join),
+        Implemented, Join).runtime(),
     key("logging.debug", "false", ANY, "snapserver before 0.26; use logging.filter", NotYet,
         Once),
     key("logging.debug_logfile", "", ANY, "snapserver before 0.26; use logging.sink", NotYet,
@@ -245,11 +296,12 @@ pub fn find(name: &str) -> Option<&'static Key> {
 
 /// What a valid value of `name` looks like, for "expected ..." in error messages.
 pub(crate) fn allowed(name: &str) -> String {
-    if name == "stream.codec" {
-        // Built from the list so that it grows with it.
-        return format!("one of: {}", SUPPORTED_CODECS.join(", "));
-    }
-    find(name).map_or_else(|| ANY.to_owned(), |key| key.allowed.to_owned())
+    find(name).map_or(ANY, |key| key.rule).allowed()
+}
+
+/// The rows UpdateConfig accepts, in table order.
+pub fn runtime() -> impl Iterator<Item = &'static Key> {
+    KEYS.iter().filter(|key| key.runtime)
 }
 
 /// The closest known key within edit distance 2, for "did you mean ...?".
@@ -266,8 +318,9 @@ pub fn env_var(name: &str) -> String {
     format!("SNAPRELAY_{}", name.replacen('.', "__", 1).to_uppercase())
 }
 
-/// The "Configuration keys" section of the long help (`-hh`): every key, its default, its
-/// environment variable and what it does.
+/// The "Configuration keys" section of the long help (`-hh`): every key, its default, what it
+/// does, what values it takes (its rule) and whether it can change at run time, and its
+/// environment variable.
 pub fn listing() -> String {
     let mut out = String::from(
         "Configuration keys:\n  \
@@ -293,6 +346,14 @@ pub fn listing() -> String {
         };
         let _ = writeln!(out, "  {} = {}", key.name, default);
         let _ = writeln!(out, "      {}", key.help);
+        if !matches!(key.rule, Rule::Any) {
+            let runtime = if key.runtime {
+                "; can change at run time (snapctl config set)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "      allowed: {}{runtime}", key.rule.allowed());
+        }
         let note = match key.status {
             Implemented => String::new(),
             Alias(target) => format!("; same as {target}"),
@@ -346,6 +407,40 @@ mod tests {
     }
 
     #[test]
+    fn every_read_key_has_a_rule_its_default_meets() {
+        for key in KEYS {
+            let read = !matches!(key.status, NotYet);
+            assert_eq!(!matches!(key.rule, Rule::Any), read, "{}", key.name);
+            assert!(
+                !key.runtime || key.status == Implemented,
+                "{} is runtime but not implemented",
+                key.name
+            );
+            if let Alias(target) | Overrides(target) = key.status {
+                // Whatever name a value arrives under, it must meet the same rule.
+                assert_eq!(key.rule.allowed(), allowed(target), "{}", key.name);
+            }
+            if key.status == Implemented {
+                assert!(
+                    key.rule.accepts(key.default),
+                    "{} = {}",
+                    key.name,
+                    key.default
+                );
+            }
+            if let Rule::Int { min, max, text } = key.rule {
+                assert!(min <= max && text.contains("{max}"), "{}", key.name);
+            }
+        }
+        assert_eq!(
+            allowed("stream.buffer"),
+            "a number of milliseconds from 20 to 60000"
+        );
+        assert_eq!(allowed("no.such_key"), "any value");
+        assert!(find("grpc.token").is_some_and(|key| key.secret));
+    }
+
+    #[test]
     fn suggests_close_keys_only() {
         assert_eq!(suggest("stream.buffr"), Some("stream.buffer"));
         assert_eq!(suggest("strem.port"), Some("stream.port"));
@@ -372,6 +467,18 @@ mod tests {
             assert!(text.contains(key.help), "{}", key.name);
         }
         assert!(text.contains("stream.port = 1704"));
+        for key in KEYS.iter().filter(|key| key.status == Implemented) {
+            let line = format!("allowed: {}", key.rule.allowed());
+            assert!(text.contains(&line), "{}: {line}", key.name);
+        }
+        assert!(text.contains(
+            "allowed: a number of milliseconds from 20 to 60000; can change at run time"
+        ));
+        assert!(text.contains("allowed: a port number 0-65535 (0: any free port)\n"));
+        assert_eq!(
+            text.matches("can change at run time").count(),
+            runtime().count()
+        );
         assert!(text.contains("[tcp-streaming]") && text.contains("[streaming_client]"));
     }
 }

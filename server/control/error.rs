@@ -2,6 +2,7 @@
 
 use tonic::{Code, Status};
 
+use crate::config::did_you_mean;
 use crate::state::StateError;
 
 /// Why a control request was refused. Every variant maps to exactly one gRPC code in
@@ -49,10 +50,6 @@ pub enum ControlError {
     /// The clients/groups model refused a change.
     #[error(transparent)]
     State(#[from] StateError),
-}
-
-fn did_you_mean(suggestion: &Option<&'static str>) -> String {
-    suggestion.map_or_else(String::new, |key| format!("; did you mean '{key}'?"))
 }
 
 impl ControlError {

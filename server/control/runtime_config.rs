@@ -1,38 +1,18 @@
 //! GetConfig and UpdateConfig: the start-up configuration with its origins, overlaid with
-//! what was changed at run time, and the table of keys that may change while running.
+//! what was changed at run time. Which keys may change while running, and what values they
+//! take, is the config key table's (`runtime` and `rule` of each row in `config::keys`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use super::ControlError;
-use crate::config::{keys, translate_filter, Origin};
+use crate::config::{filter_directive, keys, Origin};
 use crate::pb;
 use crate::settings::LiveSettings;
 
-/// Keys UpdateConfig accepts, with what a valid value looks like. The zerocopy keys only
-/// affect sessions created after the change.
-pub(crate) const RUNTIME_KEYS: &[(&str, &str)] = &[
-    ("stream.buffer", "a number of milliseconds from 20 to 60000"),
-    (
-        "logging.filter",
-        "a filter such as *:info or *:debug,Stream:trace, or a tracing EnvFilter directive",
-    ),
-    ("stream.zerocopy", "true or false"),
-    (
-        "stream.zerocopy_threshold",
-        "a number of bytes from 1 to 1000000",
-    ),
-    (
-        "server.diagnostics_interval_s",
-        "a number of seconds from 0 (off) to 86400",
-    ),
-];
-
-/// Keys whose value is a secret and is never sent back.
-const SECRET_KEYS: &[&str] = &["grpc.token"];
-
-/// A validated change, ready to apply.
+/// A validated change, ready to apply. The zerocopy changes only affect sessions created
+/// after them.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Change {
     BufferMs(u32),
@@ -84,10 +64,15 @@ impl ConfigView {
             })
             .collect();
         // Runtime keys the loaded config does not know (yet) still show their live value.
-        for (name, _) in RUNTIME_KEYS {
-            if !entries.iter().any(|e| e.key == *name) {
-                let value = current(live, name);
-                entries.push(entry(name, value, pb::ConfigOrigin::Default, String::new()));
+        for row in keys::runtime() {
+            if !entries.iter().any(|e| e.key == row.name) {
+                let value = current(live, row.name);
+                entries.push(entry(
+                    row.name,
+                    value,
+                    pb::ConfigOrigin::Default,
+                    String::new(),
+                ));
             }
         }
         for entry in &mut entries {
@@ -96,7 +81,8 @@ impl ConfigView {
                 entry.origin = pb::ConfigOrigin::Runtime as i32;
                 entry.origin_detail = "UpdateConfig".to_owned();
             }
-            if SECRET_KEYS.contains(&entry.key.as_str()) && !entry.value.is_empty() {
+            let secret = keys::find(&entry.key).is_some_and(|row| row.secret);
+            if secret && !entry.value.is_empty() {
                 entry.value = "(set)".to_owned();
             }
         }
@@ -123,14 +109,13 @@ impl ConfigView {
 }
 
 fn entry(name: &str, value: String, origin: pb::ConfigOrigin, detail: String) -> pb::ConfigEntry {
-    let runtime = RUNTIME_KEYS.iter().find(|(key, _)| *key == name);
     pb::ConfigEntry {
         key: name.to_owned(),
         value,
         origin: origin as i32,
         origin_detail: detail,
-        runtime_updatable: runtime.is_some(),
-        allowed: runtime.map_or_else(|| keys::allowed(name), |(_, allowed)| (*allowed).to_owned()),
+        runtime_updatable: keys::find(name).is_some_and(|row| row.runtime),
+        allowed: keys::allowed(name),
     }
 }
 
@@ -146,9 +131,10 @@ pub(crate) fn current(live: &LiveSettings, key: &str) -> String {
     }
 }
 
-/// Checks one change without applying it.
+/// Checks one change without applying it, against the key's row in the config key table (the
+/// same rule start-up validation applies).
 pub(crate) fn parse(key: &str, value: &str) -> Result<Change, ControlError> {
-    let Some((_, allowed)) = RUNTIME_KEYS.iter().find(|(name, _)| *name == key) else {
+    let Some(row) = keys::find(key).filter(|row| row.runtime) else {
         if key.is_empty() {
             return Err(ControlError::invalid(
                 "key",
@@ -158,44 +144,32 @@ pub(crate) fn parse(key: &str, value: &str) -> Result<Change, ControlError> {
         }
         return Err(ControlError::NotUpdatable {
             key: key.to_owned(),
-            updatable: RUNTIME_KEYS
-                .iter()
-                .map(|(name, _)| *name)
+            updatable: keys::runtime()
+                .map(|row| row.name)
                 .collect::<Vec<_>>()
                 .join(", "),
         });
     };
-    let invalid = || ControlError::invalid(key, value, *allowed);
+    let invalid = || ControlError::invalid(key, value, row.rule.allowed());
     let text = value.trim();
-    let number = |range: std::ops::RangeInclusive<u64>| {
-        text.parse::<u64>()
-            .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(invalid)
-    };
+    if !row.rule.accepts(text) {
+        return Err(invalid());
+    }
+    let number = || row.rule.number(text).ok_or_else(invalid);
     Ok(match key {
-        "stream.buffer" => Change::BufferMs(number(20..=60_000)? as u32),
-        "logging.filter" => {
-            let directive = translate_filter(text).map_err(|_| invalid())?;
-            if directive.trim().is_empty()
-                || tracing_subscriber::EnvFilter::try_new(&directive).is_err()
-            {
-                return Err(invalid());
-            }
-            Change::LogFilter {
-                filter: text.to_owned(),
-                directive,
-            }
+        "stream.buffer" => Change::BufferMs(u32::try_from(number()?).map_err(|_| invalid())?),
+        "logging.filter" => Change::LogFilter {
+            filter: text.to_owned(),
+            directive: filter_directive(text).ok_or_else(invalid)?,
+        },
+        "stream.zerocopy" => Change::Zerocopy(keys::parse_bool(text).ok_or_else(invalid)?),
+        "stream.zerocopy_threshold" => {
+            Change::ZerocopyThreshold(usize::try_from(number()?).map_err(|_| invalid())?)
         }
-        "stream.zerocopy" => Change::Zerocopy(match text.to_ascii_lowercase().as_str() {
-            "true" | "on" | "yes" | "1" => true,
-            "false" | "off" | "no" | "0" => false,
-            _ => return Err(invalid()),
-        }),
-        "stream.zerocopy_threshold" => Change::ZerocopyThreshold(number(1..=1_000_000)? as usize),
-        "server.diagnostics_interval_s" => {
-            Change::DiagnosticsInterval(Duration::from_secs(number(0..=86_400)?))
-        }
+        "server.diagnostics_interval_s" => Change::DiagnosticsInterval(Duration::from_secs(
+            u64::try_from(number()?).map_err(|_| invalid())?,
+        )),
+        // A row marked runtime without a change here; the tests catch it.
         _ => return Err(invalid()),
     })
 }
@@ -247,6 +221,77 @@ mod tests {
         );
         assert!(parse("logging.filter", "*:loud").is_err());
         assert!(parse("stream.zerocopy", "maybe").is_err());
+    }
+
+    /// The key table decides what UpdateConfig takes: every row marked runtime is accepted
+    /// (with its default as the value) and has a live value, every other key is refused.
+    #[test]
+    fn runtime_rows_and_only_those_are_updatable() {
+        let live = LiveSettings::new(&Config::default(), None);
+        for row in keys::KEYS {
+            let result = parse(row.name, row.default);
+            if row.runtime {
+                assert!(result.is_ok(), "{}: {:?}", row.name, result);
+                assert!(!current(&live, row.name).is_empty(), "{}", row.name);
+            } else {
+                let err = result.unwrap_err();
+                assert!(
+                    matches!(err, ControlError::NotUpdatable { .. }),
+                    "{}: {err}",
+                    row.name
+                );
+            }
+        }
+        let err = parse("stream.port", "1").unwrap_err().to_string();
+        let updatable: Vec<&str> = keys::runtime().map(|row| row.name).collect();
+        assert!(err.ends_with(&updatable.join(", ")), "{err}");
+    }
+
+    /// Start-up validation and UpdateConfig reject the same values with the same bounds, from
+    /// the one rule in the key table.
+    #[test]
+    fn validation_and_update_config_agree_on_every_runtime_rule() {
+        let load = |key: &str, value: &str| {
+            crate::config::load_from(
+                &crate::config::Args::try_parse_from(["snaprelay", &format!("--{key}={value}")])
+                    .unwrap(),
+                Vec::new(),
+            )
+        };
+        let mut cases: Vec<(&str, String, bool)> = vec![
+            ("logging.filter", "*:loud".into(), false),
+            ("logging.filter", "*:debug,Stream:trace".into(), true),
+            ("stream.zerocopy", "maybe".into(), false),
+            ("stream.zerocopy", "on".into(), true),
+        ];
+        for row in keys::runtime() {
+            if let keys::Rule::Int { min, max, .. } = row.rule {
+                cases.push((row.name, min.to_string(), true));
+                cases.push((row.name, max.to_string(), true));
+                cases.push((row.name, (min - 1).to_string(), false));
+                cases.push((row.name, (max + 1).to_string(), false));
+            }
+        }
+        assert!(cases
+            .iter()
+            .any(|(key, value, _)| *key == "stream.buffer" && value == "60001"));
+        for (key, value, valid) in cases {
+            let update = parse(key, &value);
+            let start = load(key, &value);
+            assert_eq!(update.is_ok(), valid, "UpdateConfig {key}={value}");
+            assert_eq!(start.is_ok(), valid, "start-up {key}={value}");
+            if !valid {
+                let allowed = keys::allowed(key);
+                let update = update.unwrap_err().to_string();
+                let start = start.unwrap_err().to_string();
+                assert!(update.ends_with(&format!("expected {allowed}")), "{update}");
+                assert!(start.ends_with(&format!("expected {allowed}")), "{start}");
+                assert!(update.contains(&format!("'{value}'")), "{update}");
+                assert!(start.contains(&format!("'{value}'")), "{start}");
+            }
+        }
+        let err = parse("stream.buffer", "60001").unwrap_err().to_string();
+        assert!(err.ends_with("from 20 to 60000"), "{err}");
     }
 
     #[test]

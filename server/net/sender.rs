@@ -1,5 +1,6 @@
 //! The per-session sender: one queue of whole messages, sent in order with non-blocking
-//! syscalls, each either the ordinary way or with `MSG_ZEROCOPY`.
+//! syscalls, each either the ordinary way or with `MSG_ZEROCOPY`. Which messages go out how
+//! is decided in `send_queue` (no sockets there); this module makes the calls and counts.
 //!
 //! Why zerocopy and ordinary sends can never interleave or race: the session's writer task
 //! owns this sender, and the sender is the only code that writes to the socket. It sends the
@@ -19,180 +20,17 @@
 //! completion notice covers its id; only then can the buffer return to the pool. Dropping the
 //! sender (disconnect) releases everything it still holds.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tracing::{info, warn};
 
+pub(crate) use super::send_queue::Payload;
+use super::send_queue::{InFlight, SendQueue, MAX_IOV};
+use super::send_stats::{SendMode, SendStats};
 use super::zerocopy::{self, Completion};
-
-/// Most messages gathered into one vectored write.
-const MAX_IOV: usize = 16;
-
-/// How a session sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum SendMode {
-    /// Ordinary sends only.
-    Regular = 0,
-    /// Large messages with `MSG_ZEROCOPY`.
-    Zerocopy = 1,
-    /// Started with zerocopy; fell back to ordinary sends after the kernel copied anyway.
-    FellBack = 2,
-}
-
-impl SendMode {
-    fn from_u8(value: u8) -> Self {
-        match value {
-            1 => Self::Zerocopy,
-            2 => Self::FellBack,
-            _ => Self::Regular,
-        }
-    }
-
-    /// Lower-case name for logs and APIs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Regular => "regular",
-            Self::Zerocopy => "zerocopy",
-            Self::FellBack => "zerocopy-fallback",
-        }
-    }
-}
-
-/// A session's send counters; cumulative (periodic reports print differences).
-#[derive(Debug, Default)]
-pub struct ZerocopyStats {
-    mode: AtomicU8,
-    /// `sendmsg(MSG_ZEROCOPY)` calls made.
-    pub zerocopy_attempts: AtomicU64,
-    /// Those the kernel accepted (each took one completion id).
-    pub zerocopy_successful: AtomicU64,
-    /// Bytes accepted by zerocopy calls.
-    pub zerocopy_bytes: AtomicU64,
-    /// Messages finished by ordinary sends.
-    pub regular_sends: AtomicU64,
-    /// Bytes sent the ordinary way.
-    pub regular_bytes: AtomicU64,
-    /// Zerocopy-eligible messages sent the ordinary way behind ordinary bytes (module doc).
-    pub coordination_fallbacks: AtomicU64,
-    /// Zerocopy sends the kernel has not completed yet (a gauge).
-    pub outstanding: AtomicU64,
-    /// Completed zerocopy sends the kernel reported as copied.
-    pub copied_completions: AtomicU64,
-    /// Messages sent the ordinary way after `ENOBUFS` from a zerocopy call.
-    pub enobufs_fallbacks: AtomicU64,
-    /// 1 when zerocopy was asked for but the socket refused `SO_ZEROCOPY`.
-    pub zerocopy_refused: AtomicU64,
-    auto_fallback_engaged: AtomicBool,
-}
-
-/// A plain-number copy of [`ZerocopyStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ZerocopyStatsSnapshot {
-    /// See [`ZerocopyStats::zerocopy_attempts`].
-    pub zerocopy_attempts: u64,
-    /// See [`ZerocopyStats::zerocopy_successful`].
-    pub zerocopy_successful: u64,
-    /// See [`ZerocopyStats::zerocopy_bytes`].
-    pub zerocopy_bytes: u64,
-    /// See [`ZerocopyStats::regular_sends`].
-    pub regular_sends: u64,
-    /// See [`ZerocopyStats::regular_bytes`].
-    pub regular_bytes: u64,
-    /// See [`ZerocopyStats::coordination_fallbacks`].
-    pub coordination_fallbacks: u64,
-    /// See [`ZerocopyStats::outstanding`].
-    pub outstanding: u64,
-    /// See [`ZerocopyStats::copied_completions`].
-    pub copied_completions: u64,
-    /// See [`ZerocopyStats::enobufs_fallbacks`].
-    pub enobufs_fallbacks: u64,
-}
-
-impl ZerocopyStatsSnapshot {
-    /// Share of sent bytes that went out with zerocopy, in percent.
-    pub fn zerocopy_percent(&self) -> f64 {
-        let total = self.zerocopy_bytes + self.regular_bytes;
-        if total == 0 {
-            0.0
-        } else {
-            self.zerocopy_bytes as f64 * 100.0 / total as f64
-        }
-    }
-
-    /// Accepted zerocopy calls per attempt, in percent.
-    pub fn success_rate(&self) -> f64 {
-        if self.zerocopy_attempts == 0 {
-            0.0
-        } else {
-            self.zerocopy_successful as f64 * 100.0 / self.zerocopy_attempts as f64
-        }
-    }
-
-    /// Counter differences since `earlier`; `outstanding` stays the current gauge.
-    pub fn since(&self, earlier: &Self) -> Self {
-        Self {
-            zerocopy_attempts: self.zerocopy_attempts - earlier.zerocopy_attempts,
-            zerocopy_successful: self.zerocopy_successful - earlier.zerocopy_successful,
-            zerocopy_bytes: self.zerocopy_bytes - earlier.zerocopy_bytes,
-            regular_sends: self.regular_sends - earlier.regular_sends,
-            regular_bytes: self.regular_bytes - earlier.regular_bytes,
-            coordination_fallbacks: self.coordination_fallbacks - earlier.coordination_fallbacks,
-            outstanding: self.outstanding,
-            copied_completions: self.copied_completions - earlier.copied_completions,
-            enobufs_fallbacks: self.enobufs_fallbacks - earlier.enobufs_fallbacks,
-        }
-    }
-
-    /// Sums two snapshots (for server-wide totals).
-    pub fn add(&mut self, other: &Self) {
-        self.zerocopy_attempts += other.zerocopy_attempts;
-        self.zerocopy_successful += other.zerocopy_successful;
-        self.zerocopy_bytes += other.zerocopy_bytes;
-        self.regular_sends += other.regular_sends;
-        self.regular_bytes += other.regular_bytes;
-        self.coordination_fallbacks += other.coordination_fallbacks;
-        self.outstanding += other.outstanding;
-        self.copied_completions += other.copied_completions;
-        self.enobufs_fallbacks += other.enobufs_fallbacks;
-    }
-}
-
-impl ZerocopyStats {
-    /// The session's current mode.
-    pub fn mode(&self) -> SendMode {
-        SendMode::from_u8(self.mode.load(Ordering::Relaxed))
-    }
-
-    /// Whether auto-fallback switched this session to ordinary sends.
-    pub fn auto_fallback_engaged(&self) -> bool {
-        self.auto_fallback_engaged.load(Ordering::Relaxed)
-    }
-
-    /// Current values.
-    pub fn snapshot(&self) -> ZerocopyStatsSnapshot {
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        ZerocopyStatsSnapshot {
-            zerocopy_attempts: load(&self.zerocopy_attempts),
-            zerocopy_successful: load(&self.zerocopy_successful),
-            zerocopy_bytes: load(&self.zerocopy_bytes),
-            regular_sends: load(&self.regular_sends),
-            regular_bytes: load(&self.regular_bytes),
-            coordination_fallbacks: load(&self.coordination_fallbacks),
-            outstanding: load(&self.outstanding),
-            copied_completions: load(&self.copied_completions),
-            enobufs_fallbacks: load(&self.enobufs_fallbacks),
-        }
-    }
-
-    fn bump(counter: &AtomicU64, by: u64) {
-        counter.fetch_add(by, Ordering::Relaxed);
-    }
-}
 
 /// What the session asks of its sender.
 #[derive(Debug, Clone, Copy)]
@@ -205,106 +43,20 @@ pub(crate) struct SendPolicy {
     pub(crate) auto_fallback: bool,
 }
 
-/// A queued message: shared chunk bytes, or a small control message kept inline so that
-/// time replies cost no allocation.
-#[derive(Debug)]
-pub(crate) enum Payload {
-    /// Shared, reference-counted bytes (audio, codec headers).
-    Shared(Bytes),
-    /// Up to [`INLINE_CAPACITY`] bytes copied in place.
-    Inline {
-        /// Storage.
-        buf: [u8; INLINE_CAPACITY],
-        /// Bytes used.
-        len: u8,
-    },
-}
-
-/// Largest control message kept inline: Time replies are 34 bytes, and they are the only
-/// control messages of a session's steady state. Rarer ones (ServerSettings, ~95 bytes)
-/// take shared bytes. Kept small: every queue slot of every session carries it.
-pub(crate) const INLINE_CAPACITY: usize = 40;
-
-impl Payload {
-    /// Copies a small message inline, or into shared bytes when it does not fit.
-    pub(crate) fn copy_from(bytes: &[u8]) -> Self {
-        if bytes.len() <= INLINE_CAPACITY {
-            let mut buf = [0u8; INLINE_CAPACITY];
-            buf[..bytes.len()].copy_from_slice(bytes);
-            Self::Inline {
-                buf,
-                len: bytes.len() as u8,
-            }
-        } else {
-            Self::Shared(Bytes::copy_from_slice(bytes))
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Self::Shared(bytes) => bytes,
-            Self::Inline { buf, len } => &buf[..usize::from(*len)],
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.as_slice().len()
-    }
-}
-
-#[derive(Debug)]
-struct Pending {
-    bytes: Payload,
-    sent: usize,
-    /// Control message: goes before queued audio (but never splits a started message).
-    urgent: bool,
-    /// Capture time of audio, for dropping stale chunks that have not started; unused for
-    /// control messages, which are never stale.
-    timestamp_us: i64,
-    /// A zerocopy call (or its ENOBUFS fallback) already handled this message, so finishing
-    /// it the ordinary way is not a coordination fallback.
-    zerocopy_tried: bool,
-}
-
 /// Sends one session's messages in order; see the module doc.
 #[derive(Debug)]
 pub(crate) struct Sender {
-    queue: VecDeque<Pending>,
-    in_flight: VecDeque<(u32, Bytes)>,
-    next_id: u32,
+    queue: SendQueue,
+    in_flight: InFlight,
     zerocopy: bool,
     /// `SO_ZEROCOPY` was set: this socket's tokio write readiness can no longer be trusted
     /// (zerocopy.md, "The tokio trap"), so the writer must never wait on it.
     zerocopy_socket: bool,
     threshold: usize,
     auto_fallback: bool,
-    stats: std::sync::Arc<ZerocopyStats>,
+    stats: Arc<SendStats>,
     #[cfg(test)]
     inject_enobufs: u32,
-}
-
-/// Takes `written` bytes off the front of `queue`: `visit` sees each message they reached,
-/// with whether they finished it; finished messages are then removed, and the last one
-/// reached keeps count of its bytes sent.
-fn advance(
-    queue: &mut VecDeque<Pending>,
-    mut written: usize,
-    mut visit: impl FnMut(&mut Pending, bool),
-) {
-    while written > 0 {
-        let head = queue
-            .front_mut()
-            .expect("written bytes came from the queue");
-        let remaining = head.bytes.len() - head.sent;
-        let finished = written >= remaining;
-        visit(head, finished);
-        if !finished {
-            head.sent += written;
-            break;
-        }
-        written -= remaining;
-        queue.pop_front();
-    }
 }
 
 /// Result of a flush.
@@ -322,14 +74,16 @@ impl Sender {
     pub(crate) fn new(
         fd: RawFd,
         policy: SendPolicy,
-        stats: std::sync::Arc<ZerocopyStats>,
+        stats: Arc<SendStats>,
         peer: std::net::IpAddr,
     ) -> Self {
         let zerocopy = policy.zerocopy
             && match zerocopy::enable(fd) {
                 Ok(()) => true,
                 Err(err) => {
-                    stats.zerocopy_refused.store(1, Ordering::Relaxed);
+                    stats
+                        .zerocopy_refused
+                        .store(1, std::sync::atomic::Ordering::Relaxed);
                     info!(%peer, reason = %err, "Creating regular TCP session for {peer} (socket refused SO_ZEROCOPY)");
                     false
                 }
@@ -339,18 +93,14 @@ impl Sender {
         } else if !policy.zerocopy {
             info!(%peer, "Creating regular TCP session for {peer}");
         }
-        let mode = if zerocopy {
+        stats.set_mode(if zerocopy {
             SendMode::Zerocopy
         } else {
             SendMode::Regular
-        };
-        stats.mode.store(mode as u8, Ordering::Relaxed);
+        });
         Self {
-            // Small to start: a healthy session rarely queues more than one batch, and the
-            // memory of every idle slot is paid once per client.
-            queue: VecDeque::with_capacity(8),
-            in_flight: VecDeque::new(),
-            next_id: 0,
+            queue: SendQueue::default(),
+            in_flight: InFlight::default(),
             zerocopy,
             zerocopy_socket: zerocopy,
             threshold: policy.threshold,
@@ -378,56 +128,34 @@ impl Sender {
 
     /// Queues an audio chunk behind everything else.
     pub(crate) fn push_audio(&mut self, bytes: Bytes, timestamp_us: i64) {
-        self.queue.push_back(Pending {
-            bytes: Payload::Shared(bytes),
-            sent: 0,
-            urgent: false,
-            timestamp_us,
-            zerocopy_tried: false,
-        });
+        self.queue.push_audio(bytes, timestamp_us);
     }
 
     /// Queues a control message ahead of queued audio, after earlier control messages and
     /// after a message already partly on the wire.
     pub(crate) fn push_urgent(&mut self, bytes: Payload) {
-        let start = usize::from(self.queue.front().is_some_and(|p| p.sent > 0));
-        let at = (start..self.queue.len())
-            .find(|&i| !self.queue[i].urgent)
-            .unwrap_or(self.queue.len());
-        self.queue.insert(
-            at,
-            Pending {
-                bytes,
-                sent: 0,
-                urgent: true,
-                timestamp_us: 0,
-                zerocopy_tried: false,
-            },
-        );
+        self.queue.push_urgent(bytes);
     }
 
     /// Drops queued audio that has not started and was captured before `cutoff_us`.
     /// Returns how many chunks were dropped.
     pub(crate) fn drop_stale_audio(&mut self, cutoff_us: i64) -> u64 {
-        let before = self.queue.len();
-        let mut index = 0;
-        self.queue.retain(|p| {
-            let keep = (index == 0 && p.sent > 0) || p.urgent || p.timestamp_us >= cutoff_us;
-            index += 1;
-            keep
-        });
-        (before - self.queue.len()) as u64
+        self.queue.drop_stale_audio(cutoff_us)
     }
 
     /// Drops every queued audio chunk that has not started (a stream switch).
     pub(crate) fn drop_queued_audio(&mut self) {
-        self.drop_stale_audio(i64::MAX);
+        self.queue.drop_stale_audio(i64::MAX);
     }
 
     /// Sends as much of the queue as the kernel takes now.
     pub(crate) fn flush(&mut self, fd: RawFd) -> io::Result<Flushed> {
         while !self.queue.is_empty() {
-            let run = self.zerocopy_run();
+            let run = if self.zerocopy {
+                self.queue.zerocopy_run(self.threshold)
+            } else {
+                0
+            };
             let progressed = if run > 0 {
                 self.send_zerocopy_run(fd, run)?
             } else {
@@ -440,73 +168,27 @@ impl Sender {
         Ok(Flushed::All)
     }
 
-    /// How many messages at the head go out together in one zerocopy send: the leading
-    /// unsent shared messages (a batch of chunks coalesces here), when together they reach
-    /// the threshold; 0 when the head must go the ordinary way.
-    fn zerocopy_run(&self) -> usize {
-        if !self.zerocopy {
-            return 0;
-        }
-        let mut total = 0;
-        let mut count = 0;
-        for pending in self.queue.iter().take(MAX_IOV) {
-            if !Self::is_unsent_shared(pending) {
-                break;
-            }
-            total += pending.bytes.len();
-            count += 1;
-        }
-        if total >= self.threshold {
-            count
-        } else {
-            0
-        }
-    }
-
-    /// Inline payloads live in the queue entry itself, which is gone before a completion
-    /// could arrive, so only shared bytes may go zerocopy.
-    fn is_unsent_shared(pending: &Pending) -> bool {
-        pending.sent == 0 && matches!(pending.bytes, Payload::Shared(_))
-    }
-
     /// Sends the first `run` messages in one `sendmsg(MSG_ZEROCOPY)`. Returns false when the
     /// socket is full.
     fn send_zerocopy_run(&mut self, fd: RawFd, run: usize) -> io::Result<bool> {
         let injected = self.take_injected_enobufs();
-        ZerocopyStats::bump(&self.stats.zerocopy_attempts, 1);
+        SendStats::bump(&self.stats.zerocopy_attempts, 1);
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        for (slot, pending) in iov.iter_mut().zip(self.queue.iter()) {
-            *slot = IoSlice::new(pending.bytes.as_slice());
-        }
+        self.queue.zerocopy_slices(run, &mut iov);
         let result = injected.map_or_else(|| zerocopy::send(fd, &iov[..run], true), Err);
         match result {
             Ok(written) => {
-                ZerocopyStats::bump(&self.stats.zerocopy_successful, 1);
-                ZerocopyStats::bump(&self.stats.zerocopy_bytes, written as u64);
-                let id = self.next_id;
-                self.next_id = self.next_id.wrapping_add(1);
-                let in_flight = &mut self.in_flight;
-                // A message left partly sent goes on the ordinary way (it is no longer unsent).
-                advance(&mut self.queue, written, |head, _finished| {
-                    head.zerocopy_tried = true;
-                    let Payload::Shared(bytes) = &head.bytes else {
-                        unreachable!("zerocopy runs hold shared payloads only")
-                    };
-                    // Every message the kernel took pages from stays referenced under this
-                    // send's id until its completion.
-                    in_flight.push_back((id, bytes.clone()));
-                });
-                self.stats
-                    .outstanding
-                    .store(self.in_flight.len() as u64, Ordering::Relaxed);
+                SendStats::bump(&self.stats.zerocopy_successful, 1);
+                SendStats::bump(&self.stats.zerocopy_bytes, written as u64);
+                self.queue
+                    .take_zerocopy_written(written, &mut self.in_flight);
+                self.stats.set_outstanding(self.in_flight.len());
                 Ok(true)
             }
             Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
                 // optmem exhausted: these messages go the ordinary way (zerocopy.md).
-                ZerocopyStats::bump(&self.stats.enobufs_fallbacks, run as u64);
-                for pending in self.queue.iter_mut().take(run) {
-                    pending.zerocopy_tried = true;
-                }
+                SendStats::bump(&self.stats.enobufs_fallbacks, run as u64);
+                self.queue.mark_zerocopy_tried(run);
                 self.send_ordinary(fd, true)
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
@@ -514,36 +196,29 @@ impl Sender {
         }
     }
 
-    /// One vectored ordinary write from the head of the queue. With zerocopy on, unsent
-    /// shared messages after the head join only when the head is already partly sent (the
-    /// socket is backed up with ordinary bytes) or `gather_all`; otherwise the write stops
-    /// before them so they can go zerocopy next.
+    /// One vectored ordinary write from the head of the queue (what joins it:
+    /// `SendQueue::ordinary_slices`). Returns false when the socket is full.
     fn send_ordinary(&mut self, fd: RawFd, gather_all: bool) -> io::Result<bool> {
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        let mut count = 0;
-        let busy = gather_all || self.queue.front().is_some_and(|p| p.sent > 0);
-        for (i, pending) in self.queue.iter().take(MAX_IOV).enumerate() {
-            if i > 0 && self.zerocopy && !busy && Self::is_unsent_shared(pending) {
-                break;
-            }
-            iov[count] = IoSlice::new(&pending.bytes.as_slice()[pending.sent..]);
-            count += 1;
-        }
+        let count = self
+            .queue
+            .ordinary_slices(self.zerocopy, gather_all, &mut iov);
         let written = match zerocopy::send(fd, &iov[..count], false) {
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(err) => return Err(err),
         };
-        ZerocopyStats::bump(&self.stats.regular_bytes, written as u64);
-        let (stats, zerocopy, threshold) = (&self.stats, self.zerocopy, self.threshold);
-        advance(&mut self.queue, written, |head, finished| {
-            if finished {
-                ZerocopyStats::bump(&stats.regular_sends, 1);
-                if zerocopy && !head.zerocopy_tried && head.bytes.len() >= threshold {
-                    ZerocopyStats::bump(&stats.coordination_fallbacks, 1);
-                }
-            }
-        });
+        SendStats::bump(&self.stats.regular_bytes, written as u64);
+        let done = self
+            .queue
+            .take_ordinary_written(written, self.zerocopy, self.threshold);
+        SendStats::bump(&self.stats.regular_sends, done.finished);
+        if done.coordination_fallbacks > 0 {
+            SendStats::bump(
+                &self.stats.coordination_fallbacks,
+                done.coordination_fallbacks,
+            );
+        }
         Ok(true)
     }
 
@@ -565,7 +240,7 @@ impl Sender {
                 }
             })?;
             for completion in notices[..n].iter().flatten() {
-                self.complete(*completion);
+                self.complete(completion);
             }
             if !overflow {
                 return Ok(());
@@ -573,24 +248,14 @@ impl Sender {
         }
     }
 
-    fn complete(&mut self, completion: Completion) {
-        let before = self.in_flight.len();
-        // Match by range, not by "front of queue" (zerocopy.md).
-        self.in_flight.retain(|(id, _)| !completion.covers(*id));
-        let released = (before - self.in_flight.len()) as u64;
-        self.stats
-            .outstanding
-            .store(self.in_flight.len() as u64, Ordering::Relaxed);
+    fn complete(&mut self, completion: &Completion) {
+        let released = self.in_flight.complete(completion);
+        self.stats.set_outstanding(self.in_flight.len());
         if completion.copied {
-            ZerocopyStats::bump(&self.stats.copied_completions, released);
+            SendStats::bump(&self.stats.copied_completions, released);
             if self.auto_fallback && self.zerocopy {
                 self.zerocopy = false;
-                self.stats
-                    .mode
-                    .store(SendMode::FellBack as u8, Ordering::Relaxed);
-                self.stats
-                    .auto_fallback_engaged
-                    .store(true, Ordering::Relaxed);
+                self.stats.engage_auto_fallback();
                 warn!("kernel copied zerocopy sends (loopback or NIC without support); this session falls back to regular sends");
             }
         }
@@ -616,7 +281,7 @@ impl Drop for Sender {
     fn drop(&mut self) {
         // The kernel keeps its own page references; our buffers can go back now.
         self.in_flight.clear();
-        self.stats.outstanding.store(0, Ordering::Relaxed);
+        self.stats.set_outstanding(0);
     }
 }
 
@@ -626,7 +291,7 @@ mod tests {
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
     fn pair(addr: &str) -> Option<(TcpStream, TcpStream)> {
@@ -645,24 +310,13 @@ mod tests {
         }
     }
 
-    fn sender(socket: &TcpStream, policy: SendPolicy) -> (Sender, Arc<ZerocopyStats>) {
-        let stats = Arc::new(ZerocopyStats::default());
+    fn sender(socket: &TcpStream, policy: SendPolicy) -> (Sender, Arc<SendStats>) {
+        let stats = Arc::new(SendStats::default());
         let ip = socket.peer_addr().unwrap().ip();
         (
             Sender::new(socket.as_raw_fd(), policy, stats.clone(), ip),
             stats,
         )
-    }
-
-    #[test]
-    fn a_queue_slot_stays_small() {
-        // Every session keeps at least eight slots: their size is paid once per client
-        // (docs/PERFORMANCE.md, memory per client). A time reply still fits inline.
-        assert!(std::mem::size_of::<Pending>() <= 72);
-        assert!(matches!(
-            Payload::copy_from(&[0; 34]),
-            Payload::Inline { .. }
-        ));
     }
 
     fn reap_until_idle(sender: &mut Sender, fd: RawFd) {
@@ -800,7 +454,7 @@ mod tests {
         // An ordinary message partly on the wire (socket backed up): the large chunk behind
         // it rides along in the same ordinary write, a coordination fallback.
         sender.push_urgent(Payload::copy_from(&[4; 100]));
-        sender.queue[0].sent = 40;
+        sender.queue.pretend_head_sent(40);
         sender.push_audio(message(8, 3000), 1);
         assert_eq!(sender.flush(fd).unwrap(), Flushed::All);
         let mut got = vec![0u8; 3060];
@@ -817,7 +471,7 @@ mod tests {
     fn chunks_below_the_threshold_coalesce_into_one_zerocopy_send() {
         let (client, mut server) = pair("127.0.0.1:0").unwrap();
         let fd = client.as_raw_fd();
-        let stats = Arc::new(ZerocopyStats::default());
+        let stats = Arc::new(SendStats::default());
         let policy = SendPolicy {
             zerocopy: true,
             threshold: 10_000,
@@ -843,33 +497,6 @@ mod tests {
             "each chunk held until the completion"
         );
         reap_until_idle(&mut sender, fd);
-    }
-
-    #[test]
-    fn urgent_messages_keep_their_order_and_never_split_a_started_message() {
-        let (client, _server) = pair("127.0.0.1:0").unwrap();
-        let (mut sender, _) = sender(&client, policy(false, false));
-        sender.push_audio(message(1, 10), 0);
-        sender.queue[0].sent = 5; // partly on the wire
-        sender.push_audio(message(2, 10), 1);
-        sender.push_urgent(Payload::copy_from(&[3; 10]));
-        sender.push_urgent(Payload::copy_from(&[4; 10]));
-        let order: Vec<u8> = sender.queue.iter().map(|p| p.bytes.as_slice()[0]).collect();
-        assert_eq!(order, vec![1, 3, 4, 2]);
-    }
-
-    #[test]
-    fn stale_unstarted_audio_is_dropped() {
-        let (client, _server) = pair("127.0.0.1:0").unwrap();
-        let (mut sender, _) = sender(&client, policy(false, false));
-        sender.push_audio(message(1, 10), 100);
-        sender.queue[0].sent = 1;
-        sender.push_audio(message(2, 10), 200);
-        sender.push_urgent(Payload::copy_from(&[3; 10]));
-        sender.push_audio(message(4, 10), 900);
-        assert_eq!(sender.drop_stale_audio(500), 1);
-        let order: Vec<u8> = sender.queue.iter().map(|p| p.bytes.as_slice()[0]).collect();
-        assert_eq!(order, vec![1, 3, 4]);
     }
 
     #[test]
@@ -972,7 +599,7 @@ mod tests {
         // AF_UNIX sockets reject SO_ZEROCOPY, like a kernel or container without support.
         let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
-        let stats = Arc::new(ZerocopyStats::default());
+        let stats = Arc::new(SendStats::default());
         let mut sender = Sender::new(
             ours.as_raw_fd(),
             policy(true, true),

@@ -83,7 +83,7 @@ impl Header {
                 needed: HEADER_SIZE - buf.len(),
             });
         }
-        let mut r = super::Reader::new(buf);
+        let mut r = super::wire::Reader::new(buf);
         let header = Self {
             type_id: r.u16()?,
             id: r.u16()?,

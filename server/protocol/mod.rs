@@ -3,14 +3,20 @@
 //!
 //! Every length a peer supplies is checked before it is used, and payloads are capped at
 //! [`MAX_PAYLOAD_SIZE`] as both upstream ends do.
+//!
+//! Layout: `header` (the 26-byte base header and type ids), `payloads` (what each message
+//! carries), `messages` (the [`Message`] codec), `wire` (time values, the bounds-checked
+//! reader, blobs); framing a byte stream and the decode errors are here.
 
 mod header;
 mod messages;
+mod payloads;
+mod wire;
 
 pub use header::{Header, MessageType, HEADER_SIZE};
-pub use messages::{
-    ClientInfo, CodecHeader, ErrorMessage, Hello, Message, ServerSettings, Time, WireChunk,
-};
+pub use messages::Message;
+pub use payloads::{ClientInfo, CodecHeader, ErrorMessage, Hello, ServerSettings, Time, WireChunk};
+pub use wire::Tv;
 
 /// Largest payload either upstream end accepts; anything larger drops the connection (§0).
 pub const MAX_PAYLOAD_SIZE: usize = 1_000_000;
@@ -94,99 +100,4 @@ pub enum DecodeError {
     /// A string field that is not UTF-8.
     #[error("{0} is not valid UTF-8")]
     Utf8(&'static str),
-}
-
-/// A `(seconds, microseconds)` time value as the protocol carries it (§1.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
-pub struct Tv {
-    /// Whole seconds; may be negative in a Time reply's latency.
-    pub sec: i32,
-    /// Microseconds, normalised into 0..1_000_000.
-    pub usec: i32,
-}
-
-impl Tv {
-    /// Builds a normalised value from signed microseconds, saturating at the i32 range.
-    pub fn from_micros(micros: i64) -> Self {
-        let sec = micros.div_euclid(1_000_000);
-        let usec = micros.rem_euclid(1_000_000);
-        Self {
-            sec: sec.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-            usec: usec as i32,
-        }
-    }
-
-    /// Signed microseconds.
-    pub fn as_micros(self) -> i64 {
-        i64::from(self.sec) * 1_000_000 + i64::from(self.usec)
-    }
-
-    fn encode(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.sec.to_le_bytes());
-        out.extend_from_slice(&self.usec.to_le_bytes());
-    }
-}
-
-/// A bounds-checked little-endian cursor over peer bytes.
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Self { buf }
-    }
-
-    fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
-        if self.buf.len() < len {
-            return Err(DecodeError::Truncated {
-                needed: len - self.buf.len(),
-            });
-        }
-        let (head, rest) = self.buf.split_at(len);
-        self.buf = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let bytes = self.take(N)?;
-        let mut out = [0; N];
-        out.copy_from_slice(bytes);
-        Ok(out)
-    }
-
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn i32(&mut self) -> Result<i32, DecodeError> {
-        Ok(i32::from_le_bytes(self.array()?))
-    }
-
-    fn tv(&mut self) -> Result<Tv, DecodeError> {
-        Ok(Tv {
-            sec: self.i32()?,
-            usec: self.i32()?,
-        })
-    }
-
-    /// A u32-length-prefixed blob; the length is checked against what is actually there.
-    fn blob(&mut self) -> Result<&'a [u8], DecodeError> {
-        let len = self.u32()? as usize;
-        self.take(len)
-    }
-
-    fn remaining(&self) -> usize {
-        self.buf.len()
-    }
-}
-
-/// Appends a u32-length-prefixed blob.
-fn put_blob(out: &mut Vec<u8>, blob: &[u8]) {
-    out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
-    out.extend_from_slice(blob);
 }

@@ -2,17 +2,25 @@
 //! timestamped PCM chunks. Readers never block a runtime worker and never return EOF: they
 //! reopen on their own and simply wait while no data flows.
 
+mod error;
 mod file;
 pub(crate) mod pacer;
 mod pipe;
 mod process;
+mod redact;
+mod schemes;
+mod spec;
 mod tcp;
 mod tone;
 mod uri;
 
 use std::io;
 
-pub use uri::{SourceDefaults, SourceError, SourceKind, SourceSpec, SourceUri};
+pub use error::SourceError;
+pub use redact::{is_secret_key, redact, redacted_uri_string};
+pub use schemes::{SourceKind, SCHEMES};
+pub use spec::{SourceDefaults, SourceSpec};
+pub use uri::SourceUri;
 
 /// A source of raw PCM bytes.
 #[derive(Debug)]

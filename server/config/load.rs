@@ -1,0 +1,211 @@
+//! Loading: the figment layers (built-in defaults → config file → `SNAPRELAY_*` environment →
+//! command-line flags, built in [`super::layers`]) merged, extracted into [`Config`] and
+//! validated, plus where each effective value came from ([`Loaded::origin`]).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use figment::value::Value;
+use figment::{Figment, Metadata, Profile};
+
+use super::keys::{self, Status};
+use super::layers::Layer;
+use super::validate::validate;
+use super::{Args, Config, ConfigError};
+
+/// Where a key's effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The built-in default.
+    Default,
+    /// The config file given with `-c`.
+    File(PathBuf),
+    /// The environment variable named here.
+    Env(String),
+    /// A command-line flag.
+    Flag,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Env(var) => write!(f, "env {var}"),
+            Origin::Flag => f.write_str("command line"),
+        }
+    }
+}
+/// A loaded, validated configuration plus what to tell the user about it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated configuration.
+    pub config: Config,
+    /// One line per accepted-but-ignored setting, e.g. `config: http.port is not supported
+    /// yet; ignored`. The caller logs them once tracing is up.
+    pub notices: Vec<String>,
+    /// The merged layers, kept so [`Loaded::origin`] can answer where each value came from.
+    figment: Figment,
+}
+
+impl Loaded {
+    /// Where the effective value of `key` (an implemented `section.key`) came from. A key that
+    /// arrived under an alias (`tcp_streaming.port`) reports the canonical key's origin.
+    pub fn origin(&self, key: &str) -> Origin {
+        let Some(metadata) = self.figment.find_metadata(key) else {
+            return Origin::Default;
+        };
+        match metadata.name.as_ref() {
+            LAYER_FILE => metadata
+                .source
+                .as_ref()
+                .and_then(|source| source.file_path())
+                .map_or(Origin::Default, |path| Origin::File(path.to_owned())),
+            LAYER_ENV => Origin::Env(interpolate(metadata, key)),
+            LAYER_FLAG => Origin::Flag,
+            _ => Origin::Default,
+        }
+    }
+
+    /// Every implemented key with its effective value as text (lists joined with ", ") and
+    /// origin, in key-table order: what a `GetConfig` or a startup log line shows.
+    pub fn effective(&self) -> Vec<(String, String, Origin)> {
+        let values = Value::serialize(&self.config).ok();
+        keys::KEYS
+            .iter()
+            .filter(|key| key.status == Status::Implemented)
+            .map(|key| {
+                let text = values
+                    .as_ref()
+                    .and_then(|values| values.find_ref(key.name))
+                    .map(render)
+                    .unwrap_or_default();
+                (key.name.to_owned(), text, self.origin(key.name))
+            })
+            .collect()
+    }
+}
+
+/// Loads the configuration from the file given with `-c`, the process environment and the
+/// flags in `args`.
+///
+/// # Errors
+///
+/// See [`load_from`].
+pub fn load(args: &Args) -> Result<Loaded, ConfigError> {
+    // vars() panics on non-Unicode variables; ours are Unicode, others do not matter.
+    let env = std::env::vars_os().filter_map(|(name, value)| {
+        let name = name.into_string().ok()?;
+        Some((name, value.to_string_lossy().into_owned()))
+    });
+    load_from(args, env)
+}
+
+/// Like [`load`], with the environment given as `(name, value)` pairs. Only variables named
+/// `SNAPRELAY_<SECTION>__<KEY>` are config keys; `SNAPRELAY_LOG` sets `logging.filter` and
+/// wins over `SNAPRELAY_LOGGING__FILTER`; other variables are ignored.
+///
+/// # Errors
+///
+/// An unreadable or malformed config file, an unknown key in any layer, or a value that does
+/// not parse or is out of range.
+pub fn load_from(
+    args: &Args,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
+    let mut notices = Vec::new();
+    let mut figment = Figment::from(Layer::defaults());
+    if let Some(path) = &args.config {
+        figment = figment.merge(Layer::file(path, &mut notices)?);
+    }
+    figment = figment.merge(Layer::env(env, &mut notices)?);
+    figment = figment.merge(Layer::flags(args, &mut notices)?);
+    let mut config: Config = figment
+        .extract_lossy()
+        .map_err(|error| extract_error(&figment, error))?;
+    validate(&mut config, &figment, &mut notices)?;
+    // The same ignored key in two layers is still one thing to tell the user.
+    let mut seen = std::collections::BTreeSet::new();
+    notices.retain(|notice| seen.insert(notice.clone()));
+    Ok(Loaded {
+        config,
+        notices,
+        figment,
+    })
+}
+
+// Metadata names of the layers; `Loaded::origin` maps them back to `Origin`.
+pub(super) const LAYER_DEFAULT: &str = "default";
+pub(super) const LAYER_FILE: &str = "config file";
+pub(super) const LAYER_ENV: &str = "environment";
+pub(super) const LAYER_FLAG: &str = "command line";
+
+/// The place `metadata`'s interpolater names for `key` (a file line, a variable, a flag).
+pub(super) fn interpolate(metadata: &Metadata, key: &str) -> String {
+    let parts: Vec<&str> = key.split('.').collect();
+    metadata.interpolate(&Profile::Default, &parts)
+}
+
+/// A value as the user would have typed it.
+pub(super) fn render(value: &Value) -> String {
+    match value {
+        Value::String(_, text) => text.clone(),
+        Value::Char(_, c) => c.to_string(),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(_, n) => n
+            .to_u128()
+            .map(|n| n.to_string())
+            .or_else(|| n.to_i128().map(|n| n.to_string()))
+            .or_else(|| n.to_f64().map(|n| n.to_string()))
+            .unwrap_or_default(),
+        Value::Empty(..) => String::new(),
+        Value::Array(_, items) => items.iter().map(render).collect::<Vec<_>>().join(", "),
+        Value::Dict(_, entries) => {
+            let entries: Vec<String> = entries
+                .iter()
+                .map(|(key, value)| format!("{key} = {}", render(value)))
+                .collect();
+            format!("{{{}}}", entries.join(", "))
+        }
+    }
+}
+
+/// Where the effective value of `key` came from, as text for error messages.
+pub(super) fn describe(figment: &Figment, key: &str) -> String {
+    let Some(metadata) = figment.find_metadata(key) else {
+        return "default".to_owned();
+    };
+    let name = interpolate(metadata, key);
+    match metadata.name.as_ref() {
+        LAYER_ENV => format!("env {name}"),
+        LAYER_FLAG => format!("flag {name}"),
+        _ => name,
+    }
+}
+
+/// Turns figment's type errors (`port = "abc"`) into the same `Invalid` form as range errors.
+fn extract_error(figment: &Figment, error: figment::Error) -> ConfigError {
+    let Some(error) = error.into_iter().next() else {
+        return ConfigError::Extract("cannot read the configuration".to_owned());
+    };
+    if error.path.len() < 2 {
+        return ConfigError::Extract(error.to_string());
+    }
+    // Errors inside lists carry the element index as a third path part.
+    let key = error.path[..2].join(".");
+    let value = figment
+        .find_value(&key)
+        .map(|value| render(&value))
+        .unwrap_or_default();
+    let mut allowed = keys::allowed(&key);
+    if let figment::error::Kind::Message(message) = &error.kind {
+        // Our own deserializers (SampleFormat) say precisely what is wrong.
+        allowed = format!("{allowed}; {message}");
+    }
+    ConfigError::Invalid {
+        origin: describe(figment, &key),
+        key,
+        value,
+        allowed,
+    }
+}

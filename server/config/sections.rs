@@ -1,0 +1,307 @@
+//! The config sections as Rust structs (`[server]`, `[stream]`, `[grpc]`, ...), one field per
+//! implemented key of the table in [`super::keys`], each with its built-in default. What values
+//! are valid is the table's business (its [`Rule`](super::keys::Rule)s), not these types'.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sample_format::SampleFormat;
+
+/// The whole validated server configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `[server]`: process-wide settings.
+    pub server: ServerConfig,
+    /// `[stream]` (and `[tcp-streaming]`): the stream listener and source defaults.
+    pub stream: StreamConfig,
+    /// `[logging]`.
+    pub logging: LoggingConfig,
+    /// `[streaming_client]`: defaults for newly seen clients.
+    pub streaming_client: StreamingClientConfig,
+    /// `[grpc]`: the control API listener (snaprelay only).
+    pub grpc: GrpcConfig,
+    /// `[http]`: the HTTP listener (`/metrics`; snapserver's JSON-RPC over HTTP later).
+    pub http: HttpConfig,
+    /// `[tcp]` (and `[tcp-control]`): the JSON-RPC TCP listener.
+    pub tcp: TcpConfig,
+    /// `[jsonrpc]`: what the Snapcast JSON-RPC API allows (snaprelay only).
+    pub jsonrpc: JsonRpcConfig,
+}
+
+/// `[tcp]` keys (snapserver 0.33+: `[tcp-control]`): the JSON-RPC TCP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TcpConfig {
+    /// Whether JSON-RPC is served over TCP.
+    pub enabled: bool,
+    /// Listen addresses; `0.0.0.0` rather than snapserver's `::` for the reason given at
+    /// [`HttpConfig::bind_to_address`].
+    #[serde(deserialize_with = "string_or_list")]
+    pub bind_to_address: Vec<String>,
+    /// TCP port (snapserver's 1705); 0 picks a free one (the log line says which).
+    pub port: u16,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind_to_address: vec!["0.0.0.0".to_owned()],
+            port: crate::DEFAULT_JSONRPC_PORT,
+        }
+    }
+}
+
+/// `[jsonrpc]` keys: the Snapcast JSON-RPC API's switches and safety limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsonRpcConfig {
+    /// Whether `POST /jsonrpc` and the `/jsonrpc` websocket are served on the HTTP listener.
+    pub http_enabled: bool,
+    /// Comma-separated source schemes `Stream.AddStream` may start. `process` is left out by
+    /// default: starting programs from the network is CVE-2023-36177.
+    pub add_stream_schemes: String,
+    /// Whether callers must present the gRPC token (`grpc.token`/`grpc.token_file`).
+    pub require_token: bool,
+}
+
+impl Default for JsonRpcConfig {
+    fn default() -> Self {
+        Self {
+            http_enabled: true,
+            add_stream_schemes: "pipe,file,tcp,tone".to_owned(),
+            require_token: false,
+        }
+    }
+}
+
+impl JsonRpcConfig {
+    /// The allowed schemes as a list.
+    pub fn schemes(&self) -> Vec<String> {
+        self.add_stream_schemes
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// `[http]` keys: the HTTP listener that serves `/metrics` (and, later, JSON-RPC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Whether the HTTP listener runs at all.
+    pub enabled: bool,
+    /// Listen addresses, IP addresses. `0.0.0.0` rather than snapserver's `::` by default:
+    /// binding `::` fails outright on hosts and pods with IPv6 disabled.
+    #[serde(deserialize_with = "string_or_list")]
+    pub bind_to_address: Vec<String>,
+    /// TCP port (snapserver's 1780); 0 picks a free one (the log line says which).
+    pub port: u16,
+    /// Whether `/metrics` (Prometheus text format) is served on this listener.
+    pub metrics: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind_to_address: vec!["0.0.0.0".to_owned()],
+            port: crate::DEFAULT_HTTP_PORT,
+            metrics: true,
+        }
+    }
+}
+
+/// `[grpc]` keys: where the control API listens and how it is protected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GrpcConfig {
+    /// Whether the control API is served at all.
+    pub enabled: bool,
+    /// Listen address, an IP address; loopback by default so that nothing outside the host
+    /// can steer the relay unless asked to.
+    pub bind_to_address: String,
+    /// TCP port; 0 picks a free one (the log line says which).
+    pub port: u16,
+    /// Bearer token required on every call except health; empty means none.
+    pub token: String,
+    /// File whose first line is the token (wins over `token`, keeps it out of argv/env).
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate chain; with `tls_key`, the API is served over TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind_to_address: "127.0.0.1".to_owned(),
+            port: crate::DEFAULT_GRPC_PORT,
+            token: String::new(),
+            token_file: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// `[server]` keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Directory for server.json; `None` picks the snapserver locations (snapcast-protocol.md
+    /// §6.3). An empty value in the file means `None`, as in snapserver.
+    pub datadir: Option<PathBuf>,
+    /// Runtime worker threads; -1 means automatic.
+    pub threads: i32,
+    /// A stream client that has not sent Hello after this many milliseconds is dropped.
+    pub hello_timeout_ms: u64,
+    /// Most stream clients connected at once; further connections are refused.
+    pub max_clients: usize,
+    /// Seconds between the periodic zerocopy and pool reports; 0 turns them off.
+    pub diagnostics_interval_s: u64,
+    /// Most bytes the chunk buffer pool keeps in its free lists.
+    pub pool_max_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            datadir: None,
+            threads: -1,
+            hello_timeout_ms: 10_000,
+            max_clients: 1000,
+            diagnostics_interval_s: 30,
+            pool_max_bytes: crate::pool::DEFAULT_MAX_POOLED_BYTES,
+        }
+    }
+}
+
+/// `[stream]` keys. `[tcp-streaming] port` and `bind_to_address` (snapserver 0.33+) land in
+/// `port` and `bind_to_address` here, winning over the `[stream]` spelling in the same layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamConfig {
+    /// Addresses the stream listener binds, each a valid IP address.
+    #[serde(deserialize_with = "string_or_list")]
+    pub bind_to_address: Vec<String>,
+    /// TCP port of the stream listener.
+    pub port: u16,
+    /// Source URIs, one stream each; never empty. Parsed by the source module.
+    #[serde(deserialize_with = "string_or_list")]
+    pub source: Vec<String>,
+    /// Default sample format of sources.
+    pub sampleformat: SampleFormat,
+    /// Default codec, `name[:options]`; `name` is one of
+    /// [`SUPPORTED_CODECS`](super::SUPPORTED_CODECS).
+    pub codec: String,
+    /// Default source read size in milliseconds.
+    pub chunk_ms: u32,
+    /// End-to-end latency in milliseconds.
+    pub buffer: u32,
+    /// Whether muted clients still get audio.
+    pub send_to_muted: bool,
+    /// Send large messages with `MSG_ZEROCOPY` on new sessions.
+    pub zerocopy: bool,
+    /// Messages at least this large go zerocopy.
+    pub zerocopy_threshold: usize,
+    /// Stop zerocopy on a session once the kernel reports copied completions.
+    pub zerocopy_auto_fallback: bool,
+    /// Milliseconds a session collects chunks before sending them together (0: each chunk
+    /// at once); capped at a tenth of `buffer`.
+    pub send_batch_ms: u32,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            bind_to_address: vec!["0.0.0.0".to_owned()],
+            port: crate::DEFAULT_STREAM_PORT,
+            source: vec!["pipe:///tmp/snapfifo?name=default".to_owned()],
+            sampleformat: SampleFormat::default(),
+            codec: crate::encoder::DEFAULT_CODEC.to_owned(),
+            chunk_ms: 20,
+            buffer: 1000,
+            send_to_muted: false,
+            zerocopy: false,
+            zerocopy_threshold: 1024,
+            zerocopy_auto_fallback: true,
+            send_batch_ms: 60,
+        }
+    }
+}
+
+/// `[logging]` keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoggingConfig {
+    /// snapserver-style filter (`*:info`) or a tracing EnvFilter directive; see
+    /// [`Config::log_filter_directive`].
+    pub filter: String,
+    /// `""` (the binary's default output), `"stdout"` or `"stderr"`; snapserver sinks we
+    /// cannot honour yet (`null`, `system`, `file:<path>`) are reset to `""` with a notice.
+    pub sink: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            filter: "*:info".to_owned(),
+            sink: String::new(),
+        }
+    }
+}
+
+/// `[streaming_client]` keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamingClientConfig {
+    /// Volume (percent) given to a client the first time it is seen.
+    pub initial_volume: u8,
+}
+
+impl Default for StreamingClientConfig {
+    fn default() -> Self {
+        Self {
+            initial_volume: 100,
+        }
+    }
+}
+
+/// Accepts one string or a list of strings: TOML may write `source` either way, and a single
+/// INI line or environment variable is a plain string.
+fn string_or_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok(vec![value.to_owned()])
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut list = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                list.push(item);
+            }
+            Ok(list)
+        }
+    }
+    deserializer.deserialize_any(Visitor)
+}

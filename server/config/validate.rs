@@ -1,0 +1,93 @@
+//! Validation of the extracted [`Config`]: every implemented key's value against its row's
+//! [`Rule`](super::keys::Rule) in the key table, the few checks that span keys, and the notices
+//! that depend on values.
+
+use figment::value::Value;
+use figment::Figment;
+
+use super::keys::{self, Rule, Status};
+use super::load::{describe, render};
+use super::{Config, ConfigError};
+
+/// Checks `config` (extracted from `figment`, which says where each value came from) and
+/// normalises what snapserver treats as unset. Errors name the key, the value, its origin and
+/// what the key allows.
+pub(super) fn validate(
+    config: &mut Config,
+    figment: &Figment,
+    notices: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let invalid = |key: &str, value: &str| ConfigError::Invalid {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        origin: describe(figment, key),
+        allowed: keys::allowed(key),
+    };
+
+    // As in snapserver, an empty path in a file means "not set".
+    let grpc = &mut config.grpc;
+    for path in [
+        &mut config.server.datadir,
+        &mut grpc.token_file,
+        &mut grpc.tls_cert,
+        &mut grpc.tls_key,
+    ] {
+        if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            *path = None;
+        }
+    }
+
+    // snapserver sinks snaprelay cannot write to yet fall back to the default, with a notice.
+    let sink = &mut config.logging.sink;
+    if matches!(sink.as_str(), "null" | "system") || sink.starts_with("file:") {
+        notices.push(format!(
+            "config: logging.sink {sink} is not supported yet; using the default"
+        ));
+        sink.clear();
+    }
+
+    let values = Value::serialize(&*config).map_err(|error| {
+        ConfigError::Extract(format!("cannot check the configuration: {error}"))
+    })?;
+    for key in keys::KEYS
+        .iter()
+        .filter(|key| key.status == Status::Implemented)
+    {
+        let Some(value) = values.find_ref(key.name) else {
+            continue;
+        };
+        for item in items(value, key.rule) {
+            if !key.rule.accepts(&item) {
+                let shown = if key.secret { "(hidden)" } else { &item };
+                return Err(invalid(key.name, shown));
+            }
+        }
+    }
+
+    // A certificate needs its key and a key its certificate.
+    let grpc = &config.grpc;
+    if grpc.tls_cert.is_some() && grpc.tls_key.is_none() {
+        return Err(invalid("grpc.tls_key", ""));
+    }
+    if grpc.tls_key.is_some() && grpc.tls_cert.is_none() {
+        return Err(invalid("grpc.tls_cert", ""));
+    }
+    Ok(())
+}
+
+/// The values to check one by one, as text: each element of a list (an empty list is checked
+/// as one empty value, so a list that must name something fails), each scheme of a scheme
+/// list (so a message names the bad one), or the value itself.
+fn items(value: &Value, rule: Rule) -> Vec<String> {
+    match (value, rule) {
+        (Value::Array(_, items), _) if items.is_empty() => vec![String::new()],
+        (Value::Array(_, items), _) => items.iter().map(render).collect(),
+        (value, Rule::Schemes) => render(value)
+            .split(',')
+            .map(str::trim)
+            .filter(|scheme| !scheme.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        (value, _) => vec![render(value)],
+    }
+}

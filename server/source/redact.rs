@@ -1,0 +1,121 @@
+//! Secrets in source URIs, masked wherever a URI is shown (status reports, logs, replies):
+//! the password of `user:password@` in the authority, and the value of every query parameter
+//! whose key names a password, token or secret (librespot's `password`, for instance).
+
+use super::SourceUri;
+
+/// What replaces a secret, as snapserver masks passwords.
+const MASK: &str = "xxx";
+
+/// Key fragments (matched case-insensitively) whose query values are secrets.
+const SECRET_KEYS: &[&str] = &["password", "secret", "token", "passwd"];
+
+/// Whether the query key `key` holds a secret: its name contains `password`, `passwd`,
+/// `token` or `secret`, in any case.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|s| key.contains(s))
+}
+
+/// `uri` with every secret replaced by `xxx`: the password of `user:password@` in the host
+/// (the user stays) and the value of each query key [`is_secret_key`] names.
+pub fn redact(uri: &SourceUri) -> SourceUri {
+    let mut uri = uri.clone();
+    if let Some((userinfo, rest)) = uri.host.rsplit_once('@') {
+        let user = userinfo.split(':').next().unwrap_or_default();
+        uri.host = if userinfo.contains(':') {
+            format!("{user}:{MASK}@{rest}")
+        } else {
+            format!("{user}@{rest}")
+        };
+    }
+    for (key, value) in &mut uri.query {
+        if is_secret_key(key) {
+            *value = MASK.to_owned();
+        }
+    }
+    uri
+}
+
+impl SourceUri {
+    /// This URI with its secrets masked; see [`redact`].
+    pub fn redacted(&self) -> SourceUri {
+        redact(self)
+    }
+}
+
+/// A source URI given as text, secrets masked, written back as [`SourceUri::to_uri_string`]
+/// does (decoded, query sorted). Text that does not parse as a URI comes back whole unless it
+/// holds an `@` or a secret-looking word, in which case all of it is masked.
+pub fn redacted_uri_string(text: &str) -> String {
+    match SourceUri::parse(text) {
+        Ok(uri) => redact(&uri).to_uri_string(),
+        Err(_) if text.contains('@') || is_secret_key(text) => MASK.to_owned(),
+        Err(_) => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(text: &str) -> String {
+        SourceUri::parse(text).unwrap().redacted().to_uri_string()
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        let uri = SourceUri::parse(
+            "librespot://bob:hunter2@host:4000/usr/bin/librespot?name=s&password=hunter2&username=bob",
+        )
+        .unwrap();
+        let text = redact(&uri).to_uri_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("bob:xxx@host:4000") && text.contains("password=xxx"),
+            "{text}"
+        );
+        assert!(text.contains("username=bob"), "{text}");
+    }
+
+    #[test]
+    fn tokens_and_secrets_in_any_case_are_masked() {
+        assert_eq!(
+            shown("spotify:///x?name=s&Token=abc&client_secret=def&PASSWD=ghi&access_TOKEN=j"),
+            "spotify:///x?PASSWD=xxx&Token=xxx&access_TOKEN=xxx&client_secret=xxx&name=s"
+        );
+    }
+
+    #[test]
+    fn userinfo_password_is_masked_and_the_user_kept() {
+        assert_eq!(
+            shown("tcp://bob:pw@10.0.0.1:4953?name=t"),
+            "tcp://bob:xxx@10.0.0.1:4953?name=t"
+        );
+        assert_eq!(
+            shown("tcp://bob@10.0.0.1?name=t"),
+            "tcp://bob@10.0.0.1?name=t"
+        );
+    }
+
+    #[test]
+    fn a_uri_without_secrets_is_unchanged() {
+        let uri = SourceUri::parse("pipe:///tmp/snapfifo?name=default&codec=flac#f").unwrap();
+        assert_eq!(uri.redacted(), uri);
+    }
+
+    #[test]
+    fn text_is_redacted_too() {
+        assert_eq!(
+            redacted_uri_string("pipe:///tmp/f?password=hunter2&name=a"),
+            "pipe:///tmp/f?name=a&password=xxx"
+        );
+        assert_eq!(
+            redacted_uri_string("pipe:///tmp/f?name=a"),
+            "pipe:///tmp/f?name=a"
+        );
+        assert_eq!(redacted_uri_string("/tmp/fifo"), "/tmp/fifo");
+        assert_eq!(redacted_uri_string("not a uri password=x"), "xxx");
+        assert_eq!(redacted_uri_string("bob:pw@host"), "xxx");
+    }
+}

@@ -1,0 +1,354 @@
+//! What each source scheme means (snapcast-protocol.md §4.3): the one list of schemes
+//! snaprelay serves, and the [`SourceKind`] each one's URI parameters make.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use super::{SourceError, SourceUri};
+use crate::sample_format::SampleFormat;
+
+/// Every source scheme snaprelay serves, in the order messages list them.
+pub const SCHEMES: &[&str] = &["pipe", "file", "tcp", "process", "tone"];
+
+/// Schemes snapserver serves that snaprelay does not (yet): refused as unsupported rather
+/// than unknown.
+const SNAPSERVER_ONLY_SCHEMES: &[&str] = &[
+    "alsa",
+    "jack",
+    "pipewire",
+    "librespot",
+    "spotify",
+    "airplay",
+    "meta",
+];
+
+/// Default port of `tcp://` sources (§6.2).
+const DEFAULT_TCP_SOURCE_PORT: u16 = 4953;
+
+/// What kind of input a stream reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    /// A named pipe; `create` makes it when missing (`mode=create`, the default).
+    Pipe {
+        /// FIFO path.
+        path: PathBuf,
+        /// Create the FIFO if it does not exist.
+        create: bool,
+    },
+    /// A raw PCM file, read at real-time pace and looped at its end.
+    File {
+        /// File path.
+        path: PathBuf,
+    },
+    /// Listens for one PCM producer at a time.
+    TcpServer {
+        /// Listen address.
+        addr: SocketAddr,
+    },
+    /// Connects to a PCM producer, reconnecting with backoff.
+    TcpClient {
+        /// Producer address.
+        addr: SocketAddr,
+    },
+    /// Runs a command and reads its stdout (config file only, never from the network).
+    Process {
+        /// Executable.
+        path: PathBuf,
+        /// Its arguments (`params=`, split like a shell would on spaces and double quotes).
+        args: Vec<String>,
+    },
+    /// A built-in sine generator; one frequency per channel (the last repeats).
+    Tone {
+        /// Frequencies in Hz.
+        frequencies: Vec<f64>,
+        /// Peak amplitude as a fraction of full scale.
+        amplitude: f64,
+    },
+}
+
+impl SourceKind {
+    /// The kind `uri`'s scheme and parameters describe, for the stream `name`. `text` is the
+    /// URI as written (for syntax errors); `sample_format` bounds tone frequencies.
+    pub(super) fn parse(
+        uri: &SourceUri,
+        text: &str,
+        name: &str,
+        sample_format: SampleFormat,
+    ) -> Result<Self, SourceError> {
+        let invalid = |key: &'static str, value: &str, allowed: &str| {
+            SourceError::invalid(name, key, value, allowed)
+        };
+        Ok(match uri.scheme.as_str() {
+            "pipe" => {
+                let create = match param(uri, "mode", "create") {
+                    "create" => true,
+                    "read" => false,
+                    other => return Err(invalid("mode", other, "create or read")),
+                };
+                Self::Pipe {
+                    path: require_path(uri, text)?,
+                    create,
+                }
+            }
+            "file" => Self::File {
+                path: require_path(uri, text)?,
+            },
+            "tone" => tone(uri, sample_format, invalid)?,
+            "tcp" => {
+                let addr = tcp_address(uri).ok_or_else(|| {
+                    invalid(
+                        "host",
+                        &uri.host,
+                        "a literal IP address with an optional :port (default 4953)",
+                    )
+                })?;
+                match param(uri, "mode", "server") {
+                    "server" => Self::TcpServer { addr },
+                    "client" => Self::TcpClient { addr },
+                    other => return Err(invalid("mode", other, "server or client")),
+                }
+            }
+            "process" => Self::Process {
+                path: require_path(uri, text)?,
+                args: split_params(param(uri, "params", "")),
+            },
+            other => {
+                let scheme = other.to_owned();
+                return Err(if SNAPSERVER_ONLY_SCHEMES.contains(&other) {
+                    SourceError::UnsupportedScheme { scheme }
+                } else {
+                    SourceError::UnknownScheme { scheme }
+                });
+            }
+        })
+    }
+}
+
+/// `tone://`: `freq=` (comma-separated, default 440) and `amplitude=` (default 0.5).
+fn tone(
+    uri: &SourceUri,
+    sample_format: SampleFormat,
+    invalid: impl Fn(&'static str, &str, &str) -> SourceError,
+) -> Result<SourceKind, SourceError> {
+    let freq_text = param(uri, "freq", "440");
+    let frequencies = freq_text
+        .split(',')
+        .map(|f| f.trim().parse::<f64>().ok())
+        .collect::<Option<Vec<_>>>()
+        .filter(|fs| {
+            fs.iter()
+                .all(|f| *f > 0.0 && *f < f64::from(sample_format.rate) / 2.0)
+        })
+        .ok_or_else(|| {
+            invalid(
+                "freq",
+                freq_text,
+                "comma-separated frequencies in Hz below half the sample rate",
+            )
+        })?;
+    let amp_text = param(uri, "amplitude", "0.5");
+    let amplitude = amp_text
+        .parse::<f64>()
+        .ok()
+        .filter(|a| (0.0..=1.0).contains(a))
+        .ok_or_else(|| invalid("amplitude", amp_text, "0.0 to 1.0"))?;
+    Ok(SourceKind::Tone {
+        frequencies,
+        amplitude,
+    })
+}
+
+/// Query parameter `key`, or `default` when absent.
+fn param<'a>(uri: &'a SourceUri, key: &str, default: &'a str) -> &'a str {
+    uri.query.get(key).map_or(default, String::as_str)
+}
+
+fn require_path(uri: &SourceUri, text: &str) -> Result<PathBuf, SourceError> {
+    if uri.path.is_empty() || uri.path == "/" {
+        return Err(SourceError::Syntax(text.to_owned()));
+    }
+    Ok(PathBuf::from(&uri.path))
+}
+
+/// `host[:port]`, or `port=` in the query, as a socket address; the host must be an IP.
+fn tcp_address(uri: &SourceUri) -> Option<SocketAddr> {
+    let host = uri.host.trim();
+    let (ip_text, port_text) = if let Some(rest) = host.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        (ip, after.strip_prefix(':'))
+    } else {
+        match host.rsplit_once(':') {
+            Some((ip, port)) if !ip.contains(':') => (ip, Some(port)),
+            _ => (host, None),
+        }
+    };
+    let ip: IpAddr = if ip_text.is_empty() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        ip_text.parse().ok()?
+    };
+    let port = match uri.query.get("port").map(String::as_str).or(port_text) {
+        Some(text) => text.parse().ok()?,
+        None => DEFAULT_TCP_SOURCE_PORT,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Splits `params=` into arguments on spaces, keeping double-quoted runs together.
+fn split_params(text: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    args.push(std::mem::take(&mut current));
+                    any = false;
+                }
+            }
+            c => {
+                current.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        args.push(current);
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{SourceDefaults, SourceSpec};
+
+    fn parse(text: &str) -> Result<SourceSpec, SourceError> {
+        SourceSpec::parse(text, &SourceDefaults::default())
+    }
+
+    #[test]
+    fn every_listed_scheme_is_parsed_and_no_other() {
+        for scheme in SCHEMES {
+            let result = parse(&format!("{scheme}://127.0.0.1/x?name=a"));
+            assert!(result.is_ok(), "{scheme}: {result:?}");
+        }
+        for scheme in SNAPSERVER_ONLY_SCHEMES {
+            assert!(!SCHEMES.contains(scheme), "{scheme}");
+        }
+    }
+
+    #[test]
+    fn pipe_modes() {
+        let spec = parse("pipe:///tmp/f?name=a&mode=read").unwrap();
+        assert_eq!(
+            spec.kind,
+            SourceKind::Pipe {
+                path: "/tmp/f".into(),
+                create: false
+            }
+        );
+        assert!(matches!(
+            parse("pipe:///tmp/f?name=a&mode=write"),
+            Err(SourceError::InvalidParam { key: "mode", .. })
+        ));
+        assert!(matches!(
+            parse("pipe://?name=a"),
+            Err(SourceError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn file_and_tone_sources() {
+        let file = parse("file:///music/a.raw?name=f").unwrap();
+        assert_eq!(
+            file.kind,
+            SourceKind::File {
+                path: "/music/a.raw".into()
+            }
+        );
+        let tone = parse("tone:///?name=test&freq=440,660&amplitude=0.25").unwrap();
+        assert_eq!(
+            tone.kind,
+            SourceKind::Tone {
+                frequencies: vec![440.0, 660.0],
+                amplitude: 0.25
+            }
+        );
+        let default_tone = parse("tone:///?name=t").unwrap();
+        assert!(
+            matches!(default_tone.kind, SourceKind::Tone { ref frequencies, .. } if frequencies == &[440.0])
+        );
+        assert!(matches!(
+            parse("tone:///?name=a&freq=30000"),
+            Err(SourceError::InvalidParam { key: "freq", .. })
+        ));
+        assert!(matches!(
+            parse("tone:///?name=a&amplitude=2"),
+            Err(SourceError::InvalidParam {
+                key: "amplitude",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn tcp_and_process_sources() {
+        let server = parse("tcp://0.0.0.0?name=t").unwrap();
+        assert_eq!(
+            server.kind,
+            SourceKind::TcpServer {
+                addr: "0.0.0.0:4953".parse().unwrap()
+            }
+        );
+        let with_port = parse("tcp://127.0.0.1:5000?name=t&mode=server").unwrap();
+        assert_eq!(
+            with_port.kind,
+            SourceKind::TcpServer {
+                addr: "127.0.0.1:5000".parse().unwrap()
+            }
+        );
+        let query_port = parse("tcp://[::1]?name=t&mode=client&port=6000").unwrap();
+        assert_eq!(
+            query_port.kind,
+            SourceKind::TcpClient {
+                addr: "[::1]:6000".parse().unwrap()
+            }
+        );
+        assert!(matches!(
+            parse("tcp://localhost:5000?name=a"),
+            Err(SourceError::InvalidParam { key: "host", .. })
+        ));
+        assert!(matches!(
+            parse("tcp://127.0.0.1?name=a&mode=both"),
+            Err(SourceError::InvalidParam { key: "mode", .. })
+        ));
+        let process =
+            parse("process:///usr/bin/player?name=p&params=--out%20-%20%22my%20file%22").unwrap();
+        assert_eq!(
+            process.kind,
+            SourceKind::Process {
+                path: "/usr/bin/player".into(),
+                args: vec!["--out".into(), "-".into(), "my file".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn unserved_schemes_are_unsupported_or_unknown() {
+        assert!(matches!(
+            parse("alsa:///?name=a"),
+            Err(SourceError::UnsupportedScheme { .. })
+        ));
+        assert!(matches!(
+            parse("gopher:///x?name=a"),
+            Err(SourceError::UnknownScheme { .. })
+        ));
+    }
+}

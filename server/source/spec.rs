@@ -1,0 +1,206 @@
+//! Source URIs checked into a [`SourceSpec`] at start-up (snapcast-protocol.md §4.2): the
+//! stream's name, PCM layout, codec and chunking, with `[stream]` defaults for what a URI
+//! leaves out, plus the [`SourceKind`] its scheme describes.
+
+use super::{SourceError, SourceKind, SourceUri};
+use crate::sample_format::SampleFormat;
+
+/// Defaults the `[stream]` section supplies for parameters a URI leaves out (§4.2).
+#[derive(Debug, Clone)]
+pub struct SourceDefaults {
+    /// `[stream] sampleformat`.
+    pub sample_format: SampleFormat,
+    /// `[stream] codec`.
+    pub codec: String,
+    /// `[stream] chunk_ms`.
+    pub chunk_ms: u32,
+}
+
+impl Default for SourceDefaults {
+    fn default() -> Self {
+        Self {
+            sample_format: SampleFormat::default(),
+            codec: crate::encoder::DEFAULT_CODEC.into(),
+            chunk_ms: 20,
+        }
+    }
+}
+
+/// A fully resolved source: the stream it feeds and how to read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSpec {
+    /// Stream id (`name=`).
+    pub name: String,
+    /// How to read it.
+    pub kind: SourceKind,
+    /// PCM layout of the input.
+    pub sample_format: SampleFormat,
+    /// Codec name (without options).
+    pub codec: String,
+    /// Codec options (after the first `:` of `codec=`).
+    pub codec_options: String,
+    /// Chunk duration in ms.
+    pub chunk_ms: u32,
+    /// No input for this long (plus one chunk) marks the stream idle (§4.2, default 100).
+    pub idle_threshold_ms: u32,
+    /// The parsed URI with defaults filled in, as status reports show it.
+    pub uri: SourceUri,
+}
+
+impl SourceSpec {
+    /// Parses a source URI, filling unset parameters from `defaults` (§4.2).
+    pub fn parse(text: &str, defaults: &SourceDefaults) -> Result<Self, SourceError> {
+        let mut uri = SourceUri::parse(text)?;
+        let name = uri
+            .query
+            .get("name")
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .ok_or_else(|| SourceError::MissingName(text.to_owned()))?;
+        uri.query
+            .entry("sampleformat".into())
+            .or_insert_with(|| defaults.sample_format.to_string());
+        uri.query
+            .entry("codec".into())
+            .or_insert_with(|| defaults.codec.clone());
+        uri.query
+            .entry("chunk_ms".into())
+            .or_insert_with(|| defaults.chunk_ms.to_string());
+
+        let invalid = |key: &'static str, value: &str, allowed: &str| {
+            SourceError::invalid(&name, key, value, allowed)
+        };
+        let sample_format: SampleFormat =
+            uri.query["sampleformat"]
+                .parse()
+                .map_err(|source| SourceError::SampleFormat {
+                    name: name.clone(),
+                    source,
+                })?;
+        let codec_text = uri.query["codec"].clone();
+        let (codec, codec_options) = codec_text.split_once(':').unwrap_or((&codec_text, ""));
+        if !crate::encoder::SUPPORTED_CODECS.contains(&codec) {
+            return Err(invalid(
+                "codec",
+                codec,
+                &format!("one of {}", crate::encoder::SUPPORTED_CODECS.join(", ")),
+            ));
+        }
+        let chunk_ms = parse_ranged(&uri.query["chunk_ms"], 10, 1000)
+            .ok_or_else(|| invalid("chunk_ms", &uri.query["chunk_ms"], "10 to 1000"))?;
+        let idle_threshold_ms = match uri.query.get("idle_threshold") {
+            Some(value) => parse_ranged(value, 10, 600_000)
+                .ok_or_else(|| invalid("idle_threshold", value, "10 to 600000 ms"))?,
+            None => 100,
+        };
+        let kind = SourceKind::parse(&uri, text, &name, sample_format)?;
+        Ok(Self {
+            name,
+            kind,
+            sample_format,
+            codec: codec.to_owned(),
+            codec_options: codec_options.to_owned(),
+            chunk_ms,
+            idle_threshold_ms,
+            uri,
+        })
+    }
+}
+
+fn parse_ranged(text: &str, min: u32, max: u32) -> Option<u32> {
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SourceSpec, SourceError> {
+        SourceSpec::parse(text, &SourceDefaults::default())
+    }
+
+    #[test]
+    fn snapserver_default_source() {
+        let spec = parse("pipe:///tmp/snapfifo?name=default").unwrap();
+        assert_eq!(spec.name, "default");
+        assert_eq!(
+            spec.kind,
+            SourceKind::Pipe {
+                path: "/tmp/snapfifo".into(),
+                create: true
+            }
+        );
+        assert_eq!(spec.sample_format, SampleFormat::default());
+        assert_eq!(spec.chunk_ms, 20);
+        assert_eq!(spec.codec, "flac");
+        assert_eq!(spec.idle_threshold_ms, 100);
+        assert_eq!(
+            spec.uri.to_uri_string(),
+            "pipe:///tmp/snapfifo?chunk_ms=20&codec=flac&name=default&sampleformat=48000:16:2"
+        );
+    }
+
+    #[test]
+    fn full_pipe_uri_with_quotes_and_escapes() {
+        let spec = parse(
+            "\"pipe:///tmp/my%20fifo?name=Living%20Room&sampleformat=44100:24:2&codec=pcm&chunk_ms=40&mode=read&idle_threshold=500\"",
+        )
+        .unwrap();
+        assert_eq!(spec.name, "Living Room");
+        assert_eq!(
+            spec.kind,
+            SourceKind::Pipe {
+                path: "/tmp/my fifo".into(),
+                create: false
+            }
+        );
+        assert_eq!(spec.sample_format.to_string(), "44100:24:2");
+        assert_eq!(spec.chunk_ms, 40);
+        assert_eq!(spec.idle_threshold_ms, 500);
+    }
+
+    #[test]
+    fn rejects_bad_sources_naming_the_problem() {
+        assert!(matches!(parse("/tmp/fifo"), Err(SourceError::Syntax(_))));
+        assert!(matches!(
+            parse("pipe:///tmp/f"),
+            Err(SourceError::MissingName(_))
+        ));
+        assert!(matches!(
+            parse("pipe:///tmp/f?name=a&sampleformat=1:2:3"),
+            Err(SourceError::SampleFormat { .. })
+        ));
+        assert!(matches!(
+            parse("pipe:///tmp/f?name=a&codec=mp3"),
+            Err(SourceError::InvalidParam { key: "codec", .. })
+        ));
+        assert!(matches!(
+            parse("pipe:///tmp/f?name=a&chunk_ms=5"),
+            Err(SourceError::InvalidParam {
+                key: "chunk_ms",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("pipe:///tmp/f?name=a&idle_threshold=5"),
+            Err(SourceError::InvalidParam {
+                key: "idle_threshold",
+                ..
+            })
+        ));
+        let message = parse("pipe:///tmp/f?name=a&chunk_ms=abc")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("chunk_ms='abc'") && message.contains("10 to 1000"));
+    }
+
+    #[test]
+    fn codec_options_split_off() {
+        let spec = parse("pipe:///tmp/f?name=a&codec=pcm:opt").unwrap();
+        assert_eq!(spec.codec, "pcm");
+        assert_eq!(spec.codec_options, "opt");
+    }
+}

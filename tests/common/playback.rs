@@ -1,0 +1,64 @@
+//! Assertions on what snapclients played: the steady part of their output, its continuity,
+//! and how far apart in time two clients play.
+
+use super::audio;
+use super::snapclient::Snapclient;
+
+/// Frames in one second of the 48 kHz test signal.
+pub const SECOND: usize = 48_000;
+
+/// What a client played from half a second after its first sound on (start-up settled), and
+/// that index; fails the test when it played only silence or too little.
+pub fn steady_frames(client: &Snapclient) -> (Vec<(i16, i16)>, usize) {
+    let (bytes, _) = client.output();
+    let frames = audio::frames(&bytes);
+    let start = audio::first_sound(&frames).unwrap_or_else(|| {
+        panic!(
+            "client {} played only silence ({} frames); its log:\n{}",
+            client.host_id,
+            frames.len(),
+            client.log()
+        )
+    });
+    let from = start + SECOND / 2;
+    assert!(
+        frames.len() > from + 2 * SECOND,
+        "client {} played too little after start-up: {} frames; its log:\n{}",
+        client.host_id,
+        frames.len().saturating_sub(start),
+        client.log()
+    );
+    (frames[from..].to_vec(), from)
+}
+
+/// Asserts that the frame counter in what `client` played runs on without a break: no
+/// dropout, no silence, no garbage (lossless playback of the test signal).
+pub fn assert_continuous(client: &Snapclient, frames: &[(i16, i16)]) {
+    let report = audio::continuity(frames);
+    assert!(
+        report.breaks.is_empty(),
+        "{}: dropouts in {} frames: {:?}",
+        client.host_id,
+        report.frames,
+        &report.breaks[..report.breaks.len().min(10)]
+    );
+}
+
+/// Median of how far client `a` plays ahead of client `b`, in ms, over their steady output
+/// (see `audio::sync_offsets_ms`), and how many player blocks it compares; fails the test
+/// with fewer than 20 comparable blocks.
+pub fn sync_offset_ms(a: &Snapclient, b: &Snapclient) -> (f64, usize) {
+    let (bytes_a, arrivals_a) = a.output();
+    let (bytes_b, arrivals_b) = b.output();
+    let (_, from_a) = steady_frames(a);
+    let (_, from_b) = steady_frames(b);
+    let positions_a = audio::block_positions(&bytes_a, &arrivals_a, from_a);
+    let positions_b = audio::block_positions(&bytes_b, &arrivals_b, from_b);
+    let offsets = audio::sync_offsets_ms(&positions_a, &positions_b);
+    assert!(
+        offsets.len() >= 20,
+        "too few comparable blocks: {}",
+        offsets.len()
+    );
+    (audio::median(&offsets), offsets.len())
+}
