@@ -1,18 +1,27 @@
 //! snaprelay: a Snapcast-compatible, multi-stream audio relay.
 //!
-//! Layout:
-//! - [`protocol`]: Snapcast wire messages, bytes in and out, no I/O.
-//! - `source`: stream inputs (pipe, file, tone) and the pacer that timestamps PCM chunks.
-//! - `encoder`: PCM chunk to encoded units (pcm for now).
-//! - [`stream`]: one source + encoder, fanning serialized chunks out to sessions.
-//! - `session`: one client connection (handshake, time sync, its single writer).
-//! - [`server`]: listeners, start-up and shutdown.
-//! - [`config`]: figment layering of defaults, file, environment and flags.
-//! - [`settings`]: the settings that can change at run time.
-//! - [`control`]: the gRPC control API over the server's state; [`pb`]: its generated code.
-//! - [`http`]: the HTTP listener: Prometheus `/metrics`, JSON-RPC over HTTP and websockets.
-//! - [`jsonrpc`]: the Snapcast JSON-RPC control API (TCP 1705, HTTP/WS 1780) over the same
-//!   state as gRPC; `ops`: the change path both front ends share.
+//! Layers, lowest first; a module uses its own layer or lower ones, never a higher one, and
+//! no two modules import each other in a circle (checked by `tests/layering.rs`):
+//!
+//! 1. Foundation: [`protocol`] (Snapcast wire messages, bytes in and out, no I/O), [`net`]
+//!    (binding listeners, the per-session sender with MSG_ZEROCOPY), [`pool`] (pooled chunk
+//!    buffers), [`clock`], [`sample_format`], [`state`] (clients and groups, their rules and
+//!    persistence), [`pb`] (generated gRPC code).
+//! 2. [`source`] (pipe, file, tcp, process, tone inputs and the pacer) and [`encoder`]
+//!    (pcm, flac, opus, ogg).
+//! 3. [`stream`]: one source + encoder, fanning each serialized chunk out to its sessions;
+//!    the list of running streams.
+//! 4. [`config`] (figment layering of defaults, file, environment and flags; the keys table)
+//!    and [`settings`] (the live values the running code reads).
+//! 5. [`session`]: one client connection (handshake, time sync, its single writer) and the
+//!    registry of live sessions.
+//! 6. [`relay`]: the core handle over all of the above: the change path, client sync,
+//!    adding/removing streams, the one stats snapshot.
+//! 7. Front ends over the core: [`control`] (gRPC), [`jsonrpc`] (Snapcast JSON-RPC over TCP,
+//!    HTTP and WebSocket), [`http`] (`/metrics` and the JSON-RPC routes), `diagnostics` (the
+//!    periodic log).
+//! 8. [`run`]: the one place that knows every listener; binds them, starts the core and the
+//!    front ends, and runs the shutdown sequence. `main.rs` only parses flags and calls it.
 #![warn(missing_docs)]
 
 #[cfg(test)]
@@ -28,9 +37,9 @@ pub mod net;
 pub mod pb;
 pub mod pool;
 pub mod protocol;
-pub mod sample_format;
 pub mod relay;
 pub mod run;
+pub mod sample_format;
 pub mod session;
 pub mod settings;
 pub mod source;

@@ -90,11 +90,7 @@ fn check_config(loaded: &config::Loaded) -> anyhow::Result<()> {
     if let (true, Some(path)) = (config.grpc.enabled, &config.grpc.token_file) {
         // A token file mounted from a Secret is the usual thing to get wrong in a deployment;
         // the same rule as start-up: the first line, trimmed, is the token.
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("grpc.token_file {} is not readable", path.display()))?;
-        if text.lines().next().unwrap_or_default().trim().is_empty() {
-            anyhow::bail!("grpc.token_file {} is empty", path.display());
-        }
+        config::read_token(path)?;
     }
     for notice in &loaded.notices {
         eprintln!("snaprelay: {notice}");

@@ -79,7 +79,8 @@ fn jsonrpc(addr: SocketAddr, method: &str, params: Value) -> Value {
 #[tokio::test]
 async fn secrets_in_source_uris_are_masked_in_every_output() {
     let port = common::free_port().to_string();
-    let uri = format!("tcp://127.0.0.1:{port}?name=net&mode=server&password={SECRET}&api_token=t0k3n");
+    let uri =
+        format!("tcp://127.0.0.1:{port}?name=net&mode=server&password={SECRET}&api_token=t0k3n");
     let relay = Relay::start(&["--source", &uri]);
     relay.wait_for_log(&["stream started"], Duration::from_secs(10));
     let mut control = control(&relay).await;
@@ -100,8 +101,14 @@ async fn secrets_in_source_uris_are_masked_in_every_output() {
         ("gRPC ListStreams", streams[0].uri.clone()),
         ("gRPC GetStats", stats.streams[0].uri.clone()),
         ("snapctl streams", snapctl(&relay, &["streams"])),
-        ("snapctl --json streams", snapctl(&relay, &["--json", "streams"])),
-        ("snapctl --json stats", snapctl(&relay, &["--json", "stats"])),
+        (
+            "snapctl --json streams",
+            snapctl(&relay, &["--json", "streams"]),
+        ),
+        (
+            "snapctl --json stats",
+            snapctl(&relay, &["--json", "stats"]),
+        ),
         ("JSON-RPC Server.GetStatus", json_rpc.to_string()),
         ("the log", relay.log()),
     ];
@@ -222,7 +229,10 @@ async fn the_same_bad_value_gets_the_same_answer_from_grpc_and_json_rpc() {
         assert_eq!(error["code"], -32602, "{}: {}", case.what, case.json_rpc);
         // JSON-RPC's message is the code's name; the detail is in `data`.
         assert!(
-            error["data"].as_str().unwrap_or_default().contains(case.rule),
+            error["data"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(case.rule),
             "{}: {}",
             case.what,
             case.json_rpc
@@ -255,7 +265,10 @@ async fn the_same_bad_value_gets_the_same_answer_from_grpc_and_json_rpc() {
                 .name
         } else {
             let reply = jsonrpc(rpc, "Client.SetName", json!({"id": id, "name": ""}));
-            reply["result"]["name"].as_str().unwrap_or("(error)").to_owned()
+            reply["result"]["name"]
+                .as_str()
+                .unwrap_or("(error)")
+                .to_owned()
         };
         assert_eq!(name, "", "{api}: an empty name clears the name");
     }
@@ -327,13 +340,22 @@ async fn totals_never_go_down_when_sessions_leave() {
             .unwrap()
             .into_inner();
         let after = stats.aggregate.unwrap_or_default();
-        assert!(after.chunks_sent >= before.chunks_sent, "{after:?} < {before:?}");
-        assert!(after.bytes_sent >= before.bytes_sent, "{after:?} < {before:?}");
+        assert!(
+            after.chunks_sent >= before.chunks_sent,
+            "{after:?} < {before:?}"
+        );
+        assert!(
+            after.bytes_sent >= before.bytes_sent,
+            "{after:?} < {before:?}"
+        );
         assert_eq!(after.connections_accepted, 1, "{after:?}");
         if after.sessions == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "the session did not end: {after:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the session did not end: {after:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // /metrics says the same as gRPC.
@@ -343,7 +365,11 @@ async fn totals_never_go_down_when_sessions_leave() {
         .find_map(|l| l.strip_prefix("snaprelay_sent_chunks_total "))
         .and_then(|v| v.trim().parse().ok())
         .expect("snaprelay_sent_chunks_total");
-    assert!(sent >= before.chunks_sent, "{sent} < {}", before.chunks_sent);
+    assert!(
+        sent >= before.chunks_sent,
+        "{sent} < {}",
+        before.chunks_sent
+    );
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> String {

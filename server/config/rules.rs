@@ -9,7 +9,6 @@ use figment::value::Value;
 use super::SUPPORTED_CODECS;
 use crate::source::SCHEMES;
 
-
 /// The valid values of one key.
 #[derive(Debug, Clone, Copy)]
 pub enum Rule {

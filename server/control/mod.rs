@@ -54,9 +54,9 @@ pub enum GrpcError {
         /// Why.
         source: std::io::Error,
     },
-    /// The token file holds no token.
-    #[error("grpc.token_file {} is empty", .0.display())]
-    EmptyToken(PathBuf),
+    /// The token file is unreadable or empty.
+    #[error(transparent)]
+    Token(#[from] crate::config::TokenFileError),
     /// The certificate or key is unusable.
     #[error("invalid grpc.tls_cert/tls_key: {0}")]
     Tls(String),
@@ -110,18 +110,7 @@ pub async fn bind(config: &GrpcConfig) -> Result<Option<GrpcListener>, GrpcError
         .parse()
         .map_err(|_| GrpcError::BadAddress(config.bind_to_address.clone()))?;
     // The token file wins: it keeps the secret out of the process's argv and environment.
-    let token = match &config.token_file {
-        Some(path) => {
-            let text = String::from_utf8_lossy(&read("grpc.token_file", path)?).into_owned();
-            let token = text.lines().next().unwrap_or_default().trim().to_owned();
-            if token.is_empty() {
-                return Err(GrpcError::EmptyToken(path.clone()));
-            }
-            Some(token)
-        }
-        None if !config.token.is_empty() => Some(config.token.clone()),
-        None => None,
-    };
+    let token = config.resolve_token()?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let identity =

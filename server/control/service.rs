@@ -141,7 +141,10 @@ impl Control for ControlService {
         request: Request<pb::GetConfigRequest>,
     ) -> Result<Response<pb::GetConfigResponse>, Status> {
         let key = request.into_inner().key;
-        let entries = self.ctx.config.entries(&self.ctx.relay.settings, key.trim())?;
+        let entries = self
+            .ctx
+            .config
+            .entries(&self.ctx.relay.settings, key.trim())?;
         Ok(Response::new(pb::GetConfigResponse { entries }))
     }
 

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{protocol, shapes, Caller, Rpc};
+use super::{objects, protocol, Caller, Rpc};
 use crate::state::{Announcement, Event};
 
 /// Notifications a connection may have waiting; far more than any burst of changes (a
@@ -147,11 +147,8 @@ pub(crate) async fn run(rpc: Arc<Rpc>, mut events: broadcast::Receiver<Announcem
         }
         if let Some(notification) = notification(&rpc, &event) {
             let text: Arc<str> = Arc::from(notification.to_string());
-            rpc.hub.broadcast(
-                &text,
-                origin,
-                &rpc.relay.counters.jsonrpc_slow_disconnects,
-            );
+            rpc.hub
+                .broadcast(&text, origin, &rpc.relay.counters.jsonrpc_slow_disconnects);
         }
     }
 }
@@ -161,7 +158,7 @@ pub(crate) async fn run(rpc: Arc<Rpc>, mut events: broadcast::Receiver<Announcem
 fn notification(rpc: &Rpc, event: &Event) -> Option<Value> {
     let relay = &rpc.relay;
     let server =
-        || protocol::notification("Server.OnUpdate", json!({"server": shapes::server(relay)}));
+        || protocol::notification("Server.OnUpdate", json!({"server": objects::server(relay)}));
     let client = |id: &str| relay.state.read(|m| m.client(id).cloned());
     let group = |id: &str| relay.state.read(|m| m.group(id).cloned());
     Some(match event {
@@ -216,7 +213,7 @@ fn notification(rpc: &Rpc, event: &Event) -> Option<Value> {
             let stream = relay.stream(name)?;
             protocol::notification(
                 "Stream.OnUpdate",
-                json!({"id": name, "stream": shapes::stream(&stream)}),
+                json!({"id": name, "stream": objects::stream(&stream)}),
             )
         }
     })

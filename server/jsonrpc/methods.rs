@@ -1,4 +1,4 @@
-//! The method table (snapcast-protocol.md §5.4) with the result shapes python-snapcast and
+//! The method table (snapcast-protocol.md §5.4) with the result objects python-snapcast and
 //! Music Assistant read back (integrations.md §1a rule 4; where upstream's doc and code
 //! disagree, the code wins: AddStream/RemoveStream return `{"id"}`).
 
@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use tracing::info;
 
 use super::protocol::RpcError;
-use super::{shapes, Caller, Rpc};
+use super::{objects, Caller, Rpc};
 use crate::source::SourceSpec;
 use crate::state::{Event, StateError};
 
@@ -110,13 +110,14 @@ pub(crate) async fn call(
                     "Parameter 'volume' needs 'percent' and/or 'muted'",
                 ));
             }
-            let (volume, _) = relay.change(
-                origin,
-                |m| m.set_volume(id, percent, muted),
-                |_| Some(Event::ClientVolume(id.to_owned())),
-                |_| vec![id.to_owned()],
-            )
-            .map_err(state_error)?;
+            let (volume, _) = relay
+                .change(
+                    origin,
+                    |m| m.set_volume(id, percent, muted),
+                    |_| Some(Event::ClientVolume(id.to_owned())),
+                    |_| vec![id.to_owned()],
+                )
+                .map_err(state_error)?;
             info!(
                 client = id,
                 volume = volume.percent,
@@ -129,13 +130,14 @@ pub(crate) async fn call(
             let id = string(params, "id")?;
             let latency = integer(params, "latency")?;
             let buffer_ms = relay.settings.buffer_ms();
-            let (latency, _) = relay.change(
-                origin,
-                |m| m.set_latency(id, latency, buffer_ms),
-                |_| Some(Event::ClientLatency(id.to_owned())),
-                |_| vec![id.to_owned()],
-            )
-            .map_err(state_error)?;
+            let (latency, _) = relay
+                .change(
+                    origin,
+                    |m| m.set_latency(id, latency, buffer_ms),
+                    |_| Some(Event::ClientLatency(id.to_owned())),
+                    |_| vec![id.to_owned()],
+                )
+                .map_err(state_error)?;
             Ok(json!({"latency": latency}))
         }
         "Client.SetName" => {
@@ -175,13 +177,14 @@ pub(crate) async fn call(
         "Group.SetMute" => {
             let id = string(params, "id")?;
             let mute = boolean(params, "mute")?;
-            relay.change(
-                origin,
-                |m| m.set_group_mute(id, mute),
-                |_| Some(Event::GroupMute(id.to_owned())),
-                Clone::clone,
-            )
-            .map_err(state_error)?;
+            relay
+                .change(
+                    origin,
+                    |m| m.set_group_mute(id, mute),
+                    |_| Some(Event::GroupMute(id.to_owned())),
+                    Clone::clone,
+                )
+                .map_err(state_error)?;
             Ok(json!({"mute": mute}))
         }
         "Group.SetStream" => {
@@ -189,13 +192,14 @@ pub(crate) async fn call(
             let stream_id = string(params, "stream_id")?;
             let names = relay.streams.names();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            relay.change(
-                origin,
-                |m| m.set_group_stream(id, stream_id, &names),
-                |_| Some(Event::GroupStream(id.to_owned())),
-                Clone::clone,
-            )
-            .map_err(state_error)?;
+            relay
+                .change(
+                    origin,
+                    |m| m.set_group_stream(id, stream_id, &names),
+                    |_| Some(Event::GroupStream(id.to_owned())),
+                    Clone::clone,
+                )
+                .map_err(state_error)?;
             info!(
                 group = id,
                 stream = stream_id,
@@ -215,30 +219,32 @@ pub(crate) async fn call(
                 .ok_or_else(|| {
                     RpcError::invalid_params("Parameter 'clients' must be an array of strings")
                 })?;
-            relay.change(
-                origin,
-                |m| m.set_group_clients(id, &clients),
-                |_| Some(Event::Topology),
-                Clone::clone,
-            )
-            .map_err(state_error)?;
-            Ok(json!({"server": shapes::server(relay)}))
+            relay
+                .change(
+                    origin,
+                    |m| m.set_group_clients(id, &clients),
+                    |_| Some(Event::Topology),
+                    Clone::clone,
+                )
+                .map_err(state_error)?;
+            Ok(json!({"server": objects::server(relay)}))
         }
         "Server.GetRPCVersion" => {
             // What snapserver 0.30+ (and so the 0.34.0 we report) answers (§5.4).
             Ok(json!({"major": 23, "minor": 0, "patch": 0}))
         }
-        "Server.GetStatus" => Ok(json!({"server": shapes::server(relay)})),
+        "Server.GetStatus" => Ok(json!({"server": objects::server(relay)})),
         "Server.DeleteClient" => {
             let id = string(params, "id")?;
-            relay.change(
-                origin,
-                |m| m.delete_client(id),
-                |_| Some(Event::Topology),
-                |_| Vec::new(),
-            )
-            .map_err(state_error)?;
-            Ok(json!({"server": shapes::server(relay)}))
+            relay
+                .change(
+                    origin,
+                    |m| m.delete_client(id),
+                    |_| Some(Event::Topology),
+                    |_| Vec::new(),
+                )
+                .map_err(state_error)?;
+            Ok(json!({"server": objects::server(relay)}))
         }
         "Server.Authenticate" => {
             let scheme = string(params, "scheme")?;
@@ -334,28 +340,29 @@ fn remove_stream(rpc: &Rpc, params: &Params, origin: Option<u64>) -> Result<Valu
         return Ok(json!({"id": id}));
     };
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let moved = relay.change(
-        origin,
-        |m| {
-            let orphans: Vec<String> = m
-                .groups
-                .iter()
-                .filter(|g| g.stream_id == id)
-                .map(|g| g.id.clone())
-                .collect();
-            let mut clients = Vec::new();
-            for group in orphans {
-                clients.extend(m.set_group_stream(&group, &default, &refs)?);
-            }
-            Ok(clients)
-        },
-        // Others learn of the moved groups through the whole server (§5.5: adding or
-        // removing a stream has no notification of its own).
-        |clients| (!clients.is_empty()).then_some(Event::Topology),
-        Clone::clone,
-    )
-    .map_err(state_error)?
-    .0;
+    let moved = relay
+        .change(
+            origin,
+            |m| {
+                let orphans: Vec<String> = m
+                    .groups
+                    .iter()
+                    .filter(|g| g.stream_id == id)
+                    .map(|g| g.id.clone())
+                    .collect();
+                let mut clients = Vec::new();
+                for group in orphans {
+                    clients.extend(m.set_group_stream(&group, &default, &refs)?);
+                }
+                Ok(clients)
+            },
+            // Others learn of the moved groups through the whole server (§5.5: adding or
+            // removing a stream has no notification of its own).
+            |clients| (!clients.is_empty()).then_some(Event::Topology),
+            Clone::clone,
+        )
+        .map_err(state_error)?
+        .0;
     info!(
         stream = id,
         clients_moved = moved.len(),

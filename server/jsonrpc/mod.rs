@@ -7,14 +7,14 @@
 //!
 //! - `protocol`: JSON-RPC framing and error objects, no I/O.
 //! - `methods`: the method table.
-//! - `shapes`: the Server/Stream objects.
+//! - `objects`: the Server/Stream objects.
 //! - `hub`: the connected control clients and the notification fan-out.
 //! - `tcp`: the TCP listener; `web`: the HTTP POST and websocket handlers.
 
 mod hub;
 mod methods;
+mod objects;
 mod protocol;
-mod shapes;
 mod tcp;
 pub(crate) mod web;
 
@@ -175,11 +175,7 @@ pub(crate) struct Caller {
 }
 
 impl Rpc {
-    pub(crate) fn new(
-        relay: Arc<Relay>,
-        config: &Config,
-        token: Option<String>,
-    ) -> Self {
+    pub(crate) fn new(relay: Arc<Relay>, config: &Config, token: Option<String>) -> Self {
         Self {
             relay,
             hub: Hub::new(),

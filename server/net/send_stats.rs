@@ -166,6 +166,11 @@ impl SendStats {
         self.mode.store(mode as u8, Ordering::Relaxed);
     }
 
+    /// Records that the socket refused `SO_ZEROCOPY`.
+    pub(super) fn record_zerocopy_refused(&self) {
+        self.zerocopy_refused.store(1, Ordering::Relaxed);
+    }
+
     /// Records that auto-fallback switched the session to ordinary sends.
     pub(super) fn engage_auto_fallback(&self) {
         self.set_mode(SendMode::FellBack);

@@ -1,5 +1,5 @@
 //! The typed payload of every message (snapcast-protocol.md §1.4–1.5): what each message
-//! carries, with the JSON shapes and defaults of the JSON ones. Their bytes are `messages.rs`'s
+//! carries, with the JSON objects and defaults of the JSON ones. Their bytes are `messages.rs`'s
 //! business.
 
 use bytes::Bytes;

@@ -190,12 +190,7 @@ impl Relay {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         match latest {
-            Some(snapshot)
-                if snapshot
-                    .taken_at
-                    .elapsed()
-                    .is_ok_and(|age| age <= max_age) =>
-            {
+            Some(snapshot) if snapshot.taken_at.elapsed().is_ok_and(|age| age <= max_age) => {
                 snapshot
             }
             _ => self.snapshot(),

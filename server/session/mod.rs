@@ -274,7 +274,10 @@ impl SessionInfo {
         let mut current = None;
         self.update_client(|client| {
             if let Some(client) = client {
-                current = Some(std::mem::replace(&mut client.stream, stream.name().to_owned()));
+                current = Some(std::mem::replace(
+                    &mut client.stream,
+                    stream.name().to_owned(),
+                ));
             }
         });
         if current.is_none_or(|name| name == stream.name()) {

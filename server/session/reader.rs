@@ -7,11 +7,11 @@ use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tracing::{debug, info, warn};
 
+use super::SessionEnv;
 use super::{ClientDetails, Outbound, SessionError, SessionInfo};
 use crate::clock;
 use crate::protocol::Hello;
 use crate::protocol::{self, DecodeError, Header, Message, ServerSettings, Tv, HEADER_SIZE};
-use super::SessionEnv;
 use crate::state::{model, Event};
 use crate::stream::Stream;
 
@@ -134,7 +134,11 @@ pub(super) async fn run(
                     let id = client.client_id;
                     let recorded = env.state.update(
                         |model| {
-                            model.set_volume(&id, Some(i64::from(report.volume.min(100))), Some(report.muted))
+                            model.set_volume(
+                                &id,
+                                Some(i64::from(report.volume.min(100))),
+                                Some(report.muted),
+                            )
                         },
                         |_| Some(Event::ClientVolume(id.clone())),
                     );

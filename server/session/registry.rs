@@ -137,9 +137,9 @@ impl SessionRegistry {
 
     /// Whether a live session other than `except` belongs to `client_id`.
     pub fn has_other_session(&self, client_id: &str, except: u64) -> bool {
-        self.live.iter().any(|e| {
-            *e.key() != except && e.value().client_id().as_deref() == Some(client_id)
-        })
+        self.live
+            .iter()
+            .any(|e| *e.key() != except && e.value().client_id().as_deref() == Some(client_id))
     }
 
     /// Totals since start (closed sessions included) and the live sessions they include.

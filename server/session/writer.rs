@@ -20,11 +20,11 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use super::SessionEnv;
 use super::{Outbound, SessionError, SessionInfo};
 use crate::clock;
 use crate::net::sender::{Flushed, Payload, SendPolicy, Sender};
 use crate::protocol::{Message, Time};
-use super::SessionEnv;
 use crate::stream::{Chunk, Stream};
 
 /// Upstream drops queued chunks older than the buffer plus this (§2.4, §7.5).
@@ -189,7 +189,9 @@ pub(super) async fn run(
 /// Counts chunks lost because the session fell a whole queue behind, for the session and its
 /// stream (both monotonic).
 fn count_dropped(info: &SessionInfo, playing: &Stream, missed: u64) {
-    info.stats.chunks_dropped.fetch_add(missed, Ordering::Relaxed);
+    info.stats
+        .chunks_dropped
+        .fetch_add(missed, Ordering::Relaxed);
     playing
         .stats()
         .chunks_dropped

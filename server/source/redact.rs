@@ -50,8 +50,18 @@ impl SourceUri {
 pub fn redacted_uri_string(text: &str) -> String {
     match SourceUri::parse(text) {
         Ok(uri) => redact(&uri).to_uri_string(),
-        Err(_) if text.contains('@') || is_secret_key(text) => MASK.to_owned(),
-        Err(_) => text.to_owned(),
+        Err(_) => redacted_unparsed(text),
+    }
+}
+
+/// Text that is not a URI (for an error message about it): whole unless it holds an `@` or a
+/// secret-looking word, then masked entirely. Never parses, so the parser's own errors can
+/// use it.
+pub(crate) fn redacted_unparsed(text: &str) -> String {
+    if text.contains('@') || is_secret_key(text) {
+        MASK.to_owned()
+    } else {
+        text.to_owned()
     }
 }
 
@@ -117,5 +127,20 @@ mod tests {
         assert_eq!(redacted_uri_string("/tmp/fifo"), "/tmp/fifo");
         assert_eq!(redacted_uri_string("not a uri password=x"), "xxx");
         assert_eq!(redacted_uri_string("bob:pw@host"), "xxx");
+    }
+
+    #[test]
+    fn errors_about_a_bad_uri_do_not_repeat_its_secrets() {
+        let defaults = crate::source::SourceDefaults::default();
+        for text in [
+            "pipe:///tmp/f?password=hunter2",
+            "bogus password=hunter2",
+            "tcp://bob:hunter2@host:4953",
+        ] {
+            let err = crate::source::SourceSpec::parse(text, &defaults)
+                .expect_err(text)
+                .to_string();
+            assert!(!err.contains("hunter2"), "{text}: {err}");
+        }
     }
 }

@@ -165,7 +165,7 @@ fn param<'a>(uri: &'a SourceUri, key: &str, default: &'a str) -> &'a str {
 
 fn require_path(uri: &SourceUri, text: &str) -> Result<PathBuf, SourceError> {
     if uri.path.is_empty() || uri.path == "/" {
-        return Err(SourceError::Syntax(text.to_owned()));
+        return Err(SourceError::Syntax(super::redacted_uri_string(text)));
     }
     Ok(PathBuf::from(&uri.path))
 }

@@ -56,7 +56,7 @@ impl SourceSpec {
             .get("name")
             .filter(|n| !n.is_empty())
             .cloned()
-            .ok_or_else(|| SourceError::MissingName(text.to_owned()))?;
+            .ok_or_else(|| SourceError::MissingName(super::redacted_uri_string(text)))?;
         uri.query
             .entry("sampleformat".into())
             .or_insert_with(|| defaults.sample_format.to_string());

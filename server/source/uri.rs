@@ -23,7 +23,7 @@ pub struct SourceUri {
 impl SourceUri {
     /// Parses `scheme://host/path?query#fragment`, stripping surrounding quotes.
     pub fn parse(text: &str) -> Result<Self, SourceError> {
-        let syntax = || SourceError::Syntax(text.to_owned());
+        let syntax = || SourceError::Syntax(super::redact::redacted_unparsed(text));
         let trimmed = text.trim().trim_matches('"');
         let (scheme, rest) = trimmed.split_once("://").ok_or_else(syntax)?;
         if scheme.is_empty()

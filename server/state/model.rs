@@ -1,7 +1,7 @@
 //! Clients and groups, and every change that can be made to them (snapcast-protocol.md §5.3,
 //! §5.4, §6.3). Pure data: no I/O, no clock reads (callers pass times in), no sessions.
 //!
-//! The serde shapes are snapserver's `server.json` (and its JSON-RPC objects), so a state file
+//! The serde objects are snapserver's `server.json` (and its JSON-RPC objects), so a state file
 //! written by snapserver loads here and the JSON-RPC front end can serialize these directly.
 
 use serde::{Deserialize, Serialize};

@@ -79,7 +79,13 @@ mod tests {
         assert_eq!(volume_percent(100), Ok(100));
         for bad in [-1, 101, 65_636, i64::MAX] {
             assert!(
-                matches!(volume_percent(bad), Err(StateError::Invalid { field: "volume", .. })),
+                matches!(
+                    volume_percent(bad),
+                    Err(StateError::Invalid {
+                        field: "volume",
+                        ..
+                    })
+                ),
                 "{bad}"
             );
         }

@@ -1,5 +1,5 @@
 //! The JSON objects the API reports (snapcast-protocol.md §5.3): Server, Stream and the host
-//! facts. Clients and groups serialize straight from the state model, whose serde shapes are
+//! facts. Clients and groups serialize straight from the state model, whose serde objects are
 //! snapserver's. Secrets in source URIs never leave here unmasked.
 
 use std::sync::atomic::Ordering;
