@@ -26,7 +26,7 @@ pub fn now() -> Tv {
 
 /// The tokio instant at which the monotonic clock reads `micros`, for sleeping until a
 /// protocol time. Both clocks are `CLOCK_MONOTONIC`, so this is a plain offset.
-pub fn instant_at(micros: i64) -> Instant {
+pub(crate) fn instant_at(micros: i64) -> Instant {
     let now = Instant::now();
     let delta = micros - now_micros();
     if delta >= 0 {

@@ -3,26 +3,32 @@
 //! Layers, lowest first; a module uses its own layer or lower ones, never a higher one, and
 //! no two modules import each other in a circle (checked by `tests/layering.rs`):
 //!
-//! 1. Foundation: [`protocol`] (Snapcast wire messages, bytes in and out, no I/O), [`net`]
-//!    (binding listeners, the per-session sender with MSG_ZEROCOPY), [`pool`] (pooled chunk
-//!    buffers), [`clock`], [`sample_format`], [`state`] (clients and groups, their rules and
+//! 1. Foundation: [`protocol`] (Snapcast wire messages, bytes in and out, no I/O), `net`
+//!    (binding listeners, the per-session sender with MSG_ZEROCOPY), `pool` (pooled chunk
+//!    buffers), [`clock`], [`sample_format`], `state` (clients and groups, their rules and
 //!    persistence), [`pb`] (generated gRPC code).
 //! 2. [`source`] (pipe, file, tcp, process, tone inputs and the pacer) and [`encoder`]
 //!    (pcm, flac, opus, ogg).
-//! 3. [`stream`]: one source + encoder, fanning each serialized chunk out to its sessions;
+//! 3. `stream`: one source + encoder, fanning each serialized chunk out to its sessions;
 //!    the list of running streams.
 //! 4. [`config`] (figment layering of defaults, file, environment and flags; the keys table)
 //!    and [`settings`] (the live values the running code reads).
-//! 5. [`session`]: one client connection (handshake, time sync, its single writer) and the
+//! 5. `session`: one client connection (handshake, time sync, its single writer) and the
 //!    registry of live sessions.
-//! 6. [`relay`]: the core handle over all of the above: the change path, client sync,
+//! 6. `relay`: the core handle over all of the above: the change path, client sync,
 //!    adding/removing streams, the one stats snapshot.
 //! 7. Front ends over the core: [`control`] (gRPC), [`jsonrpc`] (Snapcast JSON-RPC over TCP,
 //!    HTTP and WebSocket), [`http`] (`/metrics` and the JSON-RPC routes), `diagnostics` (the
 //!    periodic log).
-//! 8. [`run`]: the one place that knows every listener; binds them, starts the core and the
-//!    front ends, and runs the shutdown sequence. `main.rs` only parses flags and calls it.
+//! 8. [`run`](mod@run): the one place that knows every listener: [`Listeners::bind`] binds them all,
+//!    [`run()`] starts the core and a front end on each, and runs the shutdown sequence.
+//!    `main.rs` only parses flags, sets up logging and the runtime, and calls those two.
+//!
+//! The public surface is what the binaries (`snaprelay`, `snapctl`), the integration tests,
+//! the benches and the fuzz targets use; everything else is `pub(crate)`, and
+//! `unreachable_pub` keeps it that way.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 #[cfg(test)]
 mod alloc_counter;
@@ -33,24 +39,24 @@ mod diagnostics;
 pub mod encoder;
 pub mod http;
 pub mod jsonrpc;
-pub mod net;
+pub(crate) mod net;
 pub mod pb;
-pub mod pool;
+pub(crate) mod pool;
 pub mod protocol;
-pub mod relay;
+pub(crate) mod relay;
 pub mod run;
 pub mod sample_format;
-pub mod session;
+pub(crate) mod session;
 pub mod settings;
 pub mod source;
 mod startup_pages;
-pub mod state;
-pub mod stream;
+pub(crate) mod state;
+pub(crate) mod stream;
 
-pub use run::{bind, run, run_with, Listeners, RunError, RunOptions};
+pub use run::{run, Listeners, RunError, RunOptions};
 
 /// Default port for Snapcast stream clients (snapcast-protocol.md §6.2).
-pub const DEFAULT_STREAM_PORT: u16 = 1704;
+pub(crate) const DEFAULT_STREAM_PORT: u16 = 1704;
 
 /// Default port of the gRPC control API (design.md "Ports"); `snapctl` connects here.
 pub const DEFAULT_GRPC_PORT: u16 = 1710;
@@ -58,7 +64,7 @@ pub const DEFAULT_GRPC_PORT: u16 = 1710;
 /// Default port of the HTTP listener: snapserver's JSON-RPC/HTTP port (snapcast-protocol.md
 /// §6.1), where `/metrics` is served too rather than on a separate node_exporter-style 9100
 /// (integrations.md §6).
-pub const DEFAULT_HTTP_PORT: u16 = 1780;
+pub(crate) const DEFAULT_HTTP_PORT: u16 = 1780;
 
 /// Default port of the Snapcast JSON-RPC TCP control API (snapcast-protocol.md §5.1, §6.2).
-pub const DEFAULT_JSONRPC_PORT: u16 = 1705;
+pub(crate) const DEFAULT_JSONRPC_PORT: u16 = 1705;

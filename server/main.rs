@@ -63,19 +63,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     runtime.block_on(async {
         let shutdown = shutdown_signal();
-        let listeners = snaprelay::bind(&config).await?;
-        let grpc = snaprelay::control::bind(&config.grpc).await?;
-        let http = snaprelay::http::bind(&config.http).await?;
-        let jsonrpc = snaprelay::jsonrpc::bind(&config).await?;
+        let listeners = snaprelay::run::Listeners::bind(&config).await?;
         info!(version = env!("CARGO_PKG_VERSION"), "snaprelay starting");
-        let options = snaprelay::RunOptions {
-            grpc,
+        let options = snaprelay::run::RunOptions {
             log_reload: Some(log_reload),
             config_sources: loaded.effective(),
-            http,
-            jsonrpc,
         };
-        snaprelay::run_with(&config, listeners, options, shutdown).await?;
+        snaprelay::run::run(&config, listeners, options, shutdown).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     info!("stopped");

@@ -12,7 +12,7 @@ mod generated {
 pub use generated::*;
 
 /// The encoded `FileDescriptorSet` of `proto/snaprelay/v1`, served by reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
+pub(crate) const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/snaprelay_v1_descriptor.bin"));
 
 /// Serializers that write enum fields by their proto names (`SEND_MODE_ZEROCOPY` →

@@ -13,29 +13,29 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 /// Smallest bucket: every request is rounded up to at least this.
-pub const MIN_BUCKET: usize = 1024;
+pub(crate) const MIN_BUCKET: usize = 1024;
 
 /// Buffers unused for this long are freed by [`BufferPool::cleanup`].
-pub const IDLE_LIMIT: Duration = Duration::from_secs(300);
+pub(crate) const IDLE_LIMIT: Duration = Duration::from_secs(300);
 
 /// Default cap on bytes kept in free lists.
-pub const DEFAULT_MAX_POOLED_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_POOLED_BYTES: usize = 64 * 1024 * 1024;
 
 /// A snapshot of the pool's figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolStats {
+pub(crate) struct PoolStats {
     /// Buffers that exist (in use or free).
-    pub total_buffers: u64,
+    pub(crate) total_buffers: u64,
     /// Buffers in free lists.
-    pub available_buffers: u64,
+    pub(crate) available_buffers: u64,
     /// Capacity of every existing buffer, in bytes.
-    pub bytes_allocated: u64,
+    pub(crate) bytes_allocated: u64,
     /// Buffers ever allocated.
-    pub buffers_created: u64,
+    pub(crate) buffers_created: u64,
     /// Requests served from a free list.
-    pub buffers_reused: u64,
+    pub(crate) buffers_reused: u64,
     /// Cleanup passes that freed at least one idle buffer.
-    pub cleanup_operations: u64,
+    pub(crate) cleanup_operations: u64,
 }
 
 #[derive(Debug, Default)]
@@ -62,13 +62,13 @@ struct Inner {
 
 /// A thread-safe pool of byte buffers; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct BufferPool {
+pub(crate) struct BufferPool {
     inner: Arc<Inner>,
 }
 
 /// A buffer on loan from a [`BufferPool`]; it goes back when dropped.
 #[derive(Debug)]
-pub struct PooledBuf {
+pub(crate) struct PooledBuf {
     buf: Vec<u8>,
     /// The bucket it was counted under, even if a careless writer grew it past that.
     bucket: usize,
@@ -77,7 +77,7 @@ pub struct PooledBuf {
 
 impl BufferPool {
     /// An empty pool that keeps at most `max_pooled_bytes` in its free lists.
-    pub fn new(max_pooled_bytes: usize) -> Self {
+    pub(crate) fn new(max_pooled_bytes: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 buckets: DashMap::new(),
@@ -88,12 +88,12 @@ impl BufferPool {
     }
 
     /// The bucket (buffer capacity) serving a request of `len` bytes.
-    pub fn bucket_for(len: usize) -> usize {
+    pub(crate) fn bucket_for(len: usize) -> usize {
         len.max(MIN_BUCKET).next_power_of_two()
     }
 
     /// An empty buffer with room for at least `len` bytes.
-    pub fn get(&self, len: usize) -> PooledBuf {
+    pub(crate) fn get(&self, len: usize) -> PooledBuf {
         let bucket = Self::bucket_for(len);
         let counters = &self.inner.counters;
         let reused = self.inner.buckets.get(&bucket).and_then(|list| {
@@ -126,7 +126,7 @@ impl BufferPool {
     }
 
     /// Frees buffers idle for longer than `idle_limit`; returns how many.
-    pub fn cleanup(&self, idle_limit: Duration) -> usize {
+    pub(crate) fn cleanup(&self, idle_limit: Duration) -> usize {
         let now = Instant::now();
         let mut freed = 0;
         for entry in self.inner.buckets.iter() {
@@ -150,7 +150,7 @@ impl BufferPool {
     }
 
     /// Current figures.
-    pub fn stats(&self) -> PoolStats {
+    pub(crate) fn stats(&self) -> PoolStats {
         let c = &self.inner.counters;
         PoolStats {
             total_buffers: c.total.load(Ordering::Relaxed),
@@ -203,7 +203,7 @@ impl Inner {
 
 impl PooledBuf {
     /// The buffer to write into; it starts empty with the bucket's capacity.
-    pub fn vec(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn vec(&mut self) -> &mut Vec<u8> {
         &mut self.buf
     }
 }

@@ -1,5 +1,6 @@
-//! Running the relay: the one place that knows every listener. It binds them
-//! ([`Listeners::bind`]), starts the relay core ([`Relay`]), serves each listener over it
+//! Running the relay: the one place that knows every listener. [`Listeners::bind`] binds
+//! them all before anything starts, so a port in use or a bad address fails start-up with the
+//! key to fix. [`run()`] then starts the relay core (`Relay`), serves each listener over it
 //! (stream clients, gRPC, JSON-RPC, HTTP) plus the periodic log, and runs the shutdown
 //! sequence. Nothing in the library imports this module; `main` calls it.
 
@@ -20,7 +21,7 @@ use crate::net::listen;
 use crate::relay::Relay;
 use crate::settings::LogReload;
 use crate::source::{SourceDefaults, SourceError, SourceSpec};
-use crate::stream::StreamError;
+pub use crate::stream::StreamError;
 
 /// How long shutdown waits for tasks before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -86,7 +87,7 @@ pub fn source_specs(config: &Config) -> Result<Vec<SourceSpec>, RunError> {
 }
 
 /// Binds the stream listeners the config asks for.
-pub async fn bind(config: &Config) -> Result<Vec<TcpListener>, RunError> {
+async fn bind_stream(config: &Config) -> Result<Vec<TcpListener>, RunError> {
     let mut listeners = Vec::new();
     for text in &config.stream.bind_to_address {
         let ip: IpAddr = text
@@ -100,22 +101,45 @@ pub async fn bind(config: &Config) -> Result<Vec<TcpListener>, RunError> {
     Ok(listeners)
 }
 
-/// What `run_with` needs beyond the config and the stream listeners; all optional, so tests
-/// and embeddings pass only what they use.
+/// Every listener the config asks for, bound before anything starts, so a port in use or a
+/// bad address fails start-up naming the key to fix. Each is `None` (or empty) when the
+/// config turns it off.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Stream clients (`stream.bind_to_address` × `stream.port`).
+    pub(crate) stream: Vec<TcpListener>,
+    /// The gRPC control API.
+    pub(crate) grpc: Option<GrpcListener>,
+    /// HTTP: `/metrics`, JSON-RPC over HTTP and WebSocket.
+    pub(crate) http: Option<crate::http::HttpListener>,
+    /// JSON-RPC over TCP (HTTP JSON-RPC follows `jsonrpc.http_enabled` on the HTTP listener).
+    pub(crate) jsonrpc: Option<crate::jsonrpc::JsonRpcListener>,
+}
+
+impl Listeners {
+    /// Binds every listener of `config`.
+    ///
+    /// # Errors
+    ///
+    /// The first listener that cannot be bound, naming its address.
+    pub async fn bind(config: &Config) -> Result<Self, RunError> {
+        Ok(Self {
+            stream: bind_stream(config).await?,
+            grpc: crate::control::bind(&config.grpc).await?,
+            http: crate::http::bind(&config.http).await?,
+            jsonrpc: crate::jsonrpc::bind(config).await?,
+        })
+    }
+}
+
+/// What `run` needs beyond the config and the listeners.
 #[derive(Debug, Default)]
 pub struct RunOptions {
-    /// The bound gRPC control listener ([`crate::control::bind`]); `None` serves no API.
-    pub grpc: Option<GrpcListener>,
     /// Hook that swaps the process's log filter, for `UpdateConfig logging.filter`.
     pub log_reload: Option<LogReload>,
     /// `(key, value, origin)` of every config key as loaded ([`crate::config::Loaded::effective`]),
     /// what `GetConfig` reports.
     pub config_sources: Vec<(String, String, Origin)>,
-    /// The bound HTTP listener ([`crate::http::bind`]) for `/metrics`; `None` serves no HTTP.
-    pub http: Option<crate::http::HttpListener>,
-    /// The bound JSON-RPC TCP listener ([`crate::jsonrpc::bind`]); `None` serves no TCP
-    /// JSON-RPC (HTTP JSON-RPC follows `jsonrpc.http_enabled` on the HTTP listener).
-    pub jsonrpc: Option<crate::jsonrpc::JsonRpcListener>,
 }
 
 /// How long after start the start-up code pages are given back: long enough for the
@@ -134,52 +158,25 @@ async fn release_startup_pages(cancel: CancellationToken) {
     }
 }
 
-/// Runs the relay on already-bound listeners until `shutdown` completes.
+/// Runs the relay on already-bound `listeners` until `shutdown` completes: the relay core,
+/// then a front end on each listener (stream clients, gRPC, JSON-RPC, HTTP) and the periodic
+/// log; then the shutdown sequence.
+///
+/// # Errors
+///
+/// A source that does not parse or start, or an unusable JSON-RPC token.
 pub async fn run(
     config: &Config,
-    listeners: Vec<TcpListener>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), RunError> {
-    run_with(config, listeners, RunOptions::default(), shutdown).await
-}
-
-/// Every listener the config asks for, bound before anything starts, so a port in use or a
-/// bad address fails start-up with the key to fix.
-#[derive(Debug)]
-pub struct Listeners {
-    /// Stream client listeners (`stream.bind_to_address` × `stream.port`).
-    pub stream: Vec<TcpListener>,
-    /// The gRPC control API, unless `grpc.enabled` is false.
-    pub grpc: Option<GrpcListener>,
-    /// HTTP (`/metrics`, JSON-RPC over HTTP and WebSocket), unless `http.enabled` is false.
-    pub http: Option<crate::http::HttpListener>,
-    /// JSON-RPC over TCP, unless `tcp.enabled` is false.
-    pub jsonrpc: Option<crate::jsonrpc::JsonRpcListener>,
-}
-
-impl Listeners {
-    /// Binds every listener of `config`.
-    ///
-    /// # Errors
-    ///
-    /// The first listener that cannot be bound, naming its address.
-    pub async fn bind(config: &Config) -> Result<Self, RunError> {
-        Ok(Self {
-            stream: bind(config).await?,
-            grpc: crate::control::bind(&config.grpc).await?,
-            http: crate::http::bind(&config.http).await?,
-            jsonrpc: crate::jsonrpc::bind(config).await?,
-        })
-    }
-}
-
-/// [`run`], plus the control API and run-time settings described by `options`.
-pub async fn run_with(
-    config: &Config,
-    listeners: Vec<TcpListener>,
+    listeners: Listeners,
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let Listeners {
+        stream: listeners,
+        grpc,
+        http,
+        jsonrpc,
+    } = listeners;
     let specs = source_specs(config)?;
     let jsonrpc_token = crate::jsonrpc::token(config)?;
     let cancel = CancellationToken::new();
@@ -202,7 +199,7 @@ pub async fn run_with(
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
-    if let Some(grpc) = options.grpc {
+    if let Some(grpc) = grpc {
         tracker.spawn(crate::control::serve(
             grpc,
             relay.clone(),
@@ -210,17 +207,17 @@ pub async fn run_with(
             options.config_sources,
         ));
     }
-    let http_jsonrpc = options.http.is_some() && config.jsonrpc.http_enabled;
-    let rpc = (options.jsonrpc.is_some() || http_jsonrpc)
+    let http_jsonrpc = http.is_some() && config.jsonrpc.http_enabled;
+    let rpc = (jsonrpc.is_some() || http_jsonrpc)
         .then(|| crate::jsonrpc::start(relay.clone(), config, jsonrpc_token, &tracker));
-    if let (Some(listener), Some(rpc)) = (options.jsonrpc, &rpc) {
+    if let (Some(listener), Some(rpc)) = (jsonrpc, &rpc) {
         tracker.spawn(crate::jsonrpc::serve(
             listener,
             rpc.clone(),
             tracker.clone(),
         ));
     }
-    if let Some(http) = options.http {
+    if let Some(http) = http {
         let rpc = rpc.filter(|_| http_jsonrpc);
         tracker.spawn(crate::http::serve(http, relay.clone(), rpc));
     }

@@ -7,25 +7,25 @@ use std::time::Duration;
 
 /// Sample rates a source may declare. Snapclient resamples nothing itself, so we accept the
 /// rates real sound cards and players produce.
-pub const SUPPORTED_RATES: &[u32] = &[
+pub(crate) const SUPPORTED_RATES: &[u32] = &[
     8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000,
 ];
 
 /// Bit depths a source may declare (8-bit is signed, 24-bit travels in 4-byte containers).
-pub const SUPPORTED_BITS: &[u16] = &[8, 16, 24, 32];
+pub(crate) const SUPPORTED_BITS: &[u16] = &[8, 16, 24, 32];
 
 /// The most channels snapclient's players handle.
-pub const MAX_CHANNELS: u16 = 8;
+pub(crate) const MAX_CHANNELS: u16 = 8;
 
 /// A PCM layout: interleaved, signed little-endian samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SampleFormat {
     /// Frames per second.
-    pub rate: u32,
+    pub(crate) rate: u32,
     /// Significant bits per sample.
-    pub bits: u16,
+    pub(crate) bits: u16,
     /// Interleaved channels per frame.
-    pub channels: u16,
+    pub(crate) channels: u16,
 }
 
 /// Why a sample format string was refused.
@@ -34,13 +34,13 @@ pub enum SampleFormatError {
     /// Not three `:`-separated numbers.
     #[error("'{0}' is not of the form rate:bits:channels (e.g. 48000:16:2)")]
     Syntax(String),
-    /// Rate outside [`SUPPORTED_RATES`].
+    /// Rate outside `SUPPORTED_RATES`.
     #[error("sample rate {0} is not supported (allowed: {allowed})", allowed = join(SUPPORTED_RATES))]
     Rate(u32),
-    /// Bits outside [`SUPPORTED_BITS`].
+    /// Bits outside `SUPPORTED_BITS`.
     #[error("bit depth {0} is not supported (allowed: {allowed})", allowed = join(SUPPORTED_BITS))]
     Bits(u16),
-    /// Channels outside 1..=[`MAX_CHANNELS`].
+    /// Channels outside 1..=`MAX_CHANNELS`.
     #[error("{0} channels is not supported (allowed: 1 to {MAX_CHANNELS})")]
     Channels(u16),
 }
@@ -55,7 +55,7 @@ fn join<T: fmt::Display>(items: &[T]) -> String {
 
 impl SampleFormat {
     /// Builds a format, checking each field against what we support.
-    pub fn new(rate: u32, bits: u16, channels: u16) -> Result<Self, SampleFormatError> {
+    pub(crate) fn new(rate: u32, bits: u16, channels: u16) -> Result<Self, SampleFormatError> {
         if !SUPPORTED_RATES.contains(&rate) {
             return Err(SampleFormatError::Rate(rate));
         }
@@ -73,7 +73,7 @@ impl SampleFormat {
     }
 
     /// Bytes one sample occupies: 24-bit samples live in 4-byte containers (§3.1).
-    pub fn sample_size(&self) -> usize {
+    pub(crate) fn sample_size(&self) -> usize {
         match self.bits {
             24 => 4,
             bits => usize::from(bits / 8),
@@ -81,17 +81,17 @@ impl SampleFormat {
     }
 
     /// Bytes per frame (one sample of every channel).
-    pub fn frame_size(&self) -> usize {
+    pub(crate) fn frame_size(&self) -> usize {
         self.sample_size() * usize::from(self.channels)
     }
 
     /// Frames covering `duration`, rounded down.
-    pub fn frames_in(&self, duration: Duration) -> usize {
+    pub(crate) fn frames_in(&self, duration: Duration) -> usize {
         (u128::from(self.rate) * duration.as_nanos() / 1_000_000_000) as usize
     }
 
     /// Playing time of `frames` frames.
-    pub fn duration_of(&self, frames: usize) -> Duration {
+    pub(crate) fn duration_of(&self, frames: usize) -> Duration {
         Duration::from_nanos((frames as u128 * 1_000_000_000 / u128::from(self.rate)) as u64)
     }
 }

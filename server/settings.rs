@@ -1,7 +1,7 @@
 //! The relay's settings as the running code reads them: the one live place for every value
 //! that can change while the relay runs (through the control API), plus the fixed start-up
 //! values sessions need. Start-up values come from the validated
-//! [`Config`](crate::config::Config).
+//! [`Config`].
 //!
 //! Values derived from a live value (the send batch window and the send timeout follow the
 //! buffer) are computed on each read, never copied at start-up, so `UpdateConfig
@@ -37,7 +37,7 @@ impl LogReload {
     /// # Errors
     ///
     /// The reason the subscriber refused it.
-    pub fn apply(&self, directive: &str) -> Result<(), String> {
+    pub(crate) fn apply(&self, directive: &str) -> Result<(), String> {
         (self.0)(directive)
     }
 }
@@ -50,15 +50,15 @@ impl fmt::Debug for LogReload {
 
 /// The live values; one per relay, shared by every task.
 #[derive(Debug)]
-pub struct LiveSettings {
+pub(crate) struct LiveSettings {
     /// Volume (percent) of a client seen for the first time.
-    pub initial_volume: u16,
+    pub(crate) initial_volume: u16,
     /// How long a new connection may take to say Hello.
-    pub hello_timeout: Duration,
+    pub(crate) hello_timeout: Duration,
     /// Whether a session falls back to ordinary sends once the kernel copies zerocopy sends.
-    pub zerocopy_auto_fallback: bool,
+    pub(crate) zerocopy_auto_fallback: bool,
     /// Whether muted clients still receive audio.
-    pub send_to_muted: bool,
+    pub(crate) send_to_muted: bool,
     /// `stream.send_batch_ms` as configured; the window used is [`Self::send_batch`].
     send_batch_ms: u32,
     buffer_ms: AtomicU32,
@@ -73,7 +73,7 @@ pub struct LiveSettings {
 impl LiveSettings {
     /// Start-up values from `config`; `log_reload` is `None` when the log filter cannot be
     /// changed at run time (e.g. an embedding that owns its own subscriber).
-    pub fn new(config: &Config, log_reload: Option<LogReload>) -> Self {
+    pub(crate) fn new(config: &Config, log_reload: Option<LogReload>) -> Self {
         Self {
             initial_volume: u16::from(config.streaming_client.initial_volume),
             hello_timeout: Duration::from_millis(config.server.hello_timeout_ms),
@@ -92,75 +92,70 @@ impl LiveSettings {
     }
 
     /// End-to-end latency clients are told to use, in milliseconds.
-    pub fn buffer_ms(&self) -> u32 {
+    pub(crate) fn buffer_ms(&self) -> u32 {
         self.buffer_ms.load(Ordering::Relaxed)
     }
 
     /// How long a session collects chunks before sending them in one go: the configured
     /// window, but at most a tenth of the current buffer, so a client keeps ~90 % of its
     /// headroom.
-    pub fn send_batch(&self) -> Duration {
+    pub(crate) fn send_batch(&self) -> Duration {
         Duration::from_millis(u64::from(self.send_batch_ms.min(self.buffer_ms() / 10)))
     }
 
     /// How long one send may stall before the client counts as not reading: the current
     /// buffer, at least 2 s (by then its buffer has run dry anyway).
-    pub fn send_timeout(&self) -> Duration {
+    pub(crate) fn send_timeout(&self) -> Duration {
         Duration::from_millis(u64::from(self.buffer_ms()).max(2000))
     }
 
     /// Sets the buffer for sessions from now on; the caller pushes it to connected clients.
-    pub fn set_buffer_ms(&self, buffer_ms: u32) {
+    pub(crate) fn set_buffer_ms(&self, buffer_ms: u32) {
         self.buffer_ms.store(buffer_ms, Ordering::Relaxed);
     }
 
     /// Whether new sessions should try zerocopy sends.
-    pub fn zerocopy_enabled(&self) -> bool {
+    pub(crate) fn zerocopy_enabled(&self) -> bool {
         self.zerocopy_enabled.load(Ordering::Relaxed)
     }
 
     /// Switches zerocopy on or off for sessions created from now on.
-    pub fn set_zerocopy_enabled(&self, enabled: bool) {
+    pub(crate) fn set_zerocopy_enabled(&self, enabled: bool) {
         self.zerocopy_enabled.store(enabled, Ordering::Relaxed);
     }
 
     /// Messages of at least this many bytes are sent with zerocopy (when enabled).
-    pub fn zerocopy_threshold(&self) -> usize {
+    pub(crate) fn zerocopy_threshold(&self) -> usize {
         self.zerocopy_threshold.load(Ordering::Relaxed)
     }
 
     /// Sets the zerocopy size threshold.
-    pub fn set_zerocopy_threshold(&self, bytes: usize) {
+    pub(crate) fn set_zerocopy_threshold(&self, bytes: usize) {
         self.zerocopy_threshold.store(bytes, Ordering::Relaxed);
     }
 
     /// Time between periodic diagnostics reports.
-    pub fn diagnostics_interval(&self) -> Duration {
+    pub(crate) fn diagnostics_interval(&self) -> Duration {
         *self.diagnostics_interval.borrow()
     }
 
     /// A receiver that sees every change of the diagnostics interval, so a reporting task can
     /// re-arm its timer at once.
-    pub fn watch_diagnostics_interval(&self) -> watch::Receiver<Duration> {
+    pub(crate) fn watch_diagnostics_interval(&self) -> watch::Receiver<Duration> {
         self.diagnostics_interval.subscribe()
     }
 
     /// Sets the diagnostics interval and wakes whoever watches it.
-    pub fn set_diagnostics_interval(&self, interval: Duration) {
+    pub(crate) fn set_diagnostics_interval(&self, interval: Duration) {
         self.diagnostics_interval.send_replace(interval);
     }
 
     /// The log filter as last set (config or control API).
-    pub fn log_filter(&self) -> String {
+    pub(crate) fn log_filter(&self) -> String {
         self.log_filter
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-    }
-
-    /// Whether [`set_log_filter`](Self::set_log_filter) can work in this process.
-    pub fn can_reload_log_filter(&self) -> bool {
-        self.log_reload.is_some()
     }
 
     /// Installs `filter` (as written) whose EnvFilter form is `directive`.
@@ -168,7 +163,7 @@ impl LiveSettings {
     /// # Errors
     ///
     /// No reload hook, or the subscriber refused the directive.
-    pub fn set_log_filter(&self, filter: &str, directive: &str) -> Result<(), String> {
+    pub(crate) fn set_log_filter(&self, filter: &str, directive: &str) -> Result<(), String> {
         let reload = self
             .log_reload
             .as_ref()

@@ -68,7 +68,7 @@ fn droppable<'a>(mappings: &'a [Mapping], exe: &Path) -> impl Iterator<Item = &'
 
 /// Drops this process's clean, read-only mappings of its own binary from its page tables.
 /// Returns the bytes of address space covered (not all of it was resident).
-pub fn release() -> io::Result<usize> {
+pub(crate) fn release() -> io::Result<usize> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut released = 0;

@@ -383,3 +383,37 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     stream.read_to_string(&mut text).unwrap();
     text
 }
+
+#[test]
+fn every_listener_bound_to_the_ipv6_any_address_serves_ipv4_and_ipv6() {
+    let relay = Relay::start(&[
+        "--source",
+        "tone:///?name=tone",
+        "--bind",
+        "::",
+        "--grpc.bind_to_address=::",
+        "--http.bind_to_address=::",
+        "--tcp.bind_to_address=::",
+    ]);
+    let listeners = [
+        ("stream", relay.addr),
+        ("gRPC", relay.grpc_addr()),
+        ("HTTP", relay.http_addr()),
+        ("JSON-RPC", relay.jsonrpc_addr()),
+    ];
+    for (what, addr) in listeners {
+        assert!(
+            addr.ip().is_unspecified() && addr.is_ipv6(),
+            "{what}: {addr}"
+        );
+        for ip in ["127.0.0.1", "::1"] {
+            let target = SocketAddr::new(ip.parse().unwrap(), addr.port());
+            TcpStream::connect_timeout(&target, Duration::from_secs(5))
+                .unwrap_or_else(|err| panic!("{what} on {target}: {err}"));
+        }
+    }
+    // And it answers there: JSON-RPC over IPv4 to the `::` listener.
+    let v4 = SocketAddr::new("127.0.0.1".parse().unwrap(), relay.jsonrpc_addr().port());
+    let status = jsonrpc(v4, "Server.GetStatus", json!({}));
+    assert!(status["result"]["server"].is_object(), "{status}");
+}

@@ -29,49 +29,49 @@ use crate::sample_format::SampleFormat;
 pub struct Args {
     /// Config file: snapserver.conf (INI) or TOML
     #[arg(short = 'c', long = "config", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     /// TCP port for stream clients [stream.port]
     #[arg(short = 'p', long = "port", value_name = "PORT")]
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
 
     /// Address the stream listener binds; repeatable [stream.bind_to_address]
     #[arg(long = "bind", value_name = "ADDR")]
-    pub bind: Vec<String>,
+    pub(crate) bind: Vec<String>,
 
     /// Source URI; repeatable, replaces the configured sources [stream.source]
     #[arg(short = 's', long = "source", value_name = "URI")]
-    pub source: Vec<String>,
+    pub(crate) source: Vec<String>,
 
     /// Default sample format [stream.sampleformat]
     #[arg(long = "sampleformat", value_name = "RATE:BITS:CHANNELS")]
-    pub sampleformat: Option<SampleFormat>,
+    pub(crate) sampleformat: Option<SampleFormat>,
 
     /// Default codec [stream.codec]
     #[arg(long = "codec", value_name = "CODEC")]
-    pub codec: Option<String>,
+    pub(crate) codec: Option<String>,
 
     /// Default source read size in milliseconds [stream.chunk_ms]
     #[arg(long = "chunk-ms", value_name = "MS")]
-    pub chunk_ms: Option<u32>,
+    pub(crate) chunk_ms: Option<u32>,
 
     /// End-to-end latency in milliseconds [stream.buffer]
     #[arg(long = "buffer", value_name = "MS")]
-    pub buffer: Option<u32>,
+    pub(crate) buffer: Option<u32>,
 
     /// Send large messages with MSG_ZEROCOPY [stream.zerocopy = true]
     #[arg(short = 'z', long = "zerocopy")]
-    pub zerocopy: bool,
+    pub(crate) zerocopy: bool,
 
     /// Directory for server.json [server.datadir]
     #[arg(long = "datadir", value_name = "DIR")]
-    pub datadir: Option<PathBuf>,
+    pub(crate) datadir: Option<PathBuf>,
 
     /// Log filter, e.g. *:debug or snaprelay=trace [logging.filter]
     ///
     /// Also read from the environment variable SNAPRELAY_LOG (this flag wins).
     #[arg(long = "log-filter", value_name = "FILTER")]
-    pub log_filter: Option<String>,
+    pub(crate) log_filter: Option<String>,
 
     /// Validate the configuration (file, environment, flags, source URIs) and exit
     ///
@@ -82,11 +82,11 @@ pub struct Args {
 
     /// Print help; -hh or --help also lists every config key
     #[arg(short = 'h', long = "help", action = ArgAction::Count)]
-    pub help: u8,
+    pub(crate) help: u8,
 
     /// snapserver-style `--section.key=value` overrides, in command-line order.
     #[arg(skip)]
-    pub overrides: Vec<(String, String)>,
+    pub(crate) overrides: Vec<(String, String)>,
 }
 
 impl Args {
@@ -97,7 +97,7 @@ impl Args {
     }
 
     /// Like [`Args::parse`], from the given arguments (the first one is the program name).
-    pub fn parse_from<I, T>(argv: I) -> Self
+    pub(crate) fn parse_from<I, T>(argv: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString>,
@@ -106,7 +106,7 @@ impl Args {
     }
 
     /// Parses `argv` (the first one is the program name): `--section.key=value` and
-    /// `--section.key value` are collected into [`Args::overrides`], the rest goes to clap.
+    /// `--section.key value` are collected into `Args::overrides`, the rest goes to clap.
     ///
     /// # Errors
     ///
@@ -180,7 +180,7 @@ fn generic_override(arg: &OsString) -> Option<(String, Option<String>)> {
 
 /// The help text: level 1 is the short flag list (`-h`), 2 or more adds the long flag help and
 /// the "Configuration keys" listing from [`keys::listing`] (`-hh`, `--help`).
-pub fn help_text(level: u8) -> String {
+pub(crate) fn help_text(level: u8) -> String {
     let mut command = Args::command();
     if level >= 2 {
         command = command.after_long_help(keys::listing());
@@ -190,7 +190,7 @@ pub fn help_text(level: u8) -> String {
     }
 }
 
-/// Prints [`help_text`] for `level` to stdout.
+/// Prints `help_text` for `level` to stdout.
 pub fn print_help(level: u8) {
     print!("{}", help_text(level));
 }

@@ -13,11 +13,11 @@ use super::keys::Repeat;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
     /// 1-based line number.
-    pub line: usize,
+    pub(crate) line: usize,
     /// `section.key`, with `-` in the section name turned into `_`.
-    pub name: String,
+    pub(crate) name: String,
     /// The value, trimmed, with one pair of surrounding double quotes removed.
-    pub value: String,
+    pub(crate) value: String,
 }
 
 /// A line the parser cannot read.
@@ -25,9 +25,9 @@ pub(crate) struct Entry {
 #[error("line {line}: {message}")]
 pub(crate) struct IniError {
     /// 1-based line number.
-    pub line: usize,
+    pub(crate) line: usize,
     /// What is wrong with it.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// Splits `text` into entries, in file order.

@@ -12,11 +12,11 @@ use std::fmt::Write as _;
 
 use super::log_filter;
 use super::rules;
-pub use super::rules::{parse_bool, Rule};
+pub(crate) use super::rules::{parse_bool, Rule};
 
 /// What snaprelay does with a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     /// Read, validated and honoured.
     Implemented,
     /// An older or alternative name of the key given here; its value is moved there.
@@ -32,7 +32,7 @@ pub enum Status {
 
 /// How a key given more than once (repeated INI lines, repeated `--section.key` flags) combines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Repeat {
+pub(crate) enum Repeat {
     /// Once only; repeating it in one INI file is an error.
     Once,
     /// Every occurrence is an element of a list (e.g. `source`, `bind_to_address`).
@@ -44,24 +44,24 @@ pub enum Repeat {
 
 /// One row of the key table.
 #[derive(Debug, Clone, Copy)]
-pub struct Key {
+pub(crate) struct Key {
     /// `section.key`, with `_` in section names (`tcp-streaming` is written `tcp_streaming`).
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// The default as text, as `-hh` shows it.
-    pub default: &'static str,
+    pub(crate) default: &'static str,
     /// What a valid value is: checked at start-up and by UpdateConfig, and printed (after
     /// "expected" in error messages, and by `-hh`).
-    pub rule: Rule,
+    pub(crate) rule: Rule,
     /// One line for `-hh`.
-    pub help: &'static str,
+    pub(crate) help: &'static str,
     /// What snaprelay does with it.
-    pub status: Status,
+    pub(crate) status: Status,
     /// How repeated occurrences combine.
-    pub repeat: Repeat,
+    pub(crate) repeat: Repeat,
     /// Whether UpdateConfig may change it while the relay runs.
-    pub runtime: bool,
+    pub(crate) runtime: bool,
     /// Whether its value is a secret that is never shown (GetConfig, error messages).
-    pub secret: bool,
+    pub(crate) secret: bool,
 }
 
 impl Key {
@@ -131,7 +131,7 @@ const GRPC_IP: Rule = Rule::checked("an IP address such as 127.0.0.1 or ::", rul
 
 /// Every key, grouped by section in snapserver.conf order.
 #[rustfmt::skip] // one row per key reads better than rustfmt's one argument per line
-pub const KEYS: &[Key] = &[
+pub(crate) const KEYS: &[Key] = &[
     // [server]
     key("server.threads", "-1", THREADS,
         "worker threads; -1 picks 2 to 4 from the core count", Implemented, Once),
@@ -290,7 +290,7 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// The row named `name` (`section.key`, sections already normalised to `_`).
-pub fn find(name: &str) -> Option<&'static Key> {
+pub(crate) fn find(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|key| key.name == name)
 }
 
@@ -300,7 +300,7 @@ pub(crate) fn allowed(name: &str) -> String {
 }
 
 /// The rows UpdateConfig accepts, in table order.
-pub fn runtime() -> impl Iterator<Item = &'static Key> {
+pub(crate) fn runtime() -> impl Iterator<Item = &'static Key> {
     KEYS.iter().filter(|key| key.runtime)
 }
 
@@ -314,14 +314,14 @@ pub(crate) fn suggest(name: &str) -> Option<&'static str> {
 }
 
 /// The environment variable that sets `name`: `stream.port` → `SNAPRELAY_STREAM__PORT`.
-pub fn env_var(name: &str) -> String {
+pub(crate) fn env_var(name: &str) -> String {
     format!("SNAPRELAY_{}", name.replacen('.', "__", 1).to_uppercase())
 }
 
 /// The "Configuration keys" section of the long help (`-hh`): every key, its default, what it
 /// does, what values it takes (its rule) and whether it can change at run time, and its
 /// environment variable.
-pub fn listing() -> String {
+pub(crate) fn listing() -> String {
     let mut out = String::from(
         "Configuration keys:\n  \
          Set in the config file ([section] key = value, or TOML), as SNAPRELAY_SECTION__KEY=value\n  \

@@ -51,7 +51,7 @@ pub struct Loaded {
 impl Loaded {
     /// Where the effective value of `key` (an implemented `section.key`) came from. A key that
     /// arrived under an alias (`tcp_streaming.port`) reports the canonical key's origin.
-    pub fn origin(&self, key: &str) -> Origin {
+    pub(crate) fn origin(&self, key: &str) -> Origin {
         let Some(metadata) = self.figment.find_metadata(key) else {
             return Origin::Default;
         };

@@ -49,7 +49,7 @@ fn translate_filter(filter: &str) -> Result<String, String> {
 /// The EnvFilter directive for `filter`, when it is a valid `logging.filter`: a snapserver
 /// filter with known levels, or an EnvFilter directive tracing accepts, and not empty. The rule
 /// of `logging.filter` in the key table, so start-up and UpdateConfig accept the same filters.
-pub fn filter_directive(filter: &str) -> Option<String> {
+pub(crate) fn filter_directive(filter: &str) -> Option<String> {
     translate_filter(filter).ok().filter(|directive| {
         !directive.trim().is_empty() && tracing_subscriber::EnvFilter::try_new(directive).is_ok()
     })

@@ -2,7 +2,7 @@
 //! environment → command-line flags), snapserver.conf compatibility and validation
 //! (design.md "Configuration", snapcast-protocol.md §6.1).
 //!
-//! Every layer goes through the key table in [`keys`]: unknown keys are errors, keys snapserver
+//! Every layer goes through the key table in `keys`: unknown keys are errors, keys snapserver
 //! knows but we do not implement yet become [`Loaded::notices`], aliases are folded into their
 //! canonical key. Only then are the layers merged and extracted, and every value checked
 //! against its row's rule. This module reads the config file; it never logs (tracing is not
@@ -15,7 +15,7 @@
 mod args;
 mod error;
 mod ini;
-pub mod keys;
+pub(crate) mod keys;
 mod layers;
 mod load;
 mod log_filter;
@@ -27,17 +27,14 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use args::{help_text, print_help, Args};
+pub use args::{print_help, Args};
 pub(crate) use error::did_you_mean;
 pub use error::ConfigError;
 pub use load::{load, load_from, Loaded, Origin};
-pub use log_filter::filter_directive;
-pub use sections::{
-    Config, GrpcConfig, HttpConfig, JsonRpcConfig, LoggingConfig, ServerConfig, StreamConfig,
-    StreamingClientConfig, TcpConfig,
-};
+pub(crate) use log_filter::filter_directive;
+pub use sections::{Config, GrpcConfig, HttpConfig, LoggingConfig, ServerConfig};
 pub use token::{read_token, TokenFileError};
 
 /// Codecs the stream encoder can produce: the encoder's own list, so adding a codec there is
 /// all the config needs (the error message and `-hh` are built from it).
-pub use crate::encoder::SUPPORTED_CODECS;
+pub(crate) use crate::encoder::SUPPORTED_CODECS;

@@ -11,7 +11,7 @@ use crate::source::SCHEMES;
 
 /// The valid values of one key.
 #[derive(Debug, Clone, Copy)]
-pub enum Rule {
+pub(crate) enum Rule {
     /// A key snaprelay does not read (not supported yet): never checked.
     Any,
     /// `true` or `false`; `1`/`0`, `yes`/`no` and `on`/`off` too (see [`parse_bool`]).
@@ -42,17 +42,17 @@ pub enum Rule {
 
 impl Rule {
     /// A whole number from `min` to `max`, described by `text` (`{min}`, `{max}` filled in).
-    pub const fn int(min: i64, max: i64, text: &'static str) -> Self {
+    pub(crate) const fn int(min: i64, max: i64, text: &'static str) -> Self {
         Rule::Int { min, max, text }
     }
 
     /// Text the field's type checks when it is read; `text` says what it looks like.
-    pub const fn text(text: &'static str) -> Self {
+    pub(crate) const fn text(text: &'static str) -> Self {
         Rule::Text { text, check: None }
     }
 
     /// Text that `check` accepts; `text` says what it looks like.
-    pub const fn checked(text: &'static str, check: fn(&str) -> bool) -> Self {
+    pub(crate) const fn checked(text: &'static str, check: fn(&str) -> bool) -> Self {
         Rule::Text {
             text,
             check: Some(check),
@@ -60,7 +60,7 @@ impl Rule {
     }
 
     /// What a valid value looks like, for "expected ..." in error messages and for `-hh`.
-    pub fn allowed(&self) -> String {
+    pub(crate) fn allowed(&self) -> String {
         match *self {
             Rule::Any => "any value".to_owned(),
             Rule::Bool => "true or false".to_owned(),
@@ -78,7 +78,7 @@ impl Rule {
     }
 
     /// Whether `value`, as the user typed it (or as a typed config value renders), is valid.
-    pub fn accepts(&self, value: &str) -> bool {
+    pub(crate) fn accepts(&self, value: &str) -> bool {
         match *self {
             Rule::Any => true,
             Rule::Bool => parse_bool(value).is_some(),
@@ -97,7 +97,7 @@ impl Rule {
     }
 
     /// `value` as a number, when this is an [`Rule::Int`] and the number is within range.
-    pub fn number(&self, value: &str) -> Option<i64> {
+    pub(crate) fn number(&self, value: &str) -> Option<i64> {
         let Rule::Int { min, max, .. } = *self else {
             return None;
         };
@@ -108,7 +108,7 @@ impl Rule {
 
 /// A boolean as the config layers read one (figment's lossy reading: `true`/`false`,
 /// `yes`/`no`, `on`/`off`, `1`/`0`, any case), so UpdateConfig takes what a file takes.
-pub fn parse_bool(value: &str) -> Option<bool> {
+pub(crate) fn parse_bool(value: &str) -> Option<bool> {
     Value::from(value.trim()).to_bool_lossy()
 }
 

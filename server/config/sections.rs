@@ -16,33 +16,33 @@ pub struct Config {
     /// `[server]`: process-wide settings.
     pub server: ServerConfig,
     /// `[stream]` (and `[tcp-streaming]`): the stream listener and source defaults.
-    pub stream: StreamConfig,
+    pub(crate) stream: StreamConfig,
     /// `[logging]`.
     pub logging: LoggingConfig,
     /// `[streaming_client]`: defaults for newly seen clients.
-    pub streaming_client: StreamingClientConfig,
+    pub(crate) streaming_client: StreamingClientConfig,
     /// `[grpc]`: the control API listener (snaprelay only).
     pub grpc: GrpcConfig,
     /// `[http]`: the HTTP listener (`/metrics`; snapserver's JSON-RPC over HTTP later).
     pub http: HttpConfig,
     /// `[tcp]` (and `[tcp-control]`): the JSON-RPC TCP listener.
-    pub tcp: TcpConfig,
+    pub(crate) tcp: TcpConfig,
     /// `[jsonrpc]`: what the Snapcast JSON-RPC API allows (snaprelay only).
-    pub jsonrpc: JsonRpcConfig,
+    pub(crate) jsonrpc: JsonRpcConfig,
 }
 
 /// `[tcp]` keys (snapserver 0.33+: `[tcp-control]`): the JSON-RPC TCP listener.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct TcpConfig {
+pub(crate) struct TcpConfig {
     /// Whether JSON-RPC is served over TCP.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Listen addresses; `0.0.0.0` rather than snapserver's `::` for the reason given at
     /// [`HttpConfig::bind_to_address`].
     #[serde(deserialize_with = "string_or_list")]
-    pub bind_to_address: Vec<String>,
+    pub(crate) bind_to_address: Vec<String>,
     /// TCP port (snapserver's 1705); 0 picks a free one (the log line says which).
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 impl Default for TcpConfig {
@@ -58,14 +58,14 @@ impl Default for TcpConfig {
 /// `[jsonrpc]` keys: the Snapcast JSON-RPC API's switches and safety limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct JsonRpcConfig {
+pub(crate) struct JsonRpcConfig {
     /// Whether `POST /jsonrpc` and the `/jsonrpc` websocket are served on the HTTP listener.
-    pub http_enabled: bool,
+    pub(crate) http_enabled: bool,
     /// Comma-separated source schemes `Stream.AddStream` may start. `process` is left out by
     /// default: starting programs from the network is CVE-2023-36177.
-    pub add_stream_schemes: String,
+    pub(crate) add_stream_schemes: String,
     /// Whether callers must present the gRPC token (`grpc.token`/`grpc.token_file`).
-    pub require_token: bool,
+    pub(crate) require_token: bool,
 }
 
 impl Default for JsonRpcConfig {
@@ -80,7 +80,7 @@ impl Default for JsonRpcConfig {
 
 impl JsonRpcConfig {
     /// The allowed schemes as a list.
-    pub fn schemes(&self) -> Vec<String> {
+    pub(crate) fn schemes(&self) -> Vec<String> {
         self.add_stream_schemes
             .split(',')
             .map(str::trim)
@@ -125,17 +125,17 @@ pub struct GrpcConfig {
     pub enabled: bool,
     /// Listen address, an IP address; loopback by default so that nothing outside the host
     /// can steer the relay unless asked to.
-    pub bind_to_address: String,
+    pub(crate) bind_to_address: String,
     /// TCP port; 0 picks a free one (the log line says which).
-    pub port: u16,
+    pub(crate) port: u16,
     /// Bearer token required on every call except health; empty means none.
-    pub token: String,
+    pub(crate) token: String,
     /// File whose first line is the token (wins over `token`, keeps it out of argv/env).
     pub token_file: Option<PathBuf>,
     /// PEM certificate chain; with `tls_key`, the API is served over TLS.
-    pub tls_cert: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
-    pub tls_key: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 impl Default for GrpcConfig {
@@ -158,17 +158,17 @@ impl Default for GrpcConfig {
 pub struct ServerConfig {
     /// Directory for server.json; `None` picks the snapserver locations (snapcast-protocol.md
     /// §6.3). An empty value in the file means `None`, as in snapserver.
-    pub datadir: Option<PathBuf>,
+    pub(crate) datadir: Option<PathBuf>,
     /// Runtime worker threads; -1 means automatic.
     pub threads: i32,
     /// A stream client that has not sent Hello after this many milliseconds is dropped.
-    pub hello_timeout_ms: u64,
+    pub(crate) hello_timeout_ms: u64,
     /// Most stream clients connected at once; further connections are refused.
-    pub max_clients: usize,
+    pub(crate) max_clients: usize,
     /// Seconds between the periodic zerocopy and pool reports; 0 turns them off.
-    pub diagnostics_interval_s: u64,
+    pub(crate) diagnostics_interval_s: u64,
     /// Most bytes the chunk buffer pool keeps in its free lists.
-    pub pool_max_bytes: usize,
+    pub(crate) pool_max_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -188,35 +188,35 @@ impl Default for ServerConfig {
 /// `port` and `bind_to_address` here, winning over the `[stream]` spelling in the same layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct StreamConfig {
+pub(crate) struct StreamConfig {
     /// Addresses the stream listener binds, each a valid IP address.
     #[serde(deserialize_with = "string_or_list")]
-    pub bind_to_address: Vec<String>,
+    pub(crate) bind_to_address: Vec<String>,
     /// TCP port of the stream listener.
-    pub port: u16,
+    pub(crate) port: u16,
     /// Source URIs, one stream each; never empty. Parsed by the source module.
     #[serde(deserialize_with = "string_or_list")]
-    pub source: Vec<String>,
+    pub(crate) source: Vec<String>,
     /// Default sample format of sources.
-    pub sampleformat: SampleFormat,
+    pub(crate) sampleformat: SampleFormat,
     /// Default codec, `name[:options]`; `name` is one of
     /// [`SUPPORTED_CODECS`](super::SUPPORTED_CODECS).
-    pub codec: String,
+    pub(crate) codec: String,
     /// Default source read size in milliseconds.
-    pub chunk_ms: u32,
+    pub(crate) chunk_ms: u32,
     /// End-to-end latency in milliseconds.
-    pub buffer: u32,
+    pub(crate) buffer: u32,
     /// Whether muted clients still get audio.
-    pub send_to_muted: bool,
+    pub(crate) send_to_muted: bool,
     /// Send large messages with `MSG_ZEROCOPY` on new sessions.
-    pub zerocopy: bool,
+    pub(crate) zerocopy: bool,
     /// Messages at least this large go zerocopy.
-    pub zerocopy_threshold: usize,
+    pub(crate) zerocopy_threshold: usize,
     /// Stop zerocopy on a session once the kernel reports copied completions.
-    pub zerocopy_auto_fallback: bool,
+    pub(crate) zerocopy_auto_fallback: bool,
     /// Milliseconds a session collects chunks before sending them together (0: each chunk
     /// at once); capped at a tenth of `buffer`.
-    pub send_batch_ms: u32,
+    pub(crate) send_batch_ms: u32,
 }
 
 impl Default for StreamConfig {
@@ -247,7 +247,7 @@ pub struct LoggingConfig {
     pub filter: String,
     /// `""` (the binary's default output), `"stdout"` or `"stderr"`; snapserver sinks we
     /// cannot honour yet (`null`, `system`, `file:<path>`) are reset to `""` with a notice.
-    pub sink: String,
+    pub(crate) sink: String,
 }
 
 impl Default for LoggingConfig {
@@ -262,9 +262,9 @@ impl Default for LoggingConfig {
 /// `[streaming_client]` keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct StreamingClientConfig {
+pub(crate) struct StreamingClientConfig {
     /// Volume (percent) given to a client the first time it is seen.
-    pub initial_volume: u8,
+    pub(crate) initial_volume: u8,
 }
 
 impl Default for StreamingClientConfig {

@@ -49,7 +49,7 @@ impl GrpcConfig {
     /// # Errors
     ///
     /// See [`read_token`].
-    pub fn resolve_token(&self) -> Result<Option<String>, TokenFileError> {
+    pub(crate) fn resolve_token(&self) -> Result<Option<String>, TokenFileError> {
         match &self.token_file {
             Some(path) => read_token(path).map(Some),
             None if !self.token.is_empty() => Ok(Some(self.token.clone())),

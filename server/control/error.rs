@@ -8,7 +8,7 @@ use crate::state::StateError;
 /// Why a control request was refused. Every variant maps to exactly one gRPC code in
 /// `From<ControlError> for Status`; messages name the field and what is allowed.
 #[derive(Debug, thiserror::Error)]
-pub enum ControlError {
+pub(crate) enum ControlError {
     /// No live session has this id.
     #[error("no session with id {0}")]
     SessionNotFound(u64),
@@ -54,7 +54,7 @@ pub enum ControlError {
 
 impl ControlError {
     /// The gRPC code this error maps to.
-    pub fn code(&self) -> Code {
+    pub(crate) fn code(&self) -> Code {
         match self {
             ControlError::SessionNotFound(_)
             | ControlError::ClientNotFound(_)

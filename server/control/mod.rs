@@ -22,9 +22,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tracing::{error, info, warn};
 
-pub use error::ControlError;
-pub use service::{ControlService, DEFAULT_WATCH_INTERVAL, MAX_WATCH_INTERVAL, MIN_WATCH_INTERVAL};
-pub use stats::zerocopy_availability;
+pub(crate) use error::ControlError;
+pub(crate) use service::ControlService;
 
 use crate::config::{GrpcConfig, Origin};
 use crate::pb::control_server::ControlServer;
@@ -76,13 +75,6 @@ impl std::fmt::Debug for GrpcListener {
             .field("token", &self.token.is_some())
             .field("tls", &self.tls.is_some())
             .finish()
-    }
-}
-
-impl GrpcListener {
-    /// The address actually bound (port 0 resolved).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
     }
 }
 

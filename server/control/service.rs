@@ -19,15 +19,15 @@ use crate::session::{unix_micros, SessionInfo};
 use crate::state::{Event, Model, StateError};
 
 /// Fastest WatchStats interval a caller may ask for: each snapshot walks every session.
-pub const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
 /// Slowest WatchStats interval.
-pub const MAX_WATCH_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const MAX_WATCH_INTERVAL: Duration = Duration::from_secs(60);
 /// WatchStats interval when the caller gives none.
-pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The control API implementation; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct ControlService {
+pub(crate) struct ControlService {
     ctx: Arc<ControlContext>,
 }
 

@@ -11,7 +11,7 @@ use crate::relay::{SessionView, Snapshot, StreamView};
 use crate::session::{unix_micros, PolicyDropCounts};
 
 /// Whether this kernel accepts `SO_ZEROCOPY` on a TCP socket, and why not when it does not.
-pub fn zerocopy_availability() -> (bool, String) {
+pub(crate) fn zerocopy_availability() -> (bool, String) {
     match crate::net::zerocopy_probe() {
         Ok(()) => (true, String::new()),
         Err(err) => (false, format!("the kernel refuses SO_ZEROCOPY: {err}")),

@@ -16,11 +16,11 @@ use crate::sample_format::SampleFormat;
 
 /// Codecs a stream may use, in the order `-hh` and error messages list them. This is the one
 /// list: config validation and source-URI parsing both check against it.
-pub const SUPPORTED_CODECS: &[&str] = &["flac", "ogg", "opus", "pcm"];
+pub(crate) const SUPPORTED_CODECS: &[&str] = &["flac", "ogg", "opus", "pcm"];
 
 /// The codec a stream uses when neither its URI nor `[stream] codec` names one; snapserver's
 /// default too (snapcast-protocol.md §0).
-pub const DEFAULT_CODEC: &str = "flac";
+pub(crate) const DEFAULT_CODEC: &str = "flac";
 
 /// Why an encoder could not be built. Each variant names the offending value, since these
 /// are start-up errors a person reads.
@@ -111,12 +111,9 @@ pub fn new_encoder(
     }
 }
 
-/// Checks `codec[:options]` as written in config or a URI by building a throw-away encoder,
-/// so a bad option fails at start-up, not when the stream starts.
-///
-/// # Errors
-/// As [`new_encoder`].
-pub fn validate(codec_spec: &str, format: SampleFormat) -> Result<(), EncoderError> {
+/// Checks `codec[:options]` as written in config or a URI by building a throw-away encoder.
+#[cfg(test)]
+fn validate(codec_spec: &str, format: SampleFormat) -> Result<(), EncoderError> {
     let (codec, options) = codec_spec.split_once(':').unwrap_or((codec_spec, ""));
     new_encoder(codec, options, format).map(drop)
 }

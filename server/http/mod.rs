@@ -1,8 +1,8 @@
 //! The HTTP listener (snapserver's port 1780, `[http]` keys): Prometheus `/metrics`, and the
 //! Snapcast JSON-RPC over HTTP POST and WebSocket at `/jsonrpc`.
 //!
-//! [`router`] is the one place routes are added. `/metrics` renders the relay core's one
-//! [`Snapshot`](crate::relay::Snapshot); the JSON-RPC routes hand over to `jsonrpc::web`.
+//! `router` is the one place routes are added. `/metrics` renders the relay core's one
+//! `relay::Snapshot`; the JSON-RPC routes hand over to `jsonrpc::web`.
 
 mod exposition;
 mod metrics;
@@ -23,7 +23,7 @@ use crate::config::HttpConfig;
 use crate::relay::Relay;
 
 /// The content type of the Prometheus text exposition format, version 0.0.4.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Why the HTTP listener could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -46,16 +46,6 @@ pub enum HttpError {
 pub struct HttpListener {
     listeners: Vec<TcpListener>,
     metrics: bool,
-}
-
-impl HttpListener {
-    /// The addresses actually bound (port 0 resolved).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
-    }
 }
 
 /// Binds every `http.bind_to_address` on `http.port`, so a port in use fails start-up rather

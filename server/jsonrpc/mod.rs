@@ -83,16 +83,6 @@ pub struct JsonRpcListener {
     listeners: Vec<TcpListener>,
 }
 
-impl JsonRpcListener {
-    /// The addresses actually bound (port 0 resolved).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
-    }
-}
-
 /// Binds every `tcp.bind_to_address` on `tcp.port`; `Ok(None)` when `tcp.enabled` is false.
 ///
 /// # Errors
@@ -123,7 +113,7 @@ pub async fn bind(config: &Config) -> Result<Option<JsonRpcListener>, JsonRpcErr
 /// # Errors
 ///
 /// An unreadable token file, or no token at all although one is required.
-pub fn token(config: &Config) -> Result<Option<String>, JsonRpcError> {
+pub(crate) fn token(config: &Config) -> Result<Option<String>, JsonRpcError> {
     use crate::config::TokenFileError;
     if !config.jsonrpc.require_token {
         return Ok(None);

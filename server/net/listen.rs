@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 /// # Errors
 ///
 /// The address cannot be bound (in use, not local, no permission).
-pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,

@@ -5,9 +5,9 @@
 mod listen;
 mod send_queue;
 mod send_stats;
-pub mod sender;
+pub(crate) mod sender;
 pub(crate) mod zerocopy;
 
-pub use listen::listen;
-pub use send_stats::{SendMode, SendStats, SendStatsSnapshot};
-pub use zerocopy::probe as zerocopy_probe;
+pub(crate) use listen::listen;
+pub(crate) use send_stats::{SendMode, SendStats, SendStatsSnapshot};
+pub(crate) use zerocopy::probe as zerocopy_probe;

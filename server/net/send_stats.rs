@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 /// How a session sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum SendMode {
+pub(crate) enum SendMode {
     /// Ordinary sends only.
     Regular = 0,
     /// Large messages with `MSG_ZEROCOPY`.
@@ -25,7 +25,7 @@ impl SendMode {
     }
 
     /// Lower-case name for logs and APIs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Regular => "regular",
             Self::Zerocopy => "zerocopy",
@@ -37,58 +37,58 @@ impl SendMode {
 /// A session's send counters, zerocopy and ordinary; cumulative (periodic reports print
 /// differences).
 #[derive(Debug, Default)]
-pub struct SendStats {
+pub(crate) struct SendStats {
     mode: AtomicU8,
     /// `sendmsg(MSG_ZEROCOPY)` calls made.
-    pub zerocopy_attempts: AtomicU64,
+    pub(crate) zerocopy_attempts: AtomicU64,
     /// Those the kernel accepted (each took one completion id).
-    pub zerocopy_successful: AtomicU64,
+    pub(crate) zerocopy_successful: AtomicU64,
     /// Bytes accepted by zerocopy calls.
-    pub zerocopy_bytes: AtomicU64,
+    pub(crate) zerocopy_bytes: AtomicU64,
     /// Messages finished by ordinary sends.
-    pub regular_sends: AtomicU64,
+    pub(crate) regular_sends: AtomicU64,
     /// Bytes sent the ordinary way.
-    pub regular_bytes: AtomicU64,
+    pub(crate) regular_bytes: AtomicU64,
     /// Zerocopy-eligible messages sent the ordinary way behind ordinary bytes (see
     /// `net::sender`).
-    pub coordination_fallbacks: AtomicU64,
+    pub(crate) coordination_fallbacks: AtomicU64,
     /// Zerocopy sends the kernel has not completed yet (a gauge).
-    pub outstanding: AtomicU64,
+    pub(crate) outstanding: AtomicU64,
     /// Completed zerocopy sends the kernel reported as copied.
-    pub copied_completions: AtomicU64,
+    pub(crate) copied_completions: AtomicU64,
     /// Messages sent the ordinary way after `ENOBUFS` from a zerocopy call.
-    pub enobufs_fallbacks: AtomicU64,
+    pub(crate) enobufs_fallbacks: AtomicU64,
     /// 1 when zerocopy was asked for but the socket refused `SO_ZEROCOPY`.
-    pub zerocopy_refused: AtomicU64,
+    pub(crate) zerocopy_refused: AtomicU64,
     auto_fallback_engaged: AtomicBool,
 }
 
 /// A plain-number copy of [`SendStats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SendStatsSnapshot {
+pub(crate) struct SendStatsSnapshot {
     /// See [`SendStats::zerocopy_attempts`].
-    pub zerocopy_attempts: u64,
+    pub(crate) zerocopy_attempts: u64,
     /// See [`SendStats::zerocopy_successful`].
-    pub zerocopy_successful: u64,
+    pub(crate) zerocopy_successful: u64,
     /// See [`SendStats::zerocopy_bytes`].
-    pub zerocopy_bytes: u64,
+    pub(crate) zerocopy_bytes: u64,
     /// See [`SendStats::regular_sends`].
-    pub regular_sends: u64,
+    pub(crate) regular_sends: u64,
     /// See [`SendStats::regular_bytes`].
-    pub regular_bytes: u64,
+    pub(crate) regular_bytes: u64,
     /// See [`SendStats::coordination_fallbacks`].
-    pub coordination_fallbacks: u64,
+    pub(crate) coordination_fallbacks: u64,
     /// See [`SendStats::outstanding`].
-    pub outstanding: u64,
+    pub(crate) outstanding: u64,
     /// See [`SendStats::copied_completions`].
-    pub copied_completions: u64,
+    pub(crate) copied_completions: u64,
     /// See [`SendStats::enobufs_fallbacks`].
-    pub enobufs_fallbacks: u64,
+    pub(crate) enobufs_fallbacks: u64,
 }
 
 impl SendStatsSnapshot {
     /// Share of sent bytes that went out with zerocopy, in percent.
-    pub fn zerocopy_percent(&self) -> f64 {
+    pub(crate) fn zerocopy_percent(&self) -> f64 {
         let total = self.zerocopy_bytes + self.regular_bytes;
         if total == 0 {
             0.0
@@ -98,7 +98,7 @@ impl SendStatsSnapshot {
     }
 
     /// Accepted zerocopy calls per attempt, in percent.
-    pub fn success_rate(&self) -> f64 {
+    pub(crate) fn success_rate(&self) -> f64 {
         if self.zerocopy_attempts == 0 {
             0.0
         } else {
@@ -107,7 +107,7 @@ impl SendStatsSnapshot {
     }
 
     /// Counter differences since `earlier`; `outstanding` stays the current gauge.
-    pub fn since(&self, earlier: &Self) -> Self {
+    pub(crate) fn since(&self, earlier: &Self) -> Self {
         Self {
             zerocopy_attempts: self.zerocopy_attempts - earlier.zerocopy_attempts,
             zerocopy_successful: self.zerocopy_successful - earlier.zerocopy_successful,
@@ -122,7 +122,7 @@ impl SendStatsSnapshot {
     }
 
     /// Sums two snapshots (for server-wide totals).
-    pub fn add(&mut self, other: &Self) {
+    pub(crate) fn add(&mut self, other: &Self) {
         self.zerocopy_attempts += other.zerocopy_attempts;
         self.zerocopy_successful += other.zerocopy_successful;
         self.zerocopy_bytes += other.zerocopy_bytes;
@@ -137,17 +137,18 @@ impl SendStatsSnapshot {
 
 impl SendStats {
     /// The session's current mode.
-    pub fn mode(&self) -> SendMode {
+    pub(crate) fn mode(&self) -> SendMode {
         SendMode::from_u8(self.mode.load(Ordering::Relaxed))
     }
 
     /// Whether auto-fallback switched this session to ordinary sends.
-    pub fn auto_fallback_engaged(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn auto_fallback_engaged(&self) -> bool {
         self.auto_fallback_engaged.load(Ordering::Relaxed)
     }
 
     /// Current values.
-    pub fn snapshot(&self) -> SendStatsSnapshot {
+    pub(crate) fn snapshot(&self) -> SendStatsSnapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SendStatsSnapshot {
             zerocopy_attempts: load(&self.zerocopy_attempts),

@@ -164,7 +164,7 @@ mod imp {
 pub(crate) use imp::{drain, enable, send};
 
 /// Asks the kernel whether a TCP socket may opt in to zerocopy sends.
-pub fn probe() -> io::Result<()> {
+pub(crate) fn probe() -> io::Result<()> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     use std::os::fd::AsRawFd;
     enable(socket.as_raw_fd())

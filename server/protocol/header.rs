@@ -32,7 +32,7 @@ pub enum MessageType {
 
 impl MessageType {
     /// Maps a wire id to a type, if any version of the protocol defines it.
-    pub fn from_id(id: u16) -> Option<Self> {
+    pub(crate) fn from_id(id: u16) -> Option<Self> {
         Some(match id {
             0 => Self::Base,
             1 => Self::CodecHeader,
@@ -48,7 +48,7 @@ impl MessageType {
     }
 
     /// The wire id.
-    pub fn id(self) -> u16 {
+    pub(crate) fn id(self) -> u16 {
         self as u16
     }
 }
@@ -65,7 +65,7 @@ pub struct Header {
     /// Sender's monotonic clock when the message was sent.
     pub sent: Tv,
     /// Receiver's clock on arrival; set locally, whatever the peer wrote.
-    pub received: Tv,
+    pub(crate) received: Tv,
     /// Payload length after the header.
     pub size: u32,
 }
@@ -75,8 +75,8 @@ impl Header {
     ///
     /// # Errors
     /// [`DecodeError::Truncated`] when fewer bytes are present,
-    /// [`DecodeError::MessageTooLarge`] when `size` exceeds [`MAX_PAYLOAD_SIZE`].
-    /// The type id is not checked here: see [`Header::message_type`].
+    /// [`DecodeError::MessageTooLarge`] when `size` exceeds `MAX_PAYLOAD_SIZE`.
+    /// The type id is not checked here: see `Header::message_type`.
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
         if buf.len() < HEADER_SIZE {
             return Err(DecodeError::Truncated {
@@ -103,12 +103,12 @@ impl Header {
 
     /// The message type; an id above the highest one a 0.26 client or we know is fatal for the
     /// connection on both ends (§1.3).
-    pub fn message_type(&self) -> Result<MessageType, DecodeError> {
+    pub(crate) fn message_type(&self) -> Result<MessageType, DecodeError> {
         MessageType::from_id(self.type_id).ok_or(DecodeError::UnknownType(self.type_id))
     }
 
     /// Writes the header's 26 bytes into `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.type_id.to_le_bytes());
         out.extend_from_slice(&self.id.to_le_bytes());
         out.extend_from_slice(&self.refers_to.to_le_bytes());

@@ -35,7 +35,7 @@ pub enum Message {
 
 impl Message {
     /// The message's type.
-    pub fn message_type(&self) -> MessageType {
+    pub(crate) fn message_type(&self) -> MessageType {
         match self {
             Self::CodecHeader(_) => MessageType::CodecHeader,
             Self::WireChunk(_) => MessageType::WireChunk,
@@ -115,7 +115,7 @@ impl Message {
     }
 
     /// Serialises the whole message (header and payload) onto `out`.
-    pub fn encode_into(&self, out: &mut Vec<u8>, id: u16, refers_to: u16, sent: Tv) {
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>, id: u16, refers_to: u16, sent: Tv) {
         let start = out.len();
         Header {
             type_id: self.message_type().id(),
@@ -156,13 +156,13 @@ impl Message {
 
 impl WireChunk {
     /// Bytes a serialised WireChunk message with `data_len` bytes of audio occupies.
-    pub fn message_len(data_len: usize) -> usize {
+    pub(crate) fn message_len(data_len: usize) -> usize {
         HEADER_SIZE + 12 + data_len
     }
 
     /// Serialises a WireChunk message straight from borrowed audio, so the hot path never
     /// builds an intermediate [`Message`].
-    pub fn encode_message(out: &mut Vec<u8>, sent: Tv, timestamp: Tv, data: &[u8]) {
+    pub(crate) fn encode_message(out: &mut Vec<u8>, sent: Tv, timestamp: Tv, data: &[u8]) {
         let start = out.len();
         Header {
             type_id: MessageType::WireChunk.id(),

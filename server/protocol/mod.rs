@@ -2,7 +2,7 @@
 //! and decoded from byte slices. No I/O and no clock reads here: callers pass times in.
 //!
 //! Every length a peer supplies is checked before it is used, and payloads are capped at
-//! [`MAX_PAYLOAD_SIZE`] as both upstream ends do.
+//! `MAX_PAYLOAD_SIZE` as both upstream ends do.
 //!
 //! Layout: `header` (the 26-byte base header and type ids), `payloads` (what each message
 //! carries), `messages` (the [`Message`] codec), `wire` (time values, the bounds-checked
@@ -19,7 +19,7 @@ pub use payloads::{ClientInfo, CodecHeader, ErrorMessage, Hello, ServerSettings,
 pub use wire::Tv;
 
 /// Largest payload either upstream end accepts; anything larger drops the connection (§0).
-pub const MAX_PAYLOAD_SIZE: usize = 1_000_000;
+pub(crate) const MAX_PAYLOAD_SIZE: usize = 1_000_000;
 
 /// Checks a message header read from a peer before anything is allocated for its payload:
 /// the 26 bytes parse, the type id is one the protocol defines (§1.3), and `size` is within
@@ -30,7 +30,7 @@ pub const MAX_PAYLOAD_SIZE: usize = 1_000_000;
 /// # Errors
 /// [`DecodeError::Truncated`], [`DecodeError::UnknownType`] or
 /// [`DecodeError::MessageTooLarge`].
-pub fn check_incoming(head: &[u8], max_payload: usize) -> Result<Header, DecodeError> {
+pub(crate) fn check_incoming(head: &[u8], max_payload: usize) -> Result<Header, DecodeError> {
     let header = Header::decode(head)?;
     header.message_type()?;
     let size = header.size as usize;
@@ -48,7 +48,7 @@ pub fn check_incoming(head: &[u8], max_payload: usize) -> Result<Header, DecodeE
 /// at any boundary frames the same as the whole.
 ///
 /// # Errors
-/// Those of [`check_incoming`], once the header is complete.
+/// Those of `check_incoming`, once the header is complete.
 pub fn next_frame(buf: &[u8], max_payload: usize) -> Result<Option<(Header, usize)>, DecodeError> {
     let Some(head) = buf.get(..HEADER_SIZE) else {
         return Ok(None);

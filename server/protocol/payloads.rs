@@ -5,7 +5,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{MessageType, Tv};
+#[cfg(test)]
+use super::MessageType;
+use super::Tv;
 
 /// Codec name plus the codec's own header bytes (§1.4, §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +36,10 @@ pub struct ServerSettings {
     pub buffer_ms: i32,
     /// This client's extra latency in ms.
     #[serde(default)]
-    pub latency: i32,
+    pub(crate) latency: i32,
     /// Client muted OR its group muted.
     #[serde(default)]
-    pub muted: bool,
+    pub(crate) muted: bool,
     /// 0..=100.
     #[serde(default = "full_volume")]
     pub volume: u16,
@@ -60,31 +62,31 @@ pub struct Time {
 pub struct Hello {
     /// MAC of the client's interface.
     #[serde(rename = "MAC", default)]
-    pub mac: String,
+    pub(crate) mac: String,
     /// Host name.
     #[serde(rename = "HostName", default)]
-    pub host_name: String,
+    pub(crate) host_name: String,
     /// Client version, e.g. `0.26.0`.
     #[serde(rename = "Version", default)]
-    pub version: String,
+    pub(crate) version: String,
     /// Client program, e.g. `Snapclient`.
     #[serde(rename = "ClientName", default)]
-    pub client_name: String,
+    pub(crate) client_name: String,
     /// Operating system.
     #[serde(rename = "OS", default)]
-    pub os: String,
+    pub(crate) os: String,
     /// CPU architecture.
     #[serde(rename = "Arch", default)]
-    pub arch: String,
+    pub(crate) arch: String,
     /// `--instance`, default 1.
     #[serde(rename = "Instance", default = "default_instance")]
-    pub instance: u32,
+    pub(crate) instance: u32,
     /// Host id: `--hostID`, else the MAC.
     #[serde(rename = "ID", default)]
-    pub id: String,
+    pub(crate) id: String,
     /// Stream protocol version (2 for current clients).
     #[serde(rename = "SnapStreamProtocolVersion", default = "default_instance")]
-    pub protocol_version: u32,
+    pub(crate) protocol_version: u32,
 }
 
 fn default_instance() -> u32 {
@@ -94,7 +96,8 @@ fn default_instance() -> u32 {
 impl Hello {
     /// The highest message type this client's version understands: 0.26 treats anything
     /// above 7 as fatal; 0.32 added Error (8) (§1.3, §7.8).
-    pub fn max_message_type(&self) -> MessageType {
+    #[cfg(test)]
+    pub(crate) fn max_message_type(&self) -> MessageType {
         let mut parts = self
             .version
             .split('.')
@@ -114,21 +117,21 @@ impl Hello {
 pub struct ClientInfo {
     /// Muted locally.
     #[serde(default)]
-    pub muted: bool,
+    pub(crate) muted: bool,
     /// 0..=100.
     #[serde(default = "full_volume")]
-    pub volume: u16,
+    pub(crate) volume: u16,
 }
 
 /// Auth failure (0.32+ clients only, §1.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorMessage {
     /// 401 or 403 upstream.
-    pub code: u32,
+    pub(crate) code: u32,
     /// Short error.
-    pub error: String,
+    pub(crate) error: String,
     /// Human explanation.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 #[cfg(test)]

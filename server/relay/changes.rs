@@ -19,7 +19,7 @@ impl Relay {
     /// # Errors
     ///
     /// Whatever the model refused.
-    pub fn change<R>(
+    pub(crate) fn change<R>(
         &self,
         origin: Option<u64>,
         change: impl FnOnce(&mut Model) -> Result<R, StateError>,
@@ -37,7 +37,7 @@ impl Relay {
     /// Brings every live session of `client_id` in line with the state: new ServerSettings,
     /// the mute flag, and a live stream switch when its group's stream changed. Returns how
     /// many sessions took the new settings.
-    pub fn sync_client(&self, client_id: &str) -> usize {
+    pub(crate) fn sync_client(&self, client_id: &str) -> usize {
         let Some(playback) = self.state.read(|model| model.playback(client_id)) else {
             return 0;
         };
@@ -62,7 +62,7 @@ impl Relay {
     }
 
     /// Pushes the current settings to every connected client (after a buffer change).
-    pub fn sync_all_clients(&self) -> usize {
+    pub(crate) fn sync_all_clients(&self) -> usize {
         let mut ids: Vec<String> = self
             .sessions
             .all()

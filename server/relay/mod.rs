@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-pub use snapshot::{SessionView, Snapshot, StreamView};
+pub(crate) use snapshot::{SessionView, Snapshot, StreamView};
 
 use crate::config::Config;
 use crate::pool::BufferPool;
@@ -34,14 +34,14 @@ const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
 /// Counters kept by front ends that belong in the relay's one snapshot.
 #[derive(Debug, Default)]
-pub struct FrontEndCounters {
+pub(crate) struct FrontEndCounters {
     /// JSON-RPC connections dropped because they stopped reading their notifications.
-    pub jsonrpc_slow_disconnects: AtomicU64,
+    pub(crate) jsonrpc_slow_disconnects: AtomicU64,
 }
 
 /// Why a stream could not be added at run time.
 #[derive(Debug, thiserror::Error)]
-pub enum AddStreamError {
+pub(crate) enum AddStreamError {
     /// A stream with this name runs already.
     #[error("a stream named '{0}' exists")]
     Exists(String),
@@ -52,22 +52,22 @@ pub enum AddStreamError {
 
 /// The relay core; one per process, shared by every task as `Arc<Relay>`.
 #[derive(Debug)]
-pub struct Relay {
+pub(crate) struct Relay {
     /// Live settings (buffer, zerocopy, send timing, log filter).
-    pub settings: Arc<LiveSettings>,
+    pub(crate) settings: Arc<LiveSettings>,
     /// Buffers for serialized chunks, shared by every stream.
-    pub pool: BufferPool,
+    pub(crate) pool: BufferPool,
     /// Streams in configuration order, then those added at run time; the first is the
     /// default stream.
-    pub streams: Arc<StreamList>,
+    pub(crate) streams: Arc<StreamList>,
     /// Clients and groups, persisted in the data dir.
-    pub state: Arc<State>,
+    pub(crate) state: Arc<State>,
     /// Every live session, and the counters that outlive them.
-    pub sessions: Arc<SessionRegistry>,
+    pub(crate) sessions: Arc<SessionRegistry>,
     /// Counters front ends keep on the relay's behalf.
-    pub counters: FrontEndCounters,
+    pub(crate) counters: FrontEndCounters,
     /// Fires at shutdown.
-    pub cancel: CancellationToken,
+    pub(crate) cancel: CancellationToken,
     /// Where the relay's tasks run, so shutdown can wait for them.
     tracker: TaskTracker,
     session_env: Arc<SessionEnv>,
@@ -84,7 +84,7 @@ impl Relay {
     /// # Errors
     ///
     /// A stream whose source or encoder cannot start.
-    pub fn start(
+    pub(crate) fn start(
         config: &Config,
         specs: Vec<SourceSpec>,
         log_reload: Option<LogReload>,
@@ -143,22 +143,22 @@ impl Relay {
     }
 
     /// The stream with this id.
-    pub fn stream(&self, name: &str) -> Option<Stream> {
+    pub(crate) fn stream(&self, name: &str) -> Option<Stream> {
         self.streams.get(name)
     }
 
     /// When the relay started.
-    pub fn started_at(&self) -> SystemTime {
+    pub(crate) fn started_at(&self) -> SystemTime {
         self.started_at
     }
 
     /// How long the relay has run.
-    pub fn uptime(&self) -> Duration {
+    pub(crate) fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
 
     /// Serves one stream client connection to its end.
-    pub fn serve_session(
+    pub(crate) fn serve_session(
         &self,
         socket: TcpStream,
         peer: SocketAddr,
@@ -172,7 +172,7 @@ impl Relay {
     /// # Errors
     ///
     /// The name is taken, or the stream did not start.
-    pub fn add_stream(&self, spec: SourceSpec) -> Result<Stream, AddStreamError> {
+    pub(crate) fn add_stream(&self, spec: SourceSpec) -> Result<Stream, AddStreamError> {
         let name = spec.name.clone();
         if self.stream(&name).is_some() {
             return Err(AddStreamError::Exists(name));
@@ -196,7 +196,7 @@ impl Relay {
 
     /// Stops a stream and takes it off the list; `None` when there is no such stream. The
     /// caller moves its groups elsewhere ([`Relay::change`]).
-    pub fn remove_stream(&self, name: &str) -> Option<Stream> {
+    pub(crate) fn remove_stream(&self, name: &str) -> Option<Stream> {
         self.streams.remove(name)
     }
 
@@ -224,7 +224,7 @@ impl Relay {
 
     /// Saves the state one last time (shutdown), off the runtime's workers and bounded, so a
     /// hung disk cannot keep the process from exiting.
-    pub async fn flush_state(&self) {
+    pub(crate) async fn flush_state(&self) {
         let state = self.state.clone();
         let save = tokio::task::spawn_blocking(move || state.flush());
         match tokio::time::timeout(FLUSH_GRACE, save).await {

@@ -18,114 +18,114 @@ use crate::stream::Stream;
 
 /// The relay's figures at one moment.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// When it was taken.
-    pub taken_at: SystemTime,
+    pub(crate) taken_at: SystemTime,
     /// When the relay started.
-    pub started_at: SystemTime,
+    pub(crate) started_at: SystemTime,
     /// How long the relay had run.
-    pub uptime: Duration,
+    pub(crate) uptime: Duration,
     /// Stream client connections accepted since start.
-    pub connections_accepted: u64,
+    pub(crate) connections_accepted: u64,
     /// Per-session counters summed over every session since start.
-    pub totals: SessionTotals,
+    pub(crate) totals: SessionTotals,
     /// Sessions ended and connections refused by policy since start.
-    pub policy_drops: PolicyDropCounts,
+    pub(crate) policy_drops: PolicyDropCounts,
     /// JSON-RPC connections dropped for not reading their notifications, since start.
-    pub jsonrpc_slow_disconnects: u64,
+    pub(crate) jsonrpc_slow_disconnects: u64,
     /// Live sessions, by id.
-    pub sessions: Vec<SessionView>,
+    pub(crate) sessions: Vec<SessionView>,
     /// Streams, in list order.
-    pub streams: Vec<StreamView>,
+    pub(crate) streams: Vec<StreamView>,
     /// The buffer pool.
-    pub pool: PoolStats,
+    pub(crate) pool: PoolStats,
 }
 
 /// One live session.
 #[derive(Debug, Clone)]
-pub struct SessionView {
+pub(crate) struct SessionView {
     /// Server-unique session number.
-    pub id: u64,
+    pub(crate) id: u64,
     /// Remote address.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// When the connection was accepted.
-    pub connected_at: SystemTime,
+    pub(crate) connected_at: SystemTime,
     /// Its counters since it connected.
-    pub figures: SessionTotals,
+    pub(crate) figures: SessionTotals,
     /// Control messages waiting for its writer.
-    pub queue_depth: usize,
+    pub(crate) queue_depth: usize,
     /// How its socket sends now.
-    pub send_mode: SendMode,
+    pub(crate) send_mode: SendMode,
     /// Latest time-sync request: server receive time minus client send time, µs.
-    pub last_time_offset_us: i64,
+    pub(crate) last_time_offset_us: i64,
     /// When the latest time-sync request arrived, µs since the epoch (0: none yet).
-    pub last_time_at_us: i64,
+    pub(crate) last_time_at_us: i64,
     /// Who the client is, once it said Hello.
-    pub client: Option<ClientView>,
+    pub(crate) client: Option<ClientView>,
 }
 
 /// The client behind a session, from its Hello and the state.
 #[derive(Debug, Clone, Default)]
-pub struct ClientView {
+pub(crate) struct ClientView {
     /// Unique client id.
-    pub client_id: String,
+    pub(crate) client_id: String,
     /// The Hello's host id (its MAC when it sent no id).
-    pub host_id: String,
+    pub(crate) host_id: String,
     /// Host name from the Hello.
-    pub host_name: String,
+    pub(crate) host_name: String,
     /// Name set by the user (state).
-    pub name: String,
+    pub(crate) name: String,
     /// Volume, percent (state).
-    pub volume_percent: u16,
+    pub(crate) volume_percent: u16,
     /// Muted (state).
-    pub muted: bool,
+    pub(crate) muted: bool,
     /// Extra latency, ms (state).
-    pub latency_ms: i32,
+    pub(crate) latency_ms: i32,
     /// Client software name, version, OS and architecture from the Hello.
-    pub client_name: String,
+    pub(crate) client_name: String,
     /// Client software version.
-    pub client_version: String,
+    pub(crate) client_version: String,
     /// Operating system.
-    pub os: String,
+    pub(crate) os: String,
     /// CPU architecture.
-    pub arch: String,
+    pub(crate) arch: String,
     /// Stream it plays.
-    pub stream: String,
+    pub(crate) stream: String,
     /// That stream's codec.
-    pub codec: String,
+    pub(crate) codec: String,
 }
 
 /// One stream.
 #[derive(Debug, Clone)]
-pub struct StreamView {
+pub(crate) struct StreamView {
     /// Stream id.
-    pub name: String,
+    pub(crate) name: String,
     /// Source URI with secrets redacted.
-    pub uri: String,
+    pub(crate) uri: String,
     /// Codec name.
-    pub codec: String,
+    pub(crate) codec: String,
     /// `rate:bits:channels`.
-    pub sample_format: String,
+    pub(crate) sample_format: String,
     /// Whether audio flows.
-    pub playing: bool,
+    pub(crate) playing: bool,
     /// Sessions receiving it now.
-    pub clients: usize,
+    pub(crate) clients: usize,
     /// Chunk duration, ms.
-    pub chunk_ms: u32,
+    pub(crate) chunk_ms: u32,
     /// Chunks published.
-    pub chunks: u64,
+    pub(crate) chunks: u64,
     /// Message bytes published (once per chunk).
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Chunks its sessions skipped as too late (monotonic).
-    pub chunks_late: u64,
+    pub(crate) chunks_late: u64,
     /// Chunks its sessions lost by lagging (monotonic).
-    pub chunks_dropped: u64,
+    pub(crate) chunks_dropped: u64,
     /// Times its source went idle.
-    pub stalls: u64,
+    pub(crate) stalls: u64,
     /// Times its time base was re-based.
-    pub resyncs: u64,
+    pub(crate) resyncs: u64,
     /// PCM chunks dropped because its encoder was behind.
-    pub encoder_overruns: u64,
+    pub(crate) encoder_overruns: u64,
 }
 
 impl StreamView {
@@ -153,7 +153,7 @@ impl StreamView {
 
 impl Relay {
     /// The relay's figures now.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         let (totals, live) = self.sessions.totals();
         let streams: Vec<StreamView> = self.streams.iter().map(|s| StreamView::of(&s)).collect();
         let snapshot = Arc::new(Snapshot {
@@ -183,7 +183,7 @@ impl Relay {
 
     /// The latest snapshot if it is at most `max_age` old, else a new one: many watchers on
     /// one interval share one walk over the sessions.
-    pub fn snapshot_within(&self, max_age: Duration) -> Arc<Snapshot> {
+    pub(crate) fn snapshot_within(&self, max_age: Duration) -> Arc<Snapshot> {
         let latest = self
             .latest
             .lock()
@@ -198,7 +198,7 @@ impl Relay {
     }
 
     /// One session's view now (`GetSession`).
-    pub fn session_view_now(&self, info: &SessionInfo) -> SessionView {
+    pub(crate) fn session_view_now(&self, info: &SessionInfo) -> SessionView {
         let streams: Vec<StreamView> = self.streams.iter().map(|s| StreamView::of(&s)).collect();
         self.session_view(info, &streams)
     }

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
-pub use registry::{SessionRegistry, SessionTotals};
+pub(crate) use registry::{SessionRegistry, SessionTotals};
 
 use crate::net::SendStats;
 use crate::protocol::{DecodeError, Hello, ServerSettings, Tv};
@@ -29,17 +29,17 @@ use crate::stream::{Stream, StreamList};
 /// What a session needs from the relay around it: the parts of the relay core below the
 /// session layer, so sessions never reach up into the core or a front end.
 #[derive(Debug, Clone)]
-pub struct SessionEnv {
+pub(crate) struct SessionEnv {
     /// Live settings (buffer, zerocopy, send timing).
-    pub settings: Arc<LiveSettings>,
+    pub(crate) settings: Arc<LiveSettings>,
     /// The running streams; the first is the default.
-    pub streams: Arc<StreamList>,
+    pub(crate) streams: Arc<StreamList>,
     /// Clients and groups.
-    pub state: Arc<State>,
+    pub(crate) state: Arc<State>,
     /// Every live session.
-    pub registry: Arc<SessionRegistry>,
+    pub(crate) registry: Arc<SessionRegistry>,
     /// Fires at shutdown; each session runs under a child token.
-    pub cancel: CancellationToken,
+    pub(crate) cancel: CancellationToken,
 }
 
 /// Non-audio messages queued for a session's writer. They always go before audio.
@@ -74,7 +74,7 @@ const OUTBOUND_CAPACITY: usize = 64;
 
 /// Why a session ended abnormally.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     /// Socket I/O failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -110,37 +110,37 @@ pub enum SessionError {
 /// peer left (issue 10), counted server-wide since start so they outlive the sessions;
 /// reported in `GetStats` (`AggregateStats.policy_drops`) and `/metrics`.
 #[derive(Debug, Default)]
-pub struct PolicyDrops {
+pub(crate) struct PolicyDrops {
     /// No Hello within `server.hello_timeout_ms`.
-    pub handshake_timeouts: AtomicU64,
+    pub(crate) handshake_timeouts: AtomicU64,
     /// The client stopped reading: one send stalled past the send timeout.
-    pub send_stalls: AtomicU64,
+    pub(crate) send_stalls: AtomicU64,
     /// Oversized, unknown, truncated or unparsable client messages.
-    pub bad_messages: AtomicU64,
+    pub(crate) bad_messages: AtomicU64,
     /// Connections refused at accept because `server.max_clients` sessions were live.
-    pub refused_connections: AtomicU64,
+    pub(crate) refused_connections: AtomicU64,
     /// Time requests faster than the per-session budget.
-    pub time_floods: AtomicU64,
+    pub(crate) time_floods: AtomicU64,
 }
 
 /// [`PolicyDrops`] read at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PolicyDropCounts {
+pub(crate) struct PolicyDropCounts {
     /// No Hello in time.
-    pub handshake_timeouts: u64,
+    pub(crate) handshake_timeouts: u64,
     /// Send stalled past the send timeout.
-    pub send_stalls: u64,
+    pub(crate) send_stalls: u64,
     /// Bad client messages.
-    pub bad_messages: u64,
+    pub(crate) bad_messages: u64,
     /// Connections refused at the client limit.
-    pub refused_connections: u64,
+    pub(crate) refused_connections: u64,
     /// Time request floods.
-    pub time_floods: u64,
+    pub(crate) time_floods: u64,
 }
 
 impl PolicyDrops {
     /// The counters now.
-    pub fn counts(&self) -> PolicyDropCounts {
+    pub(crate) fn counts(&self) -> PolicyDropCounts {
         PolicyDropCounts {
             handshake_timeouts: self.handshake_timeouts.load(Ordering::Relaxed),
             send_stalls: self.send_stalls.load(Ordering::Relaxed),
@@ -168,47 +168,47 @@ impl PolicyDrops {
 
 /// Per-session counters.
 #[derive(Debug, Default)]
-pub struct SessionStats {
+pub(crate) struct SessionStats {
     /// Audio chunks written.
-    pub chunks_sent: AtomicU64,
+    pub(crate) chunks_sent: AtomicU64,
     /// Chunks skipped because they were already too old to play (§7.5).
-    pub chunks_late: AtomicU64,
+    pub(crate) chunks_late: AtomicU64,
     /// Chunks lost because the session fell more than the stream's queue behind.
-    pub chunks_dropped: AtomicU64,
+    pub(crate) chunks_dropped: AtomicU64,
     /// Time requests answered.
-    pub time_replies: AtomicU64,
+    pub(crate) time_replies: AtomicU64,
     /// Server receive time minus the client's send time of the latest Time request, µs
     /// (clock offset plus one-way delay): what `snapctl session` shows as time sync.
-    pub last_time_offset_us: AtomicI64,
+    pub(crate) last_time_offset_us: AtomicI64,
     /// When the latest Time request arrived, µs since the Unix epoch; 0 before the first.
-    pub last_time_at_us: AtomicI64,
+    pub(crate) last_time_at_us: AtomicI64,
 }
 
 /// Who the client is, from its Hello, and what it is playing. Volume, mute, latency and
 /// name live in the shared state (`state::Model`), keyed by `client_id`.
 #[derive(Debug, Clone)]
-pub struct ClientDetails {
+pub(crate) struct ClientDetails {
     /// Unique client id (`ID` or `ID#instance`).
-    pub client_id: String,
+    pub(crate) client_id: String,
     /// The Hello as received.
-    pub hello: Hello,
+    pub(crate) hello: Hello,
     /// Stream the session plays.
-    pub stream: String,
+    pub(crate) stream: String,
 }
 
 /// A live session as the rest of the server sees it.
 #[derive(Debug)]
-pub struct SessionInfo {
+pub(crate) struct SessionInfo {
     /// Server-unique session number.
-    pub id: u64,
+    pub(crate) id: u64,
     /// Remote address.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// When the connection was accepted.
-    pub connected_at: SystemTime,
+    pub(crate) connected_at: SystemTime,
     /// Counters.
-    pub stats: SessionStats,
+    pub(crate) stats: SessionStats,
     /// How this session's socket sends: mode and zerocopy counters.
-    pub send_stats: Arc<SendStats>,
+    pub(crate) send_stats: Arc<SendStats>,
     hello_received: AtomicBool,
     /// Client muted or its group muted: no audio is sent unless `send_to_muted`.
     muted: AtomicBool,
@@ -219,7 +219,7 @@ pub struct SessionInfo {
 
 impl SessionInfo {
     /// The client's details, once it said Hello.
-    pub fn client(&self) -> Option<ClientDetails> {
+    pub(crate) fn client(&self) -> Option<ClientDetails> {
         self.client
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -227,7 +227,7 @@ impl SessionInfo {
     }
 
     /// The client id from its Hello, once it said Hello.
-    pub fn client_id(&self) -> Option<String> {
+    pub(crate) fn client_id(&self) -> Option<String> {
         self.client
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -236,41 +236,41 @@ impl SessionInfo {
     }
 
     /// Ends the session.
-    pub fn disconnect(&self) {
+    pub(crate) fn disconnect(&self) {
         self.cancel.cancel();
     }
 
     /// Queues new settings for the client; false if the session is gone or congested.
-    pub fn push_settings(&self, settings: ServerSettings) -> bool {
+    pub(crate) fn push_settings(&self, settings: ServerSettings) -> bool {
         self.mailbox.try_send(Outbound::Settings(settings)).is_ok()
     }
 
     /// Control messages waiting for this session's writer.
-    pub fn queue_depth(&self) -> usize {
+    pub(crate) fn queue_depth(&self) -> usize {
         self.mailbox.len()
     }
 
     /// Message bytes the kernel accepted for this client, zerocopy and ordinary together
     /// (derived from the sender's counters rather than kept twice).
-    pub fn bytes_sent(&self) -> u64 {
+    pub(crate) fn bytes_sent(&self) -> u64 {
         let sent = self.send_stats.snapshot();
         sent.zerocopy_bytes + sent.regular_bytes
     }
 
     /// Whether the client (or its group) is muted.
-    pub fn is_muted(&self) -> bool {
+    pub(crate) fn is_muted(&self) -> bool {
         self.muted.load(Ordering::Relaxed)
     }
 
     /// Records the client's (or its group's) mute; the writer stops or resumes audio.
-    pub fn set_muted(&self, muted: bool) {
+    pub(crate) fn set_muted(&self, muted: bool) {
         self.muted.store(muted, Ordering::Relaxed);
     }
 
     /// Switches the session to `stream` live (its CodecHeader, then its chunks) unless it
     /// plays it already. A session too congested to take a control message is past saving:
     /// it is disconnected.
-    pub fn switch_stream(&self, stream: &Stream) {
+    pub(crate) fn switch_stream(&self, stream: &Stream) {
         let mut current = None;
         self.update_client(|client| {
             if let Some(client) = client {
@@ -308,7 +308,7 @@ impl SessionInfo {
 
 /// Microseconds since the Unix epoch (0 for times before it), the form the control API
 /// reports wall-clock times in.
-pub fn unix_micros(time: SystemTime) -> i64 {
+pub(crate) fn unix_micros(time: SystemTime) -> i64 {
     time.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
@@ -326,7 +326,7 @@ impl Drop for RegistryEntry {
 }
 
 /// Runs one client connection to its end.
-pub async fn serve(socket: TcpStream, peer: SocketAddr, env: Arc<SessionEnv>) {
+pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, env: Arc<SessionEnv>) {
     // Chunks and time replies are small and latency-sensitive (§7.14).
     if let Err(err) = socket.set_nodelay(true) {
         warn!(%peer, error = %err, "cannot set TCP_NODELAY");

@@ -15,25 +15,25 @@ use crate::net::SendStatsSnapshot;
 
 /// Cumulative per-session figures, summed over sessions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionTotals {
+pub(crate) struct SessionTotals {
     /// Message bytes written to client sockets.
-    pub bytes_sent: u64,
+    pub(crate) bytes_sent: u64,
     /// Audio chunks written.
-    pub chunks_sent: u64,
+    pub(crate) chunks_sent: u64,
     /// Chunks skipped as too old to play.
-    pub chunks_late: u64,
+    pub(crate) chunks_late: u64,
     /// Chunks lost because a session fell a whole queue behind.
-    pub chunks_dropped: u64,
+    pub(crate) chunks_dropped: u64,
     /// Time requests answered.
-    pub time_replies: u64,
+    pub(crate) time_replies: u64,
     /// Zerocopy and regular send counters; `outstanding` is only ever summed over live
     /// sessions (a closed session has nothing in flight that the relay still waits for).
-    pub sends: SendStatsSnapshot,
+    pub(crate) sends: SendStatsSnapshot,
 }
 
 impl SessionTotals {
     /// One session's figures now.
-    pub fn of(info: &SessionInfo) -> Self {
+    pub(crate) fn of(info: &SessionInfo) -> Self {
         let stats = &info.stats;
         Self {
             bytes_sent: info.bytes_sent(),
@@ -46,7 +46,7 @@ impl SessionTotals {
     }
 
     /// Adds `other`'s figures to these.
-    pub fn add(&mut self, other: &Self) {
+    pub(crate) fn add(&mut self, other: &Self) {
         self.bytes_sent += other.bytes_sent;
         self.chunks_sent += other.chunks_sent;
         self.chunks_late += other.chunks_late;
@@ -58,13 +58,13 @@ impl SessionTotals {
 
 /// Every live session, by id.
 #[derive(Debug)]
-pub struct SessionRegistry {
+pub(crate) struct SessionRegistry {
     live: DashMap<u64, Arc<SessionInfo>>,
     next_id: AtomicU64,
     /// Final figures of the sessions that closed. Locked by removals and by `totals`.
     departed: Mutex<SessionTotals>,
     /// Sessions dropped and connections refused by policy.
-    pub drops: PolicyDrops,
+    pub(crate) drops: PolicyDrops,
 }
 
 impl Default for SessionRegistry {
@@ -85,7 +85,7 @@ impl SessionRegistry {
     }
 
     /// Connections accepted since start.
-    pub fn accepted(&self) -> u64 {
+    pub(crate) fn accepted(&self) -> u64 {
         self.next_id.load(Ordering::Relaxed).saturating_sub(1)
     }
 
@@ -104,30 +104,20 @@ impl SessionRegistry {
     }
 
     /// The session with this id.
-    pub fn get(&self, id: u64) -> Option<Arc<SessionInfo>> {
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<SessionInfo>> {
         self.live.get(&id).map(|entry| entry.value().clone())
-    }
-
-    /// How many sessions are live.
-    pub fn len(&self) -> usize {
-        self.live.len()
-    }
-
-    /// Whether no session is live.
-    pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
     }
 
     /// Every live session, ordered by id. The `Arc`s are cloned out, so no map guard is held
     /// while the caller works with them.
-    pub fn all(&self) -> Vec<Arc<SessionInfo>> {
+    pub(crate) fn all(&self) -> Vec<Arc<SessionInfo>> {
         let mut all: Vec<_> = self.live.iter().map(|e| e.value().clone()).collect();
         all.sort_by_key(|info| info.id);
         all
     }
 
     /// The live sessions of `client_id` (a client may connect more than once, §7.16).
-    pub fn of_client(&self, client_id: &str) -> Vec<Arc<SessionInfo>> {
+    pub(crate) fn of_client(&self, client_id: &str) -> Vec<Arc<SessionInfo>> {
         self.live
             .iter()
             .filter(|e| e.value().client_id().as_deref() == Some(client_id))
@@ -136,14 +126,14 @@ impl SessionRegistry {
     }
 
     /// Whether a live session other than `except` belongs to `client_id`.
-    pub fn has_other_session(&self, client_id: &str, except: u64) -> bool {
+    pub(crate) fn has_other_session(&self, client_id: &str, except: u64) -> bool {
         self.live
             .iter()
             .any(|e| *e.key() != except && e.value().client_id().as_deref() == Some(client_id))
     }
 
     /// Totals since start (closed sessions included) and the live sessions they include.
-    pub fn totals(&self) -> (SessionTotals, Vec<Arc<SessionInfo>>) {
+    pub(crate) fn totals(&self) -> (SessionTotals, Vec<Arc<SessionInfo>>) {
         let departed = self.lock_departed();
         let live = self.all();
         let mut totals = departed.clone();

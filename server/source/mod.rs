@@ -17,8 +17,8 @@ mod uri;
 use std::io;
 
 pub use error::SourceError;
-pub use redact::{is_secret_key, redact, redacted_uri_string};
-pub use schemes::{SourceKind, SCHEMES};
+pub(crate) use redact::redacted_uri_string;
+pub(crate) use schemes::{SourceKind, SCHEMES};
 pub use spec::{SourceDefaults, SourceSpec};
 pub use uri::SourceUri;
 

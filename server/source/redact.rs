@@ -12,14 +12,14 @@ const SECRET_KEYS: &[&str] = &["password", "secret", "token", "passwd"];
 
 /// Whether the query key `key` holds a secret: its name contains `password`, `passwd`,
 /// `token` or `secret`, in any case.
-pub fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     SECRET_KEYS.iter().any(|s| key.contains(s))
 }
 
 /// `uri` with every secret replaced by `xxx`: the password of `user:password@` in the host
 /// (the user stays) and the value of each query key [`is_secret_key`] names.
-pub fn redact(uri: &SourceUri) -> SourceUri {
+pub(crate) fn redact(uri: &SourceUri) -> SourceUri {
     let mut uri = uri.clone();
     if let Some((userinfo, rest)) = uri.host.rsplit_once('@') {
         let user = userinfo.split(':').next().unwrap_or_default();
@@ -39,7 +39,7 @@ pub fn redact(uri: &SourceUri) -> SourceUri {
 
 impl SourceUri {
     /// This URI with its secrets masked; see [`redact`].
-    pub fn redacted(&self) -> SourceUri {
+    pub(crate) fn redacted(&self) -> SourceUri {
         redact(self)
     }
 }
@@ -47,7 +47,7 @@ impl SourceUri {
 /// A source URI given as text, secrets masked, written back as [`SourceUri::to_uri_string`]
 /// does (decoded, query sorted). Text that does not parse as a URI comes back whole unless it
 /// holds an `@` or a secret-looking word, in which case all of it is masked.
-pub fn redacted_uri_string(text: &str) -> String {
+pub(crate) fn redacted_uri_string(text: &str) -> String {
     match SourceUri::parse(text) {
         Ok(uri) => redact(&uri).to_uri_string(),
         Err(_) => redacted_unparsed(text),

@@ -8,7 +8,7 @@ use super::{SourceError, SourceUri};
 use crate::sample_format::SampleFormat;
 
 /// Every source scheme snaprelay serves, in the order messages list them.
-pub const SCHEMES: &[&str] = &["pipe", "file", "tcp", "process", "tone"];
+pub(crate) const SCHEMES: &[&str] = &["pipe", "file", "tcp", "process", "tone"];
 
 /// Schemes snapserver serves that snaprelay does not (yet): refused as unsupported rather
 /// than unknown.
@@ -27,7 +27,7 @@ const DEFAULT_TCP_SOURCE_PORT: u16 = 4953;
 
 /// What kind of input a stream reads.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     /// A named pipe; `create` makes it when missing (`mode=create`, the default).
     Pipe {
         /// FIFO path.

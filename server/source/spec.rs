@@ -32,17 +32,17 @@ pub struct SourceSpec {
     /// Stream id (`name=`).
     pub name: String,
     /// How to read it.
-    pub kind: SourceKind,
+    pub(crate) kind: SourceKind,
     /// PCM layout of the input.
-    pub sample_format: SampleFormat,
+    pub(crate) sample_format: SampleFormat,
     /// Codec name (without options).
-    pub codec: String,
+    pub(crate) codec: String,
     /// Codec options (after the first `:` of `codec=`).
-    pub codec_options: String,
+    pub(crate) codec_options: String,
     /// Chunk duration in ms.
-    pub chunk_ms: u32,
+    pub(crate) chunk_ms: u32,
     /// No input for this long (plus one chunk) marks the stream idle (§4.2, default 100).
-    pub idle_threshold_ms: u32,
+    pub(crate) idle_threshold_ms: u32,
     /// The parsed URI with defaults filled in, as status reports show it.
     pub uri: SourceUri,
 }

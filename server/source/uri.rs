@@ -9,20 +9,20 @@ use super::SourceError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceUri {
     /// e.g. `pipe`.
-    pub scheme: String,
+    pub(crate) scheme: String,
     /// Host (and port) part; often empty.
-    pub host: String,
+    pub(crate) host: String,
     /// Path part, starting with `/` when present.
-    pub path: String,
+    pub(crate) path: String,
     /// Query parameters (the last of repeated keys wins).
-    pub query: BTreeMap<String, String>,
+    pub(crate) query: BTreeMap<String, String>,
     /// Fragment, without `#`.
-    pub fragment: String,
+    pub(crate) fragment: String,
 }
 
 impl SourceUri {
     /// Parses `scheme://host/path?query#fragment`, stripping surrounding quotes.
-    pub fn parse(text: &str) -> Result<Self, SourceError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, SourceError> {
         let syntax = || SourceError::Syntax(super::redact::redacted_unparsed(text));
         let trimmed = text.trim().trim_matches('"');
         let (scheme, rest) = trimmed.split_once("://").ok_or_else(syntax)?;

@@ -2,9 +2,10 @@
 //! persistence, and the events other front ends listen to. Front ends (gRPC, JSON-RPC) change
 //! state only through [`State::update`], so they all see the same model.
 
-pub mod model;
-pub mod persist;
-pub mod rules;
+pub(crate) mod model;
+pub(crate) mod persist;
+pub(crate) mod records;
+pub(crate) mod rules;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,15 +14,16 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-pub use model::{Client, Group, Model, Playback, StateError, Volume};
-pub use persist::{default_datadir, Store};
+pub(crate) use model::StateError;
+pub(crate) use persist::{default_datadir, Store};
+pub(crate) use records::{Client, Group, Model};
 
 /// Changes are written this long after the last one (snapserver: 2 s, §6.3).
 const SAVE_DEBOUNCE: Duration = Duration::from_secs(2);
 
 /// What changed, for listeners such as the JSON-RPC notifications.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// A client said Hello; `new_group` when it landed in a new group.
     ClientConnected {
         /// Client id.
@@ -52,16 +54,16 @@ pub enum Event {
 /// An [`Event`] and the JSON-RPC control connection whose request caused it, so that
 /// connection gets the response only and every other one the notification (§5.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Announcement {
+pub(crate) struct Announcement {
     /// What changed.
-    pub event: Event,
+    pub(crate) event: Event,
     /// The control connection that asked for it; `None` for gRPC and the relay itself.
-    pub origin: Option<u64>,
+    pub(crate) origin: Option<u64>,
 }
 
 /// The model, its store and its listeners.
 #[derive(Debug)]
-pub struct State {
+pub(crate) struct State {
     model: Mutex<Model>,
     store: Store,
     changed: Notify,
@@ -70,7 +72,7 @@ pub struct State {
 
 impl State {
     /// A state backed by `store`, starting from `model`.
-    pub fn new(store: Store, model: Model) -> Self {
+    pub(crate) fn new(store: Store, model: Model) -> Self {
         Self {
             model: Mutex::new(model),
             store,
@@ -80,12 +82,12 @@ impl State {
     }
 
     /// Reads the model. The lock is a std mutex: nothing awaits while holding it.
-    pub fn read<R>(&self, read: impl FnOnce(&Model) -> R) -> R {
+    pub(crate) fn read<R>(&self, read: impl FnOnce(&Model) -> R) -> R {
         read(&self.lock())
     }
 
     /// Changes the model, schedules a save and announces `event` (when the change worked).
-    pub fn update<R, E>(
+    pub(crate) fn update<R, E>(
         &self,
         change: impl FnOnce(&mut Model) -> Result<R, E>,
         event: impl FnOnce(&R) -> Option<Event>,
@@ -94,7 +96,7 @@ impl State {
     }
 
     /// [`State::update`] on behalf of a JSON-RPC control connection (`origin`).
-    pub fn update_from<R, E>(
+    pub(crate) fn update_from<R, E>(
         &self,
         origin: Option<u64>,
         change: impl FnOnce(&mut Model) -> Result<R, E>,
@@ -109,23 +111,23 @@ impl State {
     }
 
     /// Announces something that is not a model change (e.g. a stream's state).
-    pub fn announce(&self, event: Event, origin: Option<u64>) {
+    pub(crate) fn announce(&self, event: Event, origin: Option<u64>) {
         // No listener is fine.
         let _ = self.events.send(Announcement { event, origin });
     }
 
     /// Listens to changes.
-    pub fn subscribe(&self) -> broadcast::Receiver<Announcement> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Announcement> {
         self.events.subscribe()
     }
 
     /// A copy of the whole model.
-    pub fn snapshot(&self) -> Model {
+    pub(crate) fn snapshot(&self) -> Model {
         self.lock().clone()
     }
 
     /// Writes the state now.
-    pub fn flush(&self) -> std::io::Result<()> {
+    pub(crate) fn flush(&self) -> std::io::Result<()> {
         let model = self.snapshot();
         self.store.save(&model)
     }
@@ -163,5 +165,27 @@ impl State {
                 Err(err) => error!(error = %err, "state save task failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The final save is the shutdown sequence's (once, off the runtime): the persistence
+    /// task must not write again when cancelled.
+    #[tokio::test]
+    async fn the_persistence_task_leaves_the_final_save_to_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, model) = Store::open(dir.path());
+        let file = store.path().expect("a writable data dir").to_owned();
+        let state = Arc::new(State::new(store, model));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(state.clone().run_persistence(cancel.clone()));
+        cancel.cancel();
+        task.await.unwrap();
+        assert!(!file.exists(), "the persistence task saved at cancel");
+        state.flush().unwrap();
+        assert!(file.exists(), "the shutdown flush saves");
     }
 }

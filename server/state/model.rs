@@ -1,162 +1,19 @@
-//! Clients and groups, and every change that can be made to them (snapcast-protocol.md §5.3,
-//! §5.4, §6.3). Pure data: no I/O, no clock reads (callers pass times in), no sessions.
+//! Every change that can be made to clients and groups (snapcast-protocol.md §5.3, §5.4,
+//! §6.3): the behaviour of the [`Model`], its errors, and what sessions hand in and get back.
+//! Pure logic: no I/O, no clock reads (callers pass times in), no sessions.
 //!
-//! The serde objects are snapserver's `server.json` (and its JSON-RPC objects), so a state file
-//! written by snapserver loads here and the JSON-RPC front end can serialize these directly.
+//! The records themselves live in [`super::records`]; they are re-exported here so
+//! `state::model::{Host, Snapclient, ...}` keep working.
 
-use serde::{Deserialize, Serialize};
+pub(crate) use super::records::{
+    Client, ClientConfig, Group, Host, LastSeen, Model, Snapclient, Volume,
+};
 
 use super::rules;
 
-/// `{"muted", "percent"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Volume {
-    /// Client muted.
-    #[serde(default)]
-    pub muted: bool,
-    /// 0..=100.
-    #[serde(default = "full")]
-    pub percent: u16,
-}
-
-fn full() -> u16 {
-    100
-}
-
-impl Default for Volume {
-    fn default() -> Self {
-        Self {
-            muted: false,
-            percent: 100,
-        }
-    }
-}
-
-/// `host` of a client.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Host {
-    /// CPU architecture.
-    pub arch: String,
-    /// Last peer address.
-    pub ip: String,
-    /// MAC address.
-    pub mac: String,
-    /// Host name.
-    pub name: String,
-    /// Operating system.
-    pub os: String,
-}
-
-/// `snapclient` of a client.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Snapclient {
-    /// Client program name.
-    pub name: String,
-    /// Stream protocol version.
-    #[serde(rename = "protocolVersion")]
-    pub protocol_version: u32,
-    /// Client version.
-    pub version: String,
-}
-
-/// `config` of a client: what users set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ClientConfig {
-    /// `--instance`.
-    pub instance: u32,
-    /// Extra latency in ms.
-    pub latency: i32,
-    /// Display name.
-    pub name: String,
-    /// Volume and mute.
-    pub volume: Volume,
-}
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        Self {
-            instance: 1,
-            latency: 0,
-            name: String::new(),
-            volume: Volume::default(),
-        }
-    }
-}
-
-/// `{"sec", "usec"}` wall-clock time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LastSeen {
-    /// Seconds since the Unix epoch.
-    pub sec: i64,
-    /// Microseconds.
-    pub usec: i64,
-}
-
-impl LastSeen {
-    /// From microseconds since the Unix epoch.
-    pub fn from_unix_micros(micros: i64) -> Self {
-        Self {
-            sec: micros.div_euclid(1_000_000),
-            usec: micros.rem_euclid(1_000_000),
-        }
-    }
-}
-
-/// A client as snapserver stores and reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Client {
-    /// Unique id (see [`client_id`]).
-    pub id: String,
-    /// Host facts from its Hello.
-    #[serde(default)]
-    pub host: Host,
-    /// Program facts from its Hello.
-    #[serde(default)]
-    pub snapclient: Snapclient,
-    /// User settings.
-    #[serde(default)]
-    pub config: ClientConfig,
-    /// When it was last connected or seen.
-    #[serde(rename = "lastSeen", default)]
-    pub last_seen: LastSeen,
-    /// Whether a session of it is live.
-    #[serde(default)]
-    pub connected: bool,
-}
-
-/// A set of clients playing one stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Group {
-    /// Random UUID.
-    pub id: String,
-    /// Display name.
-    #[serde(default)]
-    pub name: String,
-    /// The stream its clients play.
-    #[serde(default)]
-    pub stream_id: String,
-    /// Group mute (adds to each client's own).
-    #[serde(default)]
-    pub muted: bool,
-    /// Members.
-    #[serde(default)]
-    pub clients: Vec<Client>,
-}
-
-/// Everything that persists: the groups and their clients.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Model {
-    /// Groups in creation order.
-    #[serde(rename = "Groups", default)]
-    pub groups: Vec<Group>,
-}
-
 /// Why a change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StateError {
+pub(crate) enum StateError {
     /// No such client.
     #[error("client '{0}' not found")]
     ClientNotFound(String),
@@ -183,7 +40,7 @@ pub enum StateError {
 
 /// The id snapserver gives a client: `ID`, or `ID#instance` (§1.5), with `_` replaced by `-`
 /// because Home Assistant splits entity ids on `_` (integrations.md §1a).
-pub fn client_id(host_id: &str, instance: u32) -> String {
+pub(crate) fn client_id(host_id: &str, instance: u32) -> String {
     let base = host_id.replace('_', "-");
     if instance == 1 {
         base
@@ -194,30 +51,30 @@ pub fn client_id(host_id: &str, instance: u32) -> String {
 
 /// What a session of a client needs to know: its settings and its stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Playback {
+pub(crate) struct Playback {
     /// Volume percent.
-    pub volume: u16,
+    pub(crate) volume: u16,
     /// Client muted OR group muted (§1.5).
-    pub muted: bool,
+    pub(crate) muted: bool,
     /// Extra latency in ms.
-    pub latency: i32,
+    pub(crate) latency: i32,
     /// The stream to play.
-    pub stream_id: String,
+    pub(crate) stream_id: String,
 }
 
 /// Facts from a Hello, as the model records them.
 #[derive(Debug, Clone, Default)]
-pub struct Arrival {
+pub(crate) struct Arrival {
     /// Unique client id.
-    pub id: String,
+    pub(crate) id: String,
     /// Host facts.
-    pub host: Host,
+    pub(crate) host: Host,
     /// Program facts.
-    pub snapclient: Snapclient,
+    pub(crate) snapclient: Snapclient,
     /// `--instance`.
-    pub instance: u32,
+    pub(crate) instance: u32,
     /// Wall-clock now, µs since the epoch.
-    pub now_us: i64,
+    pub(crate) now_us: i64,
 }
 
 impl Model {
@@ -232,7 +89,7 @@ impl Model {
     }
 
     /// The client with this id.
-    pub fn client(&self, client_id: &str) -> Option<&Client> {
+    pub(crate) fn client(&self, client_id: &str) -> Option<&Client> {
         self.locate(client_id)
             .map(|(g, c)| &self.groups[g].clients[c])
     }
@@ -245,12 +102,12 @@ impl Model {
     }
 
     /// The group a client belongs to.
-    pub fn group_of(&self, client_id: &str) -> Option<&Group> {
+    pub(crate) fn group_of(&self, client_id: &str) -> Option<&Group> {
         self.locate(client_id).map(|(g, _)| &self.groups[g])
     }
 
     /// The group with this id.
-    pub fn group(&self, group_id: &str) -> Option<&Group> {
+    pub(crate) fn group(&self, group_id: &str) -> Option<&Group> {
         self.groups.iter().find(|g| g.id == group_id)
     }
 
@@ -262,7 +119,7 @@ impl Model {
     }
 
     /// What a client's sessions should play and how.
-    pub fn playback(&self, client_id: &str) -> Option<Playback> {
+    pub(crate) fn playback(&self, client_id: &str) -> Option<Playback> {
         let (g, c) = self.locate(client_id)?;
         let group = &self.groups[g];
         let client = &group.clients[c];
@@ -277,7 +134,7 @@ impl Model {
     /// Records a client's Hello (§2.1): a new client gets `initial_volume` and its own new
     /// group on `default_stream`; a group whose stream no longer exists falls back to it.
     /// Returns whether a new group was created.
-    pub fn arrive(
+    pub(crate) fn arrive(
         &mut self,
         arrival: Arrival,
         streams: &[&str],
@@ -329,7 +186,7 @@ impl Model {
     }
 
     /// Marks a client disconnected (when its last session ends, §7.16).
-    pub fn depart(&mut self, client_id: &str, now_us: i64) {
+    pub(crate) fn depart(&mut self, client_id: &str, now_us: i64) {
         if let Ok(client) = self.client_mut(client_id) {
             client.connected = false;
             client.last_seen = LastSeen::from_unix_micros(now_us);
@@ -337,7 +194,7 @@ impl Model {
     }
 
     /// Sets volume and/or mute; partial updates allowed (§5.4).
-    pub fn set_volume(
+    pub(crate) fn set_volume(
         &mut self,
         client_id: &str,
         percent: Option<i64>,
@@ -355,7 +212,7 @@ impl Model {
     }
 
     /// Sets a client's latency, clamped to [-10000, buffer_ms] like snapserver (§2.5).
-    pub fn set_latency(
+    pub(crate) fn set_latency(
         &mut self,
         client_id: &str,
         latency: i64,
@@ -367,14 +224,18 @@ impl Model {
     }
 
     /// Renames a client.
-    pub fn set_client_name(&mut self, client_id: &str, name: &str) -> Result<String, StateError> {
+    pub(crate) fn set_client_name(
+        &mut self,
+        client_id: &str,
+        name: &str,
+    ) -> Result<String, StateError> {
         let name = rules::name(name)?;
         self.client_mut(client_id)?.config.name = name.clone();
         Ok(name)
     }
 
     /// Points a group at another stream; returns its member ids.
-    pub fn set_group_stream(
+    pub(crate) fn set_group_stream(
         &mut self,
         group_id: &str,
         stream_id: &str,
@@ -389,7 +250,7 @@ impl Model {
     }
 
     /// Mutes or unmutes a group; returns its member ids.
-    pub fn set_group_mute(
+    pub(crate) fn set_group_mute(
         &mut self,
         group_id: &str,
         mute: bool,
@@ -400,7 +261,11 @@ impl Model {
     }
 
     /// Renames a group.
-    pub fn set_group_name(&mut self, group_id: &str, name: &str) -> Result<String, StateError> {
+    pub(crate) fn set_group_name(
+        &mut self,
+        group_id: &str,
+        name: &str,
+    ) -> Result<String, StateError> {
         let name = rules::name(name)?;
         self.group_mut(group_id)?.name = name.clone();
         Ok(name)
@@ -410,7 +275,7 @@ impl Model {
     /// move to new one-client groups keeping the old stream, listed clients are pulled out of
     /// their groups, emptied groups are deleted (the target too, if it ends up empty).
     /// Returns every client whose group changed.
-    pub fn set_group_clients(
+    pub(crate) fn set_group_clients(
         &mut self,
         group_id: &str,
         client_ids: &[String],
@@ -460,7 +325,7 @@ impl Model {
     }
 
     /// Removes a disconnected client, and its group if that empties (§5.4).
-    pub fn delete_client(&mut self, client_id: &str) -> Result<(), StateError> {
+    pub(crate) fn delete_client(&mut self, client_id: &str) -> Result<(), StateError> {
         let (g, c) = self
             .locate(client_id)
             .ok_or_else(|| StateError::ClientNotFound(client_id.to_owned()))?;
@@ -473,7 +338,7 @@ impl Model {
     }
 
     /// Every client marked disconnected (after loading a state file, §6.3).
-    pub fn mark_all_disconnected(&mut self) {
+    pub(crate) fn mark_all_disconnected(&mut self) {
         for group in &mut self.groups {
             for client in &mut group.clients {
                 client.connected = false;
@@ -615,16 +480,5 @@ mod tests {
         model.depart("a", 1);
         model.delete_client("a").unwrap();
         assert!(model.groups.is_empty());
-    }
-
-    #[test]
-    fn loads_a_snapserver_server_json() {
-        let text = r#"{"ConfigVersion":2,"Groups":[{"clients":[{"config":{"instance":1,"latency":20,"name":"Kitchen","volume":{"muted":false,"percent":42}},"connected":true,"host":{"arch":"x86_64","ip":"10.0.0.2","mac":"00:11:22:33:44:55","name":"pi","os":"Debian"},"id":"00:11:22:33:44:55","lastSeen":{"sec":1700000000,"usec":5},"snapclient":{"name":"Snapclient","protocolVersion":2,"version":"0.26.0"}}],"id":"4dcc4e3b-c699-a04b-7f0e-8a1b6b71d8b9","muted":false,"name":"","stream_id":"default"}]}"#;
-        let mut model: Model = serde_json::from_str(text).unwrap();
-        model.mark_all_disconnected();
-        let client = model.client("00:11:22:33:44:55").unwrap();
-        assert_eq!(client.config.name, "Kitchen");
-        assert_eq!(client.config.volume.percent, 42);
-        assert!(!client.connected);
     }
 }

@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use super::model::Model;
+use super::records::Model;
 
 /// The state file's name, as snapserver names it.
-pub const STATE_FILE: &str = "server.json";
+pub(crate) const STATE_FILE: &str = "server.json";
 
 /// snapserver's data dir when none is configured: `$HOME/.config/snapserver/`, else
 /// `/var/lib/snapserver/` (§6.3).
-pub fn default_datadir() -> PathBuf {
+pub(crate) fn default_datadir() -> PathBuf {
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(home) => Path::new(&home).join(".config").join("snapserver"),
         None => PathBuf::from("/var/lib/snapserver"),
@@ -36,14 +36,14 @@ struct FileFormat {
 
 /// Where the state lives; `None` path means persistence is off.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     path: Option<PathBuf>,
 }
 
 impl Store {
     /// Opens the data dir: creates it, checks it is writable, and loads the state file.
     /// Problems are logged and degrade to "no persistence" or "start clean", never an error.
-    pub fn open(dir: &Path) -> (Self, Model) {
+    pub(crate) fn open(dir: &Path) -> (Self, Model) {
         if let Err(err) = std::fs::create_dir_all(dir) {
             error!(dir = %dir.display(), error = %err, "cannot create the data dir; running without persistence");
             return (Self { path: None }, Model::default());
@@ -58,18 +58,13 @@ impl Store {
         (Self { path: Some(path) }, model)
     }
 
-    /// A store that never writes.
-    pub fn disabled() -> Self {
-        Self { path: None }
-    }
-
     /// The state file, when persistence is on.
-    pub fn path(&self) -> Option<&Path> {
+    pub(crate) fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
     /// Writes `model` atomically. A no-op without persistence.
-    pub fn save(&self, model: &Model) -> io::Result<()> {
+    pub(crate) fn save(&self, model: &Model) -> io::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };

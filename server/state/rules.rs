@@ -6,9 +6,9 @@
 use super::StateError;
 
 /// Lowest client latency, ms: a client told to play this much later than the stream.
-pub const MIN_LATENCY_MS: i64 = -10_000;
+pub(crate) const MIN_LATENCY_MS: i64 = -10_000;
 /// Longest name, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
+pub(crate) const MAX_NAME_CHARS: usize = 100;
 
 fn invalid(field: &'static str, value: impl ToString, allowed: String) -> StateError {
     StateError::Invalid {
@@ -23,7 +23,7 @@ fn invalid(field: &'static str, value: impl ToString, allowed: String) -> StateE
 /// # Errors
 ///
 /// Outside 0 to 100.
-pub fn volume_percent(percent: i64) -> Result<u16, StateError> {
+pub(crate) fn volume_percent(percent: i64) -> Result<u16, StateError> {
     u16::try_from(percent)
         .ok()
         .filter(|p| *p <= 100)
@@ -36,7 +36,7 @@ pub fn volume_percent(percent: i64) -> Result<u16, StateError> {
 /// # Errors
 ///
 /// Outside that range.
-pub fn latency(latency: i64, buffer_ms: u32) -> Result<i32, StateError> {
+pub(crate) fn latency(latency: i64, buffer_ms: u32) -> Result<i32, StateError> {
     let max = i64::from(buffer_ms);
     if (MIN_LATENCY_MS..=max).contains(&latency) {
         // In range of i32: both bounds are.
@@ -57,7 +57,7 @@ pub fn latency(latency: i64, buffer_ms: u32) -> Result<i32, StateError> {
 /// # Errors
 ///
 /// Too long, or a control character.
-pub fn name(name: &str) -> Result<String, StateError> {
+pub(crate) fn name(name: &str) -> Result<String, StateError> {
     let trimmed = name.trim();
     if trimmed.chars().count() > MAX_NAME_CHARS || trimmed.chars().any(char::is_control) {
         return Err(invalid(

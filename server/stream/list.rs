@@ -18,7 +18,7 @@ struct Entry {
 
 /// Every running stream, in configuration order, then in order of addition.
 #[derive(Debug, Default)]
-pub struct StreamList {
+pub(crate) struct StreamList {
     list: RwLock<Vec<Entry>>,
 }
 

@@ -13,7 +13,7 @@
 
 mod list;
 
-pub use list::StreamList;
+pub(crate) use list::StreamList;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -43,23 +43,23 @@ pub(crate) struct Chunk {
 
 /// Live figures of one stream.
 #[derive(Debug, Default)]
-pub struct StreamStats {
+pub(crate) struct StreamStats {
     /// Chunks published.
-    pub chunks: AtomicU64,
+    pub(crate) chunks: AtomicU64,
     /// Message bytes published (once per chunk, not per client).
-    pub bytes: AtomicU64,
+    pub(crate) bytes: AtomicU64,
     /// Times the source stalled (went idle).
-    pub stalls: AtomicU64,
+    pub(crate) stalls: AtomicU64,
     /// Times the time base was re-based.
-    pub resyncs: AtomicU64,
+    pub(crate) resyncs: AtomicU64,
     /// PCM chunks dropped because the encoder thread was still busy with earlier ones.
-    pub encoder_overruns: AtomicU64,
+    pub(crate) encoder_overruns: AtomicU64,
     /// Whether data is flowing.
-    pub playing: AtomicBool,
+    pub(crate) playing: AtomicBool,
     /// Chunks its sessions skipped as too late to play, over every session it ever had.
-    pub chunks_late: AtomicU64,
+    pub(crate) chunks_late: AtomicU64,
     /// Chunks its sessions lost by falling a whole queue behind, over every session.
-    pub chunks_dropped: AtomicU64,
+    pub(crate) chunks_dropped: AtomicU64,
 }
 
 /// Why a stream could not start.
@@ -95,7 +95,7 @@ pub enum StreamError {
 
 /// A running stream, cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Stream {
+pub(crate) struct Stream {
     inner: Arc<Inner>,
 }
 
@@ -182,27 +182,27 @@ impl Stream {
     }
 
     /// Stream id (the source's `name`).
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.inner.spec.name
     }
 
     /// Input sample format.
-    pub fn sample_format(&self) -> SampleFormat {
+    pub(crate) fn sample_format(&self) -> SampleFormat {
         self.inner.spec.sample_format
     }
 
     /// Codec name.
-    pub fn codec(&self) -> &'static str {
+    pub(crate) fn codec(&self) -> &'static str {
         self.inner.codec
     }
 
     /// The source as configured, defaults filled in.
-    pub fn spec(&self) -> &SourceSpec {
+    pub(crate) fn spec(&self) -> &SourceSpec {
         &self.inner.spec
     }
 
     /// Sees every idle/playing change of this stream (true while playing).
-    pub fn watch_playing(&self) -> watch::Receiver<bool> {
+    pub(crate) fn watch_playing(&self) -> watch::Receiver<bool> {
         self.inner.playing_tx.subscribe()
     }
 
@@ -211,12 +211,12 @@ impl Stream {
     }
 
     /// Live figures.
-    pub fn stats(&self) -> &StreamStats {
+    pub(crate) fn stats(&self) -> &StreamStats {
         &self.inner.stats
     }
 
     /// Sessions currently receiving this stream.
-    pub fn receivers(&self) -> usize {
+    pub(crate) fn receivers(&self) -> usize {
         self.inner.chunk_tx.receiver_count()
     }
 

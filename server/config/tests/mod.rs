@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use super::keys::{self, Status};
+use super::sections::{JsonRpcConfig, StreamConfig, StreamingClientConfig, TcpConfig};
 use super::*;
 
 /// A typical Debian snapserver 0.26 /etc/snapserver.conf, comments and all.

@@ -1,0 +1,342 @@
+//! Load benchmark: N protocol-level Snapcast clients in this process against a server child
+//! process — snaprelay, and Debian's snapserver for comparison — measuring the server's CPU
+//! time and RSS from /proc over a steady window.
+//!
+//! Both servers read the same source: a FIFO this process fills with a 440 Hz tone in the
+//! chosen sample format (each server paces its own reads), with the same codec and 20 ms
+//! chunks. Each client says Hello, sends a Time request every second (and times the reply),
+//! and reads and checks every chunk without decoding it. Clients are spread over 127.0.0.x
+//! source addresses. CPU per client is marginal: (server CPU with N clients − with none) / N.
+//! Servers alternate per configuration, so both see the same machine conditions.
+//!
+//! Run (release build, as `cargo bench` does):
+//!   cargo bench --bench load -- --clients 1,50,200 --codecs pcm,flac --modes off,on,auto
+//!   cargo bench --bench load -- --format 192000:32:8 --codecs pcm --clients 1,20 --servers snaprelay
+//! Without `--bench` (as `cargo test --all-targets` runs it) or with `--smoke` it is a short
+//! smoke run of a few clients for a few seconds, which keeps the tool working in CI.
+//! With `LOAD_SMAPS_DIR=<dir>` each measurement also copies the server's /proc/<pid>/smaps
+//! there, to see which mappings the resident set is made of. `--wrap "<command>"` runs
+//! snaprelay under a profiler, e.g.
+//!   cargo bench --bench load -- --servers snaprelay --clients 200 --modes off \
+//!     --wrap "valgrind --tool=callgrind --callgrind-out-file=/tmp/callgrind.out"
+//!
+//! This file holds the options, the measurement and the report; `server` starts and watches
+//! the server under test, `client` is the protocol-level client.
+
+mod client;
+mod server;
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use client::{client, Tally};
+use server::Server;
+
+#[derive(Debug, Clone)]
+struct Options {
+    clients: Vec<usize>,
+    modes: Vec<String>,
+    codecs: Vec<String>,
+    servers: Vec<String>,
+    /// Instead of the table: for each server, the most clients served with no late chunk.
+    capacity: bool,
+    format: String,
+    warmup: Duration,
+    window: Duration,
+    /// A command snaprelay runs under, e.g. `valgrind --tool=callgrind`, for profiles.
+    wrap: Vec<String>,
+}
+
+impl Options {
+    fn parse() -> Self {
+        // `cargo test --all-targets` runs this target without `--bench`: then it is a smoke
+        // run that keeps the tool working in CI, never the full sweep.
+        let smoke = !std::env::args().any(|a| a == "--bench" || a == "--full");
+        let mut options = Self {
+            clients: vec![1, 50, 200],
+            modes: vec!["off".into(), "on".into(), "auto".into()],
+            codecs: vec!["pcm".into()],
+            servers: vec!["snaprelay".into(), "snapserver".into()],
+            capacity: false,
+            format: "48000:16:2".into(),
+            warmup: Duration::from_secs(3),
+            window: Duration::from_secs(10),
+            wrap: Vec::new(),
+        };
+        let list = |text: String| text.split(',').map(|v| v.trim().to_owned()).collect();
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().unwrap_or_default();
+            match arg.as_str() {
+                "--clients" => {
+                    options.clients = value()
+                        .split(',')
+                        .filter_map(|n| n.trim().parse().ok())
+                        .collect()
+                }
+                "--modes" => options.modes = list(value()),
+                "--codecs" => options.codecs = list(value()),
+                "--servers" => options.servers = list(value()),
+                "--format" => options.format = value(),
+                "--capacity" => options.capacity = true,
+                "--seconds" => options.window = Duration::from_secs(value().parse().unwrap_or(10)),
+                "--warmup" => options.warmup = Duration::from_secs(value().parse().unwrap_or(3)),
+                "--wrap" => options.wrap = value().split_whitespace().map(str::to_owned).collect(),
+                "--smoke" => options.smoke(),
+                "--bench" | "--full" => {} // `cargo bench` passes --bench
+                other => eprintln!("load: ignoring unknown argument {other}"),
+            }
+        }
+        if smoke {
+            options.smoke();
+        }
+        options
+    }
+
+    fn smoke(&mut self) {
+        self.clients = vec![2];
+        self.modes = vec!["off".into(), "on".into()];
+        self.servers = vec!["snaprelay".into()];
+        self.codecs = vec!["pcm".into()];
+        self.capacity = false;
+        self.warmup = Duration::from_secs(1);
+        self.window = Duration::from_secs(2);
+    }
+}
+
+/// Which server runs, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// snaprelay with zerocopy off, on (no auto-fallback), or auto.
+    Snaprelay(String),
+    /// Debian's snapserver 0.26.
+    Snapserver,
+}
+
+impl Target {
+    fn label(&self) -> String {
+        match self {
+            Self::Snaprelay(mode) => format!("snaprelay zc={mode}"),
+            Self::Snapserver => "snapserver 0.26".into(),
+        }
+    }
+}
+
+struct Row {
+    cpu_per_client_minute: f64,
+    rss_mib: f64,
+    anon_mib: f64,
+    file_mib: f64,
+    chunks: u64,
+    late: u64,
+    gaps: u64,
+    time_reply_ms: f64,
+}
+
+fn measure(
+    options: &Options,
+    target: &Target,
+    codec: &str,
+    clients: usize,
+    idle_cpu: f64,
+) -> (Row, f64) {
+    let server = Server::start(target, codec, &options.format, &options.wrap);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (cpu, rss) = runtime.block_on(async {
+        let tasks: Vec<_> = (0..clients)
+            .map(|i| tokio::spawn(client(i, server.addr, tally.clone(), stop.clone())))
+            .collect();
+        tokio::time::sleep(options.warmup).await;
+        let chunks_before = tally.chunks.load(Ordering::Relaxed);
+        let late_before = tally.late.load(Ordering::Relaxed);
+        let gaps_before = tally.gaps.load(Ordering::Relaxed);
+        let (cpu_before, _) = server.usage();
+        tokio::time::sleep(options.window).await;
+        let (cpu_after, rss) = server.usage();
+        if let Some(dir) = std::env::var_os("LOAD_SMAPS_DIR") {
+            // Where the resident set goes, mapping by mapping, for the report.
+            let name =
+                format!("{}-{codec}-{clients}.smaps", target.label()).replace([' ', '='], "_");
+            let _ = std::fs::copy(
+                format!("/proc/{}/smaps", server.child.id()),
+                std::path::Path::new(&dir).join(name),
+            );
+        }
+        tally.chunks.fetch_sub(chunks_before, Ordering::Relaxed);
+        tally.late.fetch_sub(late_before, Ordering::Relaxed);
+        tally.gaps.fetch_sub(gaps_before, Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            task.abort();
+        }
+        (cpu_after - cpu_before, rss)
+    });
+    let window = options.window.as_secs_f64();
+    let cores = cpu / window;
+    let per_client = if clients == 0 {
+        0.0
+    } else {
+        (cores - idle_cpu).max(0.0) * 60.0 / clients as f64
+    };
+    let replies = tally.time_replies.load(Ordering::Relaxed).max(1);
+    (
+        Row {
+            cpu_per_client_minute: per_client,
+            rss_mib: rss.total_kib as f64 / 1024.0,
+            anon_mib: rss.anon_kib as f64 / 1024.0,
+            file_mib: rss.file_kib as f64 / 1024.0,
+            chunks: tally.chunks.load(Ordering::Relaxed),
+            late: tally.late.load(Ordering::Relaxed),
+            gaps: tally.gaps.load(Ordering::Relaxed),
+            time_reply_ms: tally.time_reply_us_total.load(Ordering::Relaxed) as f64
+                / replies as f64
+                / 1000.0,
+        },
+        cores,
+    )
+}
+
+/// Lets this process (and the servers it starts) open thousands of sockets.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// Doubles the client count until a server delivers a late chunk or a gap; prints the
+/// largest count it served cleanly.
+fn capacity(options: &Options, targets: &[Target]) {
+    println!("| server | codec | most clients with zero late chunks and no gaps |");
+    println!("|---|---|---|");
+    for codec in &options.codecs {
+        for target in targets {
+            let mut best = 0;
+            let mut clients = 50;
+            while clients <= 6400 {
+                let (row, _) = measure(options, target, codec, clients, 0.0);
+                let clean = row.late == 0 && row.gaps == 0 && row.chunks > 0;
+                eprintln!(
+                    "capacity: {} {codec} {clients} clients: late {} gaps {} chunks {}",
+                    target.label(),
+                    row.late,
+                    row.gaps,
+                    row.chunks
+                );
+                if !clean {
+                    break;
+                }
+                best = clients;
+                clients *= 2;
+            }
+            println!("| {} | {codec} | {best} |", target.label());
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
+fn main() {
+    let options = Options::parse();
+    raise_fd_limit();
+    let mut targets = Vec::new();
+    for server in &options.servers {
+        match server.as_str() {
+            "snaprelay" => targets.extend(options.modes.iter().cloned().map(Target::Snaprelay)),
+            "snapserver" => targets.push(Target::Snapserver),
+            other => eprintln!("load: unknown server {other}"),
+        }
+    }
+    if options.capacity {
+        capacity(&options, &targets);
+        return;
+    }
+    println!(
+        "load: format {}, 20 ms chunks, window {:?} after {:?} warm-up; CPU per client = \
+         (server cores with N clients - with 0) x 60 / N",
+        options.format, options.window, options.warmup
+    );
+    println!(
+        "| server | codec | clients | CPU-s per client-minute | RSS MiB | anon MiB | file MiB | chunks | late | gaps | time reply ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    // (codec, clients, target) -> row, for the ratio summary.
+    let mut results: Vec<(String, usize, Target, Row)> = Vec::new();
+    for codec in &options.codecs {
+        let idle: Vec<f64> = targets
+            .iter()
+            .map(|t| measure(&options, t, codec, 0, 0.0).1)
+            .collect();
+        for &clients in &options.clients {
+            // Alternate servers within each configuration: same machine conditions.
+            for (target, idle) in targets.iter().zip(&idle) {
+                let (row, _) = measure(&options, target, codec, clients, *idle);
+                println!(
+                    "| {} | {} | {} | {:.4} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.3} |",
+                    target.label(),
+                    codec,
+                    clients,
+                    row.cpu_per_client_minute,
+                    row.rss_mib,
+                    row.anon_mib,
+                    row.file_mib,
+                    row.chunks,
+                    row.late,
+                    row.gaps,
+                    row.time_reply_ms
+                );
+                let _ = std::io::stdout().flush();
+                assert!(
+                    row.chunks > 0,
+                    "{} delivered no chunk to {clients} clients",
+                    target.label()
+                );
+                results.push((codec.clone(), clients, target.clone(), row));
+            }
+        }
+    }
+    let reference: Vec<_> = results
+        .iter()
+        .filter(|(_, _, t, _)| *t == Target::Snapserver)
+        .collect();
+    if reference.is_empty() {
+        return;
+    }
+    println!();
+    println!("| codec | clients | server | CPU ratio vs snapserver | RSS ratio vs snapserver |");
+    println!("|---|---|---|---|---|");
+    for (codec, clients, target, row) in &results {
+        let Some((_, _, _, base)) = reference
+            .iter()
+            .find(|(c, n, _, _)| c == codec && n == clients)
+        else {
+            continue;
+        };
+        if *target == Target::Snapserver {
+            continue;
+        }
+        let cpu = if base.cpu_per_client_minute > 0.0 {
+            row.cpu_per_client_minute / base.cpu_per_client_minute
+        } else {
+            f64::NAN
+        };
+        println!(
+            "| {codec} | {clients} | {} | {cpu:.2} | {:.2} |",
+            target.label(),
+            row.rss_mib / base.rss_mib
+        );
+    }
+}
