@@ -333,11 +333,22 @@ async fn sessions_and_clients_with_a_real_snapclient() {
     let err = control
         .set_client_name(pb::SetClientNameRequest {
             client_id: "grpc-client".into(),
-            name: "  ".into(),
+            name: "bell\u{7}".into(),
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("no control characters"), "{err:?}");
+    // A blank name clears the name (clients then show their host name), as over JSON-RPC.
+    let cleared = control
+        .set_client_name(pb::SetClientNameRequest {
+            client_id: "grpc-client".into(),
+            name: "  ".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cleared.name, "");
 
     // Buffer changes reach connected clients.
     let changed = control

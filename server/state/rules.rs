@@ -27,7 +27,7 @@ pub(crate) fn volume_percent(percent: i64) -> Result<u16, StateError> {
     u16::try_from(percent)
         .ok()
         .filter(|p| *p <= 100)
-        .ok_or_else(|| invalid("volume", percent, "0 to 100".to_owned()))
+        .ok_or_else(|| invalid("volume.percent", percent, "0 to 100".to_owned()))
 }
 
 /// A client latency in ms: from [`MIN_LATENCY_MS`] to the current buffer (a client cannot

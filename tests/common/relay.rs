@@ -120,46 +120,29 @@ impl Relay {
     /// The JSON-RPC TCP listener's address, from its "listening for JSON-RPC" log line
     /// (waits for it).
     pub fn jsonrpc_addr(&self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(addr) = *self.jsonrpc_addr.lock().unwrap() {
-                return addr;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "snaprelay never logged 'listening for JSON-RPC'; its log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.logged_addr(&self.jsonrpc_addr, "listening for JSON-RPC")
     }
 
     /// The HTTP listener's address, from its "listening for HTTP" log line (waits for it).
     pub fn http_addr(&self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(addr) = *self.http_addr.lock().unwrap() {
-                return addr;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "snaprelay never logged 'listening for HTTP'; its log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.logged_addr(&self.http_addr, "listening for HTTP")
     }
 
     /// The gRPC control API's address, from its "listening for gRPC" log line (waits for it).
     pub fn grpc_addr(&self) -> SocketAddr {
+        self.logged_addr(&self.grpc_addr, "listening for gRPC")
+    }
+
+    /// Waits until the log reader has filled `slot` from the `line` log line.
+    fn logged_addr(&self, slot: &Mutex<Option<SocketAddr>>, line: &str) -> SocketAddr {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(addr) = *self.grpc_addr.lock().unwrap() {
+            if let Some(addr) = *slot.lock().unwrap() {
                 return addr;
             }
             assert!(
                 Instant::now() < deadline,
-                "snaprelay never logged 'listening for gRPC'; its log:\n{}",
+                "snaprelay never logged '{line}'; its log:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(10));
