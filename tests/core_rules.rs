@@ -370,6 +370,23 @@ async fn totals_never_go_down_when_sessions_leave() {
         "{sent} < {}",
         before.chunks_sent
     );
+    // The JSON-RPC hub's counter reaches /metrics as well as gRPC (where it is a field of the
+    // aggregate, 0 here: no JSON-RPC client was ever too slow).
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "snaprelay_jsonrpc_slow_disconnects_total 0"),
+        "{metrics}"
+    );
+    let stats = control
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        stats.aggregate.unwrap_or_default().jsonrpc_slow_disconnects,
+        0
+    );
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> String {

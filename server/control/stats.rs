@@ -186,6 +186,42 @@ impl From<&Snapshot> for pb::Stats {
 mod tests {
     use super::*;
 
+    fn empty_snapshot() -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            taken_at: std::time::SystemTime::now(),
+            started_at: std::time::SystemTime::now(),
+            uptime: Duration::from_secs(3),
+            connections_accepted: 2,
+            totals: crate::session::SessionTotals::default(),
+            policy_drops: PolicyDropCounts::default(),
+            jsonrpc_slow_disconnects: 1,
+            sessions: Vec::new(),
+            streams: Vec::new(),
+            pool: PoolStats::default(),
+        })
+    }
+
+    #[test]
+    fn watchers_share_one_conversion_per_snapshot() {
+        let shared = SharedConversion::default();
+        let snapshot = empty_snapshot();
+        let first = shared.convert(snapshot.clone());
+        let second = shared.convert(snapshot);
+        assert!(Arc::ptr_eq(&first, &second), "converted twice");
+        let aggregate = first.aggregate.clone().unwrap_or_default();
+        assert_eq!(
+            (
+                aggregate.connections_accepted,
+                aggregate.jsonrpc_slow_disconnects
+            ),
+            (2, 1)
+        );
+        assert_eq!(first.uptime_ms, 3000);
+        // A new snapshot is converted anew.
+        let third = shared.convert(empty_snapshot());
+        assert!(!Arc::ptr_eq(&first, &third));
+    }
+
     #[test]
     fn percent_is_of_bytes_and_zero_without_sends() {
         assert_eq!(SendStatsSnapshot::default().zerocopy_percent(), 0.0);
