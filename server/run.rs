@@ -308,16 +308,14 @@ fn admit(
 /// The session future is made inside the task, not captured by it: a future captured by
 /// value and then awaited is stored twice in the task's state (measured: ~2 KiB more per
 /// client; `the_session_task_holds_one_session_future` guards it).
-fn session_task(
+async fn session_task(
     relay: Arc<Relay>,
     socket: TcpStream,
     peer: SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
-) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        relay.serve_session(socket, peer).await;
-        drop(permit);
-    }
+) {
+    relay.serve_session(socket, peer).await;
+    drop(permit);
 }
 
 #[cfg(test)]

@@ -208,7 +208,7 @@ mod tests {
         let first = shared.convert(snapshot.clone());
         let second = shared.convert(snapshot);
         assert!(Arc::ptr_eq(&first, &second), "converted twice");
-        let aggregate = first.aggregate.clone().unwrap_or_default();
+        let aggregate = first.aggregate.unwrap_or_default();
         assert_eq!(
             (
                 aggregate.connections_accepted,
