@@ -82,7 +82,7 @@ mod tests {
                 matches!(
                     volume_percent(bad),
                     Err(StateError::Invalid {
-                        field: "volume",
+                        field: "volume.percent",
                         ..
                     })
                 ),
