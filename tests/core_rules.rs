@@ -387,6 +387,13 @@ async fn totals_never_go_down_when_sessions_leave() {
         stats.aggregate.unwrap_or_default().jsonrpc_slow_disconnects,
         0
     );
+    // snapctl shows the same totals.
+    let text = snapctl(&relay, &["stats"]);
+    assert!(
+        text.contains("since start: 1 connection(s)")
+            && text.contains("0 JSON-RPC client(s) dropped as too slow"),
+        "{text}"
+    );
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> String {

@@ -55,14 +55,26 @@ pub async fn run(control: &mut Control, out: &Output, args: &StatsArgs) -> Resul
 
 fn render(stats: &pb::Stats) -> String {
     let aggregate = stats.aggregate.unwrap_or_default();
+    let drops = aggregate.policy_drops.unwrap_or_default();
     let mut text = format!(
-        "uptime {}, {} session(s), {} sent in {} chunks, {} late, {} dropped\n\n",
+        "uptime {}, {} session(s), {} sent in {} chunks, {} late, {} dropped\n\
+         since start: {} connection(s), {} time replies; dropped by policy: {} handshake \
+         timeout(s), {} send stall(s), {} bad message(s), {} refused, {} time flood(s); \
+         {} JSON-RPC client(s) dropped as too slow\n\n",
         uptime(stats.uptime_ms),
         aggregate.sessions,
         bytes(aggregate.bytes_sent),
         aggregate.chunks_sent,
         aggregate.chunks_late,
-        aggregate.chunks_dropped
+        aggregate.chunks_dropped,
+        aggregate.connections_accepted,
+        aggregate.time_replies,
+        drops.handshake_timeouts,
+        drops.send_stalls,
+        drops.bad_messages,
+        drops.refused_connections,
+        drops.time_floods,
+        aggregate.jsonrpc_slow_disconnects,
     );
     let mut zerocopy = Table::new(&[
         "SESSION",

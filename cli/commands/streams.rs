@@ -27,7 +27,7 @@ pub async fn run(control: &mut Control, out: &Output) -> Result<(), CliError> {
 pub fn table(streams: &[pb::StreamStats]) -> String {
     let mut table = Table::new(&[
         "STREAM", "STATE", "CODEC", "FORMAT", "CLIENTS", "CHUNKS", "BYTES", "LATE", "DROPPED",
-        "STALLS", "URI",
+        "STALLS", "OVERRUNS", "URI",
     ]);
     for s in streams {
         table.row(vec![
@@ -45,6 +45,7 @@ pub fn table(streams: &[pb::StreamStats]) -> String {
             s.chunks_late.to_string(),
             s.chunks_dropped.to_string(),
             s.stalls.to_string(),
+            s.encoder_overruns.to_string(),
             s.uri.clone(),
         ]);
     }
