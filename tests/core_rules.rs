@@ -109,6 +109,7 @@ async fn secrets_in_source_uris_are_masked_in_every_output() {
             "snapctl --json stats",
             snapctl(&relay, &["--json", "stats"]),
         ),
+        ("snapctl config get", snapctl(&relay, &["config", "get"])),
         ("JSON-RPC Server.GetStatus", json_rpc.to_string()),
         ("the log", relay.log()),
     ];

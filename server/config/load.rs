@@ -75,11 +75,22 @@ impl Loaded {
             .iter()
             .filter(|key| key.status == Status::Implemented)
             .map(|key| {
-                let text = values
-                    .as_ref()
-                    .and_then(|values| values.find_ref(key.name))
-                    .map(render)
-                    .unwrap_or_default();
+                let text = if key.name == "stream.source" {
+                    // Source URIs may carry passwords and tokens (GetConfig shows this).
+                    self.config
+                        .stream
+                        .source
+                        .iter()
+                        .map(|uri| crate::source::redacted_uri_string(uri))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                } else {
+                    values
+                        .as_ref()
+                        .and_then(|values| values.find_ref(key.name))
+                        .map(render)
+                        .unwrap_or_default()
+                };
                 (key.name.to_owned(), text, self.origin(key.name))
             })
             .collect()

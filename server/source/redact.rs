@@ -44,12 +44,20 @@ impl SourceUri {
     }
 }
 
-/// A source URI given as text, secrets masked, written back as [`SourceUri::to_uri_string`]
-/// does (decoded, query sorted). Text that does not parse as a URI comes back whole unless it
-/// holds an `@` or a secret-looking word, in which case all of it is masked.
+/// A source URI given as text, secrets masked: as written when it holds no secret, else
+/// written back as [`SourceUri::to_uri_string`] does (decoded, query sorted). Text that does
+/// not parse as a URI comes back whole unless it holds an `@` or a secret-looking word, in
+/// which case all of it is masked.
 pub(crate) fn redacted_uri_string(text: &str) -> String {
     match SourceUri::parse(text) {
-        Ok(uri) => redact(&uri).to_uri_string(),
+        Ok(uri) => {
+            let masked = redact(&uri);
+            if masked == uri {
+                text.to_owned()
+            } else {
+                masked.to_uri_string()
+            }
+        }
         Err(_) => redacted_unparsed(text),
     }
 }
@@ -121,8 +129,8 @@ mod tests {
             "pipe:///tmp/f?name=a&password=xxx"
         );
         assert_eq!(
-            redacted_uri_string("pipe:///tmp/f?name=a"),
-            "pipe:///tmp/f?name=a"
+            redacted_uri_string("pipe:///tmp/f?name=a&codec=pcm"),
+            "pipe:///tmp/f?name=a&codec=pcm"
         );
         assert_eq!(redacted_uri_string("/tmp/fifo"), "/tmp/fifo");
         assert_eq!(redacted_uri_string("not a uri password=x"), "xxx");
@@ -136,6 +144,7 @@ mod tests {
             "pipe:///tmp/f?password=hunter2",
             "bogus password=hunter2",
             "tcp://bob:hunter2@host:4953",
+            "tcp://bob:hunter2@127.0.0.1:4953?name=a",
         ] {
             let err = crate::source::SourceSpec::parse(text, &defaults)
                 .expect_err(text)

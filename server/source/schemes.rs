@@ -98,7 +98,8 @@ impl SourceKind {
                 let addr = tcp_address(uri).ok_or_else(|| {
                     invalid(
                         "host",
-                        &uri.host,
+                        // `user:password@host` is no address, but its password stays hidden.
+                        &uri.redacted().host,
                         "a literal IP address with an optional :port (default 4953)",
                     )
                 })?;
