@@ -2,7 +2,7 @@
 //! model through [`State`](crate::state::State), then bring the affected clients' sessions in
 //! line with it. A volume set over either API has exactly the same effect on the wire.
 
-use crate::protocol::ServerSettings;
+use crate::session;
 use crate::state::{Event, Model, StateError};
 
 use super::Relay;
@@ -41,12 +41,7 @@ impl Relay {
         let Some(playback) = self.state.read(|model| model.playback(client_id)) else {
             return 0;
         };
-        let settings = ServerSettings {
-            buffer_ms: i32::try_from(self.settings.buffer_ms()).unwrap_or(i32::MAX),
-            latency: playback.latency,
-            muted: playback.muted,
-            volume: playback.volume,
-        };
+        let settings = session::server_settings(&self.settings, &playback);
         let stream = self.stream(&playback.stream_id);
         let mut notified = 0;
         for session in self.sessions.of_client(client_id) {

@@ -306,6 +306,19 @@ impl SessionInfo {
     }
 }
 
+/// The ServerSettings a client of `playback` gets now (on Hello and after every change).
+pub(crate) fn server_settings(
+    settings: &LiveSettings,
+    playback: &crate::state::Playback,
+) -> ServerSettings {
+    ServerSettings {
+        buffer_ms: i32::try_from(settings.buffer_ms()).unwrap_or(i32::MAX),
+        latency: playback.latency,
+        muted: playback.muted,
+        volume: playback.volume,
+    }
+}
+
 /// Microseconds since the Unix epoch (0 for times before it), the form the control API
 /// reports wall-clock times in.
 pub(crate) fn unix_micros(time: SystemTime) -> i64 {

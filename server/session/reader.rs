@@ -250,12 +250,7 @@ fn welcome(
     info.muted.store(playback.muted, Ordering::Relaxed);
     debug!(client = %client_id, new_group, "client recorded");
     Some((
-        ServerSettings {
-            buffer_ms: i32::try_from(env.settings.buffer_ms()).unwrap_or(i32::MAX),
-            latency: playback.latency,
-            muted: playback.muted,
-            volume: playback.volume,
-        },
+        super::server_settings(&env.settings, &playback),
         stream,
         client_id,
     ))

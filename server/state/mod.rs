@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-pub(crate) use model::StateError;
+pub(crate) use model::{Playback, StateError};
 pub(crate) use persist::{default_datadir, Store};
 pub(crate) use records::{Client, Group, Model};
 
