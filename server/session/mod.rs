@@ -235,6 +235,15 @@ impl SessionInfo {
             .map(|c| c.client_id.clone())
     }
 
+    /// Whether this session belongs to `client_id` (compared under the lock, no copy).
+    pub(crate) fn is_client(&self, client_id: &str) -> bool {
+        self.client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|c| c.client_id == client_id)
+    }
+
     /// Ends the session.
     pub(crate) fn disconnect(&self) {
         self.cancel.cancel();

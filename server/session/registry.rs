@@ -120,7 +120,7 @@ impl SessionRegistry {
     pub(crate) fn of_client(&self, client_id: &str) -> Vec<Arc<SessionInfo>> {
         self.live
             .iter()
-            .filter(|e| e.value().client_id().as_deref() == Some(client_id))
+            .filter(|e| e.value().is_client(client_id))
             .map(|e| e.value().clone())
             .collect()
     }
@@ -129,7 +129,7 @@ impl SessionRegistry {
     pub(crate) fn has_other_session(&self, client_id: &str, except: u64) -> bool {
         self.live
             .iter()
-            .any(|e| *e.key() != except && e.value().client_id().as_deref() == Some(client_id))
+            .any(|e| *e.key() != except && e.value().is_client(client_id))
     }
 
     /// Totals since start (closed sessions included) and the live sessions they include.
