@@ -285,13 +285,13 @@ fn streams(out: &mut Exposition, snapshot: &Snapshot) {
         (
             "snaprelay_stream_stalls_total",
             Kind::Counter,
-            "Times the stream's source stopped delivering and the stream went idle.",
+            "Source pauses of the stream, each bridged with silence where it happened.",
             |s| s.stalls as f64,
         ),
         (
             "snaprelay_stream_resyncs_total",
             Kind::Counter,
-            "Times the stream's time base was re-based.",
+            "Times the stream's timeline restarted after the source was away longer than clients buffer.",
             |s| s.resyncs as f64,
         ),
         (

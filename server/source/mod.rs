@@ -69,6 +69,15 @@ impl Reader {
         })
     }
 
+    /// Whether a read that has to wait means data produced in real time, just now (a writer
+    /// or a process feeding us), rather than I/O latency (a file) or nothing (the tone).
+    pub(crate) fn is_live(&self) -> bool {
+        match self {
+            Self::Pipe(_) | Self::TcpServer(_) | Self::TcpClient(_) | Self::Process(_) => true,
+            Self::File(_) | Self::Tone(_) => false,
+        }
+    }
+
     /// Reads at least one byte, waiting as long as needed.
     pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {

@@ -1,22 +1,69 @@
 //! Cuts a source's bytes into fixed-duration PCM chunks, paced to real time, each stamped
-//! with the capture time of its first sample (snapcast-protocol.md §2.4).
+//! with the capture time of its first sample (snapcast-protocol.md §2.4), on a timeline that
+//! stays contiguous across source pauses.
+//!
+//! Why the timeline must stay contiguous: snapclient plays chunks back to back. It never
+//! plays a gap between two chunks' timestamps as silence; it notices the shift only later and
+//! then corrects with a hard resync. So if the chunks after a writer pause were stamped with
+//! the later time they arrived at, clients would play them right after the audio before the
+//! pause (early), then jump. A pause must reach clients as *silence chunks* covering exactly
+//! the time the source was quiet.
 //!
 //! Rules, and why:
-//! - A chunk is not completed before its last sample would have been captured in real time,
-//!   so a writer that runs ahead (a decoder filling the FIFO) is consumed at the audio rate
-//!   instead of flooding clients with chunks from the future.
-//! - Short reads are never padded with silence: partial data waits for the rest.
-//! - Timestamps run on continuously while data keeps up. When the source stalls (a read waits
-//!   longer than `idle_threshold + chunk_ms`) or a chunk completes that much behind its due
-//!   time, the time base is re-based to "now", so a writer pause never shifts playback for
-//!   good.
+//! - **Pacing.** A chunk is not completed before its last sample would have been captured in
+//!   real time, so a writer that runs ahead (a decoder filling the FIFO) is consumed at the
+//!   audio rate instead of flooding clients with chunks from the future.
+//! - **Where the data belongs.** When a read had to wait for data ("live" sources: pipe, tcp,
+//!   process), the data was produced just now: its first frame belongs `arrival − its
+//!   duration` on the timeline. Reads go through a staging buffer of up to 100 ms (or four
+//!   chunks), so a writer's whole block arrives in one read and that estimate holds for
+//!   writers with large blocks too. Data that was already waiting is simply next in line.
+//! - **Pause detection.** A chunk still short `GRACE` after it was due means the source
+//!   paused: the rest of the chunk is silence and it goes out. While the source stays quiet,
+//!   every further chunk is silence, sent when due + `GRACE`, so the encoder's last partial
+//!   frame of real audio is flushed on time and clients fill their buffers with the pause.
+//! - **Resume.** Data arriving later than its place on the timeline by more than `TOLERANCE`
+//!   (any amount once a pause was detected) gets that much silence in front of it, at the
+//!   exact frame where the pause happened; the data then sits where it belongs, so the
+//!   latency after a pause equals the latency before it. Smaller lateness is absorbed (the
+//!   data just continues): it is scheduling jitter, and inserting silence for it would be a
+//!   click and a lasting shift.
+//! - **Bridging ends.** After `bridge` (the clients' buffer) of continuous silence nothing
+//!   more is sent: the clients hold the pause, and a stopped source costs no bandwidth. The
+//!   timeline's end is kept. If data returns while clients may still hold queued silence,
+//!   the hole up to the data is filled with silence at once (contiguous again). If it
+//!   returns later, every client has played out its buffer and the timeline restarts where
+//!   the data belongs, behind `LEAD_IN` of silence: an encoder may still hold up to one frame
+//!   of the old timeline, and that frame's unit carries the old (now stale) timestamp, which
+//!   sessions drop as too late; the lead-in makes sure it holds only silence.
+//! - Partial frames never get silence in the middle: the staging buffer hands out whole
+//!   frames only.
 
+use std::future::Future;
 use std::io;
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
+
+use tracing::debug;
 
 use super::Reader;
 use crate::clock;
 use crate::sample_format::SampleFormat;
+
+/// How late past its due time a chunk may complete before the source counts as paused.
+/// Detection delay only: where the silence goes is measured, not guessed from this.
+const GRACE_US: i64 = 40_000;
+/// Lateness of returning data absorbed without inserting silence (scheduling jitter).
+const TOLERANCE_US: i64 = 15_000;
+/// Silence in front of the data when the timeline restarts after clients ran dry; longer
+/// than any codec's frame (FLAC's 4096 frames at 22.05 kHz: 186 ms).
+const LEAD_IN_US: i64 = 200_000;
+/// How long past the point where clients have played out their buffers the timeline is
+/// still continued rather than restarted; covers the sessions' late-chunk margin (100 ms).
+const RESTART_MARGIN_US: i64 = 300_000;
+/// The staging buffer holds at least this much audio.
+const STAGING_MIN_US: u64 = 100_000;
 
 /// One chunk of raw PCM, borrowed from the pacer's buffer.
 #[derive(Debug)]
@@ -30,160 +77,272 @@ pub(crate) struct PcmChunk<'a> {
 /// What the pacer has to say next.
 #[derive(Debug)]
 pub(crate) enum Paced<'a> {
-    /// A full chunk.
+    /// A full chunk (silence where the source was quiet).
     Chunk(PcmChunk<'a>),
-    /// The source delivered nothing for the stall timeout; said once per stall.
+    /// The source stayed quiet for the whole bridge: no chunks follow until it returns.
+    /// Said once per stall.
     Stalled,
+}
+
+/// How many chunks the pacer may produce at once when data returns after a bridged pause
+/// (the hole is filled with silence in one go), for sizing the queue behind it.
+pub(crate) fn max_burst_chunks(chunk_ms: u32, buffer_ms: u32) -> usize {
+    let burst_us = u64::from(buffer_ms) * 1000 + (RESTART_MARGIN_US + LEAD_IN_US) as u64;
+    (burst_us / (u64::from(chunk_ms.max(1)) * 1000)) as usize + 2
+}
+
+/// A staged read: how much came in and, if the read had to wait, when it arrived.
+struct Arrival {
+    frames: usize,
+    waited_at: Option<i64>,
 }
 
 /// Chunking, pacing and timestamping state for one source.
 #[derive(Debug)]
 pub(crate) struct Pacer {
+    format: SampleFormat,
     chunk: Vec<u8>,
     filled: usize,
     chunk_us: i64,
-    /// Capture time of the next chunk's first frame; `None` until the next chunk re-bases.
+    /// Bytes read but not yet placed: `staged[start..end]`.
+    staged: Vec<u8>,
+    staged_start: usize,
+    staged_end: usize,
+    /// Silence (whole frames, in bytes) to place before the staged data.
+    silence_owed: usize,
+    /// Capture time of the current chunk's first frame; `None` while no timeline runs.
     next_ts: Option<i64>,
+    /// Where the timeline ended when bridging stopped.
+    ended_at: Option<i64>,
     /// Whether the current chunk already waited for its due time.
     paced: bool,
-    stall_after: Duration,
+    /// A deadline passed with no data and none came since.
+    quiet: bool,
+    /// Silence sent in a row while quiet, µs.
+    bridged_us: i64,
+    bridge_us: i64,
+    /// Whether a read that waits means data produced in real time (pipe, tcp, process).
+    live: bool,
+    stall_pending: bool,
+    pauses: u64,
     resyncs: u64,
 }
 
 impl Pacer {
-    pub(crate) fn new(format: SampleFormat, chunk_ms: u32, idle_threshold_ms: u32) -> Self {
+    /// A pacer for chunks of `chunk_ms`, bridging pauses for up to `bridge_ms` (the clients'
+    /// buffer) with silence. `live` says whether reads that wait mean fresh real-time data.
+    pub(crate) fn new(format: SampleFormat, chunk_ms: u32, bridge_ms: u32, live: bool) -> Self {
         let frames = format.frames_in(Duration::from_millis(u64::from(chunk_ms)));
+        let chunk_bytes = frames * format.frame_size();
+        let staging_frames = format.frames_in(Duration::from_micros(STAGING_MIN_US));
+        let staging = (staging_frames * format.frame_size()).max(4 * chunk_bytes);
         Self {
-            chunk: vec![0; frames * format.frame_size()],
+            format,
+            chunk: vec![0; chunk_bytes],
             filled: 0,
             chunk_us: format.duration_of(frames).as_micros() as i64,
+            staged: vec![0; staging],
+            staged_start: 0,
+            staged_end: 0,
+            silence_owed: 0,
             next_ts: None,
+            ended_at: None,
             paced: false,
-            stall_after: Duration::from_millis(u64::from(idle_threshold_ms + chunk_ms)),
+            quiet: false,
+            bridged_us: 0,
+            bridge_us: i64::from(bridge_ms) * 1000,
+            live,
+            stall_pending: false,
+            pauses: 0,
             resyncs: 0,
         }
     }
 
-    /// How often the time base was re-based after a stall or lag.
+    /// Source pauses detected (each bridged with silence).
+    pub(crate) fn pauses(&self) -> u64 {
+        self.pauses
+    }
+
+    /// Times the timeline restarted because the source was away longer than clients buffer.
     pub(crate) fn resyncs(&self) -> u64 {
         self.resyncs
     }
 
     /// Waits for the next chunk. Cancel safe: partial data stays in the pacer.
     pub(crate) async fn next(&mut self, reader: &mut Reader) -> io::Result<Paced<'_>> {
+        if std::mem::take(&mut self.stall_pending) {
+            return Ok(Paced::Stalled);
+        }
+        let ts = match self.next_ts {
+            Some(ts) => ts,
+            None => self.start_timeline(reader).await?,
+        };
+        let due = ts + self.chunk_us;
         if !self.paced {
-            if let Some(ts) = self.next_ts {
-                tokio::time::sleep_until(clock::instant_at(ts + self.chunk_us)).await;
-            }
+            tokio::time::sleep_until(clock::instant_at(due)).await;
             self.paced = true;
         }
+        let frame = self.format.frame_size();
         while self.filled < self.chunk.len() {
-            let read = reader.read(&mut self.chunk[self.filled..]);
-            let n = if self.next_ts.is_some() {
-                match tokio::time::timeout(self.stall_after, read).await {
-                    Ok(n) => n?,
-                    Err(_) => {
-                        self.next_ts = None;
-                        return Ok(Paced::Stalled);
+            let space = self.chunk.len() - self.filled;
+            if self.silence_owed > 0 {
+                let n = self.silence_owed.min(space);
+                self.chunk[self.filled..self.filled + n].fill(0);
+                self.filled += n;
+                self.silence_owed -= n;
+                continue;
+            }
+            let whole = (self.staged_end - self.staged_start) / frame * frame;
+            if whole > 0 {
+                let n = whole.min(space);
+                self.chunk[self.filled..self.filled + n]
+                    .copy_from_slice(&self.staged[self.staged_start..self.staged_start + n]);
+                self.filled += n;
+                self.staged_start += n;
+                continue;
+            }
+            match self.stage(reader, Some(due + GRACE_US)).await? {
+                None => {
+                    // Nothing by the deadline: the source paused at this frame.
+                    if !self.quiet {
+                        self.quiet = true;
+                        self.pauses += 1;
+                        debug!(at_us = ts + self.micros_of(self.filled), "source paused");
                     }
+                    self.chunk[self.filled..].fill(0);
+                    self.filled = self.chunk.len();
                 }
-            } else {
-                read.await?
-            };
-            self.filled += n;
+                Some(arrival) => self.place(ts, arrival),
+            }
         }
         self.filled = 0;
         self.paced = false;
-
-        let now = clock::now_micros();
-        let max_lag = self.stall_after.as_micros() as i64;
-        let ts = match self.next_ts {
-            Some(ts) if now - (ts + self.chunk_us) <= max_lag => ts,
-            previous => {
-                if previous.is_some() {
-                    self.resyncs += 1;
-                }
-                now - self.chunk_us
+        let end = ts + self.chunk_us;
+        self.next_ts = Some(end);
+        if self.quiet {
+            self.bridged_us += self.chunk_us;
+            if self.bridged_us >= self.bridge_us {
+                // Clients now hold the whole pause they can use; stop sending.
+                self.next_ts = None;
+                self.ended_at = Some(end);
+                self.stall_pending = true;
             }
-        };
-        self.next_ts = Some(ts + self.chunk_us);
+        }
         Ok(Paced::Chunk(PcmChunk {
             timestamp_us: ts,
             data: &self.chunk,
         }))
     }
+
+    /// Decides where data that just came in goes: right here, or behind silence for the time
+    /// the source was away.
+    fn place(&mut self, ts: i64, arrival: Arrival) {
+        if let (Some(at), true) = (arrival.waited_at, self.live) {
+            let belongs_at = at - self.micros_of_frames(arrival.frames);
+            let here = ts + self.micros_of(self.filled);
+            let late_by = belongs_at - here;
+            let tolerance = if self.quiet { 0 } else { TOLERANCE_US };
+            if late_by > tolerance {
+                if !self.quiet {
+                    self.pauses += 1;
+                }
+                self.silence_owed = self.bytes_of(late_by);
+                debug!(
+                    at_us = here,
+                    silence_us = late_by,
+                    "source resumed; pause bridged"
+                );
+            }
+        }
+        self.quiet = false;
+        self.bridged_us = 0;
+    }
+
+    /// With no timeline running, waits for data and decides where the timeline goes on.
+    async fn start_timeline(&mut self, reader: &mut Reader) -> io::Result<i64> {
+        let arrival = loop {
+            if let Some(arrival) = self.stage(reader, None).await? {
+                break arrival;
+            }
+        };
+        let now = arrival.waited_at.unwrap_or_else(clock::now_micros);
+        let belongs_at = if self.live {
+            now - self.micros_of_frames(arrival.frames)
+        } else {
+            now - self.chunk_us
+        };
+        self.quiet = false;
+        self.bridged_us = 0;
+        self.paced = false;
+        let ts = match self.ended_at.take() {
+            // Clients may still hold silence from the bridge: fill up to the data.
+            Some(end) if now < end + self.bridge_us + RESTART_MARGIN_US => {
+                self.silence_owed = self.bytes_of(belongs_at - end);
+                end
+            }
+            Some(_) => {
+                self.resyncs += 1;
+                self.silence_owed = self.bytes_of(LEAD_IN_US);
+                belongs_at - LEAD_IN_US
+            }
+            None => belongs_at,
+        };
+        self.next_ts = Some(ts);
+        Ok(ts)
+    }
+
+    /// Reads into the staging buffer, which must hold less than one frame. `None` when
+    /// `deadline` (µs, server clock) passed first.
+    async fn stage(
+        &mut self,
+        reader: &mut Reader,
+        deadline: Option<i64>,
+    ) -> io::Result<Option<Arrival>> {
+        let tail = self.staged_end - self.staged_start;
+        self.staged
+            .copy_within(self.staged_start..self.staged_end, 0);
+        self.staged_start = 0;
+        self.staged_end = tail;
+        let mut read = pin!(reader.read(&mut self.staged[tail..]));
+        // One poll tells whether data was already waiting (then it is simply next in line)
+        // or the read has to wait (then its arrival time says where it belongs).
+        let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+        let (n, waited_at) = match first {
+            Poll::Ready(result) => (result?, None),
+            Poll::Pending => {
+                let result = match deadline {
+                    Some(deadline) => {
+                        match tokio::time::timeout_at(clock::instant_at(deadline), read).await {
+                            Ok(result) => result,
+                            Err(_) => return Ok(None),
+                        }
+                    }
+                    None => read.await,
+                };
+                (result?, Some(clock::now_micros()))
+            }
+        };
+        self.staged_end += n;
+        Ok(Some(Arrival {
+            frames: (tail + n) / self.format.frame_size(),
+            waited_at,
+        }))
+    }
+
+    fn micros_of_frames(&self, frames: usize) -> i64 {
+        (frames as u64 * 1_000_000 / u64::from(self.format.rate)) as i64
+    }
+
+    fn micros_of(&self, bytes: usize) -> i64 {
+        self.micros_of_frames(bytes / self.format.frame_size())
+    }
+
+    /// Whole frames' worth of bytes for `micros` (none for a negative span).
+    fn bytes_of(&self, micros: i64) -> usize {
+        let frames = u64::try_from(micros).unwrap_or(0) * u64::from(self.format.rate) / 1_000_000;
+        frames as usize * self.format.frame_size()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::source::tone::ToneReader;
-
-    fn tone_reader(format: SampleFormat) -> Reader {
-        Reader::Tone(ToneReader::new(format, vec![440.0], 0.5))
-    }
-
-    #[tokio::test]
-    async fn tone_chunks_are_contiguous_and_paced() {
-        let format = SampleFormat::default();
-        let mut pacer = Pacer::new(format, 20, 100);
-        let mut reader = tone_reader(format);
-        let start = clock::now_micros();
-        let mut stamps = Vec::new();
-        for _ in 0..10 {
-            match pacer.next(&mut reader).await.unwrap() {
-                Paced::Chunk(chunk) => {
-                    assert_eq!(chunk.data.len(), 960 * 4);
-                    stamps.push(chunk.timestamp_us);
-                }
-                Paced::Stalled => panic!("a tone never stalls"),
-            }
-        }
-        for pair in stamps.windows(2) {
-            assert_eq!(pair[1] - pair[0], 20_000);
-        }
-        // Ten 20 ms chunks cannot be produced in much less than 180 ms of real time: the
-        // first is stamped "now - 20 ms", each later one waits for its due time.
-        let elapsed = clock::now_micros() - start;
-        assert!(elapsed >= 175_000, "paced too fast: {elapsed} µs");
-        assert_eq!(pacer.resyncs(), 0);
-    }
-
-    #[tokio::test]
-    async fn stall_then_resume_rebases_the_timestamps() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fifo");
-        let format = SampleFormat::default();
-        let mut pacer = Pacer::new(format, 20, 100);
-        let mut reader = Reader::Pipe(super::super::pipe::PipeReader::new(path.clone(), true));
-        if let Reader::Pipe(pipe) = &reader {
-            pipe.prepare().unwrap();
-        }
-        let chunk_bytes = 960 * 4;
-        let writer = std::thread::spawn(move || {
-            use std::io::Write;
-            let mut fifo = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-            fifo.write_all(&vec![1u8; chunk_bytes * 2]).unwrap();
-            std::thread::sleep(Duration::from_millis(600));
-            fifo.write_all(&vec![2u8; chunk_bytes]).unwrap();
-        });
-        let mut events = Vec::new();
-        while events.len() < 4 {
-            let event = match pacer.next(&mut reader).await.unwrap() {
-                Paced::Chunk(chunk) => Some((chunk.timestamp_us, chunk.data[0])),
-                Paced::Stalled => None,
-            };
-            events.push(event);
-        }
-        writer.join().unwrap();
-        let (t0, first) = events[0].unwrap();
-        let (t1, _) = events[1].unwrap();
-        assert_eq!(first, 1);
-        assert_eq!(t1 - t0, 20_000);
-        assert!(events[2].is_none(), "expected a stall, got {events:?}");
-        let (t3, data) = events[3].unwrap();
-        assert_eq!(data, 2);
-        // Re-based to the time the data came back (≈ 600 ms later), not t1 + 20 ms.
-        assert!(t3 - t1 > 400_000, "timestamps did not re-base: {events:?}");
-    }
-}
+mod tests;

@@ -29,7 +29,7 @@ use crate::encoder::{self, Encoder};
 use crate::pool::BufferPool;
 use crate::protocol::{CodecHeader, Message, Tv, WireChunk};
 use crate::sample_format::SampleFormat;
-use crate::source::pacer::{Paced, Pacer};
+use crate::source::pacer::{self, Paced, Pacer};
 use crate::source::{Reader, SourceSpec};
 
 /// A serialized WireChunk, shared by every session of its stream.
@@ -48,9 +48,9 @@ pub(crate) struct StreamStats {
     pub(crate) chunks: AtomicU64,
     /// Message bytes published (once per chunk, not per client).
     pub(crate) bytes: AtomicU64,
-    /// Times the source stalled (went idle).
+    /// Source pauses, each bridged with silence on the stream's timeline.
     pub(crate) stalls: AtomicU64,
-    /// Times the time base was re-based.
+    /// Times the timeline restarted: the source was away longer than clients buffer.
     pub(crate) resyncs: AtomicU64,
     /// PCM chunks dropped because the encoder thread was still busy with earlier ones.
     pub(crate) encoder_overruns: AtomicU64,
@@ -155,9 +155,9 @@ impl Stream {
                 playing_tx: watch::Sender::new(false),
             }),
         };
-        // About half a client buffer of PCM may wait for the encoder; past that, chunks would
-        // reach clients too late to play anyway.
-        let queue = (buffer_ms / 2 / stream.inner.spec.chunk_ms.max(1)).max(4) as usize;
+        // Room for the longest burst the pacer makes (a source pause's hole filled with
+        // silence at once, up to a client buffer); in steady state one or two chunks wait.
+        let queue = pacer::max_burst_chunks(stream.inner.spec.chunk_ms, buffer_ms);
         let (pcm_tx, pcm_rx) = mpsc::sync_channel::<PcmBlock>(queue);
         // Buffers travel back for reuse, so steady state allocates nothing per chunk.
         let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Vec<u8>>(queue + 2);
@@ -173,7 +173,7 @@ impl Stream {
         tracker.spawn(async move {
             tokio::select! {
                 () = cancel.cancelled() => {}
-                () = task.run(reader, pcm_tx, recycle_rx) => {}
+                () = task.run(reader, buffer_ms, pcm_tx, recycle_rx) => {}
             }
             // Dropping the sender (with the `run` future) closes the channel: the encoder
             // thread finishes what is queued and ends.
@@ -233,12 +233,19 @@ impl Stream {
     async fn run(
         self,
         mut reader: Reader,
+        buffer_ms: u32,
         pcm_tx: SyncSender<PcmBlock>,
         recycle_rx: Receiver<Vec<u8>>,
     ) {
         let spec = &self.inner.spec;
         let stats = &self.inner.stats;
-        let mut pacer = Pacer::new(spec.sample_format, spec.chunk_ms, spec.idle_threshold_ms);
+        // Pauses are bridged with silence for as long as clients buffer (see the pacer).
+        let mut pacer = Pacer::new(
+            spec.sample_format,
+            spec.chunk_ms,
+            buffer_ms,
+            reader.is_live(),
+        );
         info!(stream = %spec.name, uri = %spec.uri.redacted().to_uri_string(), "stream started");
         let mut silent_ms: u32 = 0;
         loop {
@@ -286,10 +293,10 @@ impl Stream {
                             return;
                         }
                     }
+                    stats.stalls.store(pacer.pauses(), Ordering::Relaxed);
                     stats.resyncs.store(pacer.resyncs(), Ordering::Relaxed);
                 }
                 Ok(Paced::Stalled) => {
-                    stats.stalls.fetch_add(1, Ordering::Relaxed);
                     if stats.playing.swap(false, Ordering::Relaxed) {
                         self.announce_state(false);
                         info!(stream = %spec.name, "stream idle: no input");
@@ -359,3 +366,6 @@ struct PcmBlock {
     /// Interleaved frames (a reused buffer).
     data: Vec<u8>,
 }
+
+#[cfg(test)]
+mod tests;

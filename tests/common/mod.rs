@@ -24,6 +24,6 @@ pub use snapclient::{snapclient_binary, Arrival, Snapclient};
 #[allow(unused_imports)]
 pub use snapctl::snapctl;
 #[allow(unused_imports)]
-pub use source::{source_fifo, FifoWriter};
+pub use source::{source_fifo, FifoWriter, RealTimeWriter};
 #[allow(unused_imports)]
 pub use wait::eventually;

@@ -1,0 +1,410 @@
+//! The pacer against a real FIFO written in real time, with pauses: where the silence goes,
+//! how long it is, and that the timeline never has a hole while clients can still use it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::source::pipe::PipeReader;
+use crate::source::process::ProcessReader;
+use crate::source::tcp::TcpServerReader;
+use crate::source::tone::ToneReader;
+
+const CHUNK_MS: u32 = 20;
+/// Frames per 20 ms chunk at 48 kHz.
+const CHUNK_FRAMES: usize = 960;
+const FRAME: usize = 4;
+
+fn format() -> SampleFormat {
+    SampleFormat::default()
+}
+
+/// Frame `n` of the test signal: left channel carries `n + 1` (never zero), right a marker.
+fn frame_bytes(n: usize, out: &mut Vec<u8>) {
+    let left = (n % 30_000 + 1) as i16;
+    out.extend_from_slice(&left.to_le_bytes());
+    out.extend_from_slice(&0x0101i16.to_le_bytes());
+}
+
+/// The counter of a frame, `None` for silence.
+fn counter_of(frame: &[u8]) -> Option<usize> {
+    let left = i16::from_le_bytes([frame[0], frame[1]]);
+    (left != 0).then(|| left as usize - 1)
+}
+
+/// What a real-time writer does: write frames `from..to` spread over their duration in
+/// 10 ms pieces, each at its due time (so a read that waits sees fresh data).
+enum Step {
+    Play {
+        frames: usize,
+    },
+    Pause {
+        ms: u64,
+    },
+    /// Writes raw bytes at once (to split a frame).
+    Raw(Vec<u8>),
+}
+
+struct Fifo {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn fifo() -> (Fifo, Reader) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fifo");
+    let pipe = PipeReader::new(path.clone(), true);
+    pipe.prepare().unwrap();
+    (Fifo { _dir: dir, path }, Reader::Pipe(pipe))
+}
+
+/// Runs `steps` into the FIFO from a thread.
+fn write_in_real_time(fifo: &Fifo, steps: Vec<Step>) -> std::thread::JoinHandle<()> {
+    let path = fifo.path.clone();
+    write_steps(
+        move || Box::new(std::fs::OpenOptions::new().write(true).open(&path).unwrap()),
+        steps,
+    )
+}
+
+/// Runs `steps` from a thread, into whatever `open` gives it there.
+fn write_steps(
+    open: impl FnOnce() -> Box<dyn Write> + Send + 'static,
+    steps: Vec<Step>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut out = open();
+        let start = Instant::now();
+        let mut elapsed = Duration::ZERO;
+        let mut frame = 0usize;
+        for step in steps {
+            match step {
+                Step::Play { frames } => {
+                    let end = frame + frames;
+                    while frame < end {
+                        let piece = (end - frame).min(480);
+                        elapsed += Duration::from_micros(piece as u64 * 1_000_000 / 48_000);
+                        if let Some(wait) = (start + elapsed).checked_duration_since(Instant::now())
+                        {
+                            std::thread::sleep(wait);
+                        }
+                        let mut buf = Vec::with_capacity(piece * FRAME);
+                        for n in frame..frame + piece {
+                            frame_bytes(n, &mut buf);
+                        }
+                        out.write_all(&buf).unwrap();
+                        frame += piece;
+                    }
+                }
+                Step::Pause { ms } => elapsed += Duration::from_millis(ms),
+                Step::Raw(bytes) => out.write_all(&bytes).unwrap(),
+            }
+        }
+    })
+}
+
+/// Every chunk until `frames` frames of signal came out (or `limit` chunks), as
+/// (timestamp, data); `None` marks a `Stalled`.
+async fn collect(
+    pacer: &mut Pacer,
+    reader: &mut Reader,
+    frames: usize,
+    limit: usize,
+) -> Vec<Option<(i64, Vec<u8>)>> {
+    let mut events = Vec::new();
+    let mut seen = 0;
+    while seen < frames && events.len() < limit {
+        let event = tokio::time::timeout(Duration::from_secs(10), pacer.next(reader))
+            .await
+            .expect("pacer stuck")
+            .unwrap();
+        match event {
+            Paced::Chunk(chunk) => {
+                seen += chunk
+                    .data
+                    .chunks_exact(FRAME)
+                    .filter(|f| counter_of(f).is_some())
+                    .count();
+                events.push(Some((chunk.timestamp_us, chunk.data.to_vec())));
+            }
+            Paced::Stalled => events.push(None),
+        }
+    }
+    events
+}
+
+/// The capture time of every frame of the signal and every silent frame, from the chunks.
+fn frames_on_timeline(events: &[Option<(i64, Vec<u8>)>]) -> Vec<(i64, Option<usize>)> {
+    let mut out = Vec::new();
+    for (ts, data) in events.iter().flatten() {
+        for (i, frame) in data.chunks_exact(FRAME).enumerate() {
+            out.push((ts + (i as i64 * 1_000_000 / 48_000), counter_of(frame)));
+        }
+    }
+    out
+}
+
+fn assert_contiguous(events: &[Option<(i64, Vec<u8>)>]) {
+    let stamps: Vec<i64> = events.iter().flatten().map(|(ts, _)| *ts).collect();
+    for pair in stamps.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            20_000,
+            "hole in the timeline: {stamps:?}"
+        );
+    }
+}
+
+/// The silent run between counter `before` and `before + 1`, in µs, and that the counter
+/// otherwise runs on by one per frame.
+fn silence_between(frames: &[(i64, Option<usize>)], before: usize) -> i64 {
+    let last = frames
+        .iter()
+        .position(|(_, c)| *c == Some(before))
+        .expect("frame before the pause");
+    let next = frames
+        .iter()
+        .position(|(_, c)| *c == Some(before + 1))
+        .expect("frame after the pause");
+    assert!(
+        frames[last + 1..next].iter().all(|(_, c)| c.is_none()),
+        "only silence between the two"
+    );
+    let signal: Vec<usize> = frames.iter().filter_map(|(_, c)| *c).collect();
+    for pair in signal.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "signal skipped or repeated");
+    }
+    // Counted in frames: timestamps are whole µs and a frame is 20.83 µs.
+    (next - last - 1) as i64 * 1_000_000 / 48_000
+}
+
+#[tokio::test]
+async fn tone_chunks_are_contiguous_and_paced() {
+    let format = format();
+    let mut pacer = Pacer::new(format, CHUNK_MS, 1000, false);
+    let mut reader = Reader::Tone(ToneReader::new(format, vec![440.0], 0.5));
+    let start = clock::now_micros();
+    let mut stamps = Vec::new();
+    for _ in 0..10 {
+        match pacer.next(&mut reader).await.unwrap() {
+            Paced::Chunk(chunk) => {
+                assert_eq!(chunk.data.len(), CHUNK_FRAMES * FRAME);
+                stamps.push(chunk.timestamp_us);
+            }
+            Paced::Stalled => panic!("a tone never stalls"),
+        }
+    }
+    for pair in stamps.windows(2) {
+        assert_eq!(pair[1] - pair[0], 20_000);
+    }
+    // Ten 20 ms chunks cannot be produced in much less than 180 ms of real time: the first
+    // is stamped "now - 20 ms", each later one waits for its due time.
+    let elapsed = clock::now_micros() - start;
+    assert!(elapsed >= 175_000, "paced too fast: {elapsed} µs");
+    assert_eq!((pacer.pauses(), pacer.resyncs()), (0, 0));
+}
+
+/// A 300 ms pause in the middle of a chunk: silence of that length at exactly that frame,
+/// no hole in the timestamps, nothing skipped.
+#[tokio::test]
+async fn a_pause_becomes_silence_of_its_length_at_its_place() {
+    let (fifo, mut reader) = fifo();
+    let mut pacer = Pacer::new(format(), CHUNK_MS, 1000, true);
+    let before = 2 * CHUNK_FRAMES + 480 + 7;
+    let writer = write_in_real_time(
+        &fifo,
+        vec![
+            Step::Play { frames: before },
+            Step::Pause { ms: 300 },
+            // More than collected: the writer's end is not another pause.
+            Step::Play { frames: 7400 },
+        ],
+    );
+    let events = collect(&mut pacer, &mut reader, before + 5000, 200).await;
+    writer.join().unwrap();
+    assert!(events.iter().all(Option::is_some), "no stall: {events:?}");
+    assert_contiguous(&events);
+    let frames = frames_on_timeline(&events);
+    let silence = silence_between(&frames, before - 1);
+    assert!(
+        (silence - 300_000).abs() <= 5_000,
+        "silence of {silence} µs for a 300 ms pause"
+    );
+    assert_eq!(pacer.pauses(), 1);
+    assert_eq!(pacer.resyncs(), 0);
+}
+
+/// Pauses shorter than the grace and longer than the bridge-to-client handover are placed
+/// just as exactly; 50 ms is the shortest the design promises.
+#[tokio::test]
+async fn short_and_bridging_pauses_are_exact() {
+    for pause_ms in [50u64, 120, 700] {
+        let (fifo, mut reader) = fifo();
+        // A 400 ms bridge: the 700 ms pause stops sending, then data returns while clients
+        // may still play the bridge, so the hole is filled at once.
+        let mut pacer = Pacer::new(format(), CHUNK_MS, 400, true);
+        let writer = write_in_real_time(
+            &fifo,
+            vec![
+                Step::Play { frames: 4800 },
+                Step::Pause { ms: pause_ms },
+                Step::Play { frames: 4800 },
+            ],
+        );
+        let events = collect(&mut pacer, &mut reader, 9600, 400).await;
+        writer.join().unwrap();
+        let stalls = events.iter().filter(|e| e.is_none()).count();
+        assert_eq!(stalls, usize::from(pause_ms > 400), "{pause_ms} ms: stalls");
+        assert_contiguous(&events);
+        let silence = silence_between(&frames_on_timeline(&events), 4799);
+        assert!(
+            (silence - pause_ms as i64 * 1000).abs() <= 5_000,
+            "{pause_ms} ms pause became {silence} µs of silence"
+        );
+        assert_eq!(pacer.resyncs(), 0, "{pause_ms} ms");
+    }
+}
+
+/// A source away longer than clients buffer: after the bridge nothing is sent, then the
+/// timeline restarts where the returning data belongs, behind a silent lead-in.
+#[tokio::test]
+async fn a_long_pause_stops_sending_and_restarts_where_the_data_belongs() {
+    let (fifo, mut reader) = fifo();
+    let mut pacer = Pacer::new(format(), CHUNK_MS, 200, true);
+    let writer = write_in_real_time(
+        &fifo,
+        vec![
+            Step::Play { frames: 2400 },
+            Step::Pause { ms: 1500 },
+            Step::Play { frames: 2400 },
+        ],
+    );
+    let events = collect(&mut pacer, &mut reader, 4800, 400).await;
+    writer.join().unwrap();
+    let stall = events.iter().position(Option::is_none).expect("a stall");
+    assert_eq!(events.iter().filter(|e| e.is_none()).count(), 1);
+    assert_contiguous(&events[..stall]);
+    assert_contiguous(&events[stall + 1..]);
+    // Bridged for 200 ms after the pause began, not longer.
+    let bridged = events[..stall]
+        .iter()
+        .flatten()
+        .filter(|(_, data)| data.iter().all(|b| *b == 0))
+        .count();
+    assert!((9..=11).contains(&bridged), "{bridged} silent chunks");
+    // Across the restart the signal still sits 1.5 s after where it stopped.
+    let frames = frames_on_timeline(&events);
+    let last = frames.iter().find(|(_, c)| *c == Some(2399)).unwrap().0;
+    let next = frames.iter().find(|(_, c)| *c == Some(2400)).unwrap().0;
+    let away = next - last;
+    assert!(
+        (away - 1_500_000).abs() <= 5_000,
+        "data came back {away} µs after it stopped"
+    );
+    // The restart begins with the lead-in's silence.
+    let (_, first_after) = events[stall + 1].as_ref().unwrap();
+    assert!(first_after.iter().all(|b| *b == 0));
+    assert_eq!(pacer.resyncs(), 1);
+}
+
+/// Late-by-a-little data (scheduling jitter) is absorbed: no silence is inserted.
+#[tokio::test]
+async fn jitter_below_the_tolerance_inserts_nothing() {
+    let (fifo, mut reader) = fifo();
+    let mut pacer = Pacer::new(format(), CHUNK_MS, 1000, true);
+    let writer = write_in_real_time(
+        &fifo,
+        vec![
+            Step::Play { frames: 4800 },
+            Step::Pause { ms: 5 },
+            Step::Play { frames: 7200 },
+        ],
+    );
+    let events = collect(&mut pacer, &mut reader, 9600, 400).await;
+    writer.join().unwrap();
+    let frames = frames_on_timeline(&events);
+    assert_eq!(silence_between(&frames, 4799), 0);
+    assert_eq!(pacer.pauses(), 0);
+}
+
+/// A writer that stops in the middle of a frame: the silence goes after the frame is
+/// complete, never inside it, so channels and samples stay aligned.
+#[tokio::test]
+async fn a_pause_inside_a_frame_keeps_frames_whole() {
+    let (fifo, mut reader) = fifo();
+    let mut pacer = Pacer::new(format(), CHUNK_MS, 1000, true);
+    let mut frame = Vec::new();
+    frame_bytes(1500, &mut frame);
+    let writer = write_in_real_time(
+        &fifo,
+        vec![
+            Step::Play { frames: 1500 },
+            Step::Raw(frame[..3].to_vec()),
+            Step::Pause { ms: 200 },
+            Step::Raw(frame[3..].to_vec()),
+        ],
+    );
+    let events = collect(&mut pacer, &mut reader, 1501, 100).await;
+    writer.join().unwrap();
+    assert_contiguous(&events);
+    let frames = frames_on_timeline(&events);
+    let signal: Vec<usize> = frames.iter().filter_map(|(_, c)| *c).collect();
+    assert_eq!(signal, (0..1501).collect::<Vec<_>>());
+}
+
+/// The same pause through the other live sources: a tcp connection and a process's stdout.
+#[tokio::test]
+async fn tcp_and_process_sources_bridge_a_pause_exactly() {
+    let steps = || {
+        vec![
+            Step::Play { frames: 4800 },
+            Step::Pause { ms: 250 },
+            Step::Play { frames: 7200 },
+        ]
+    };
+    let listener = TcpServerReader::bind("t", "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let writer = write_steps(
+        move || Box::new(std::net::TcpStream::connect(addr).unwrap()),
+        steps(),
+    );
+    let tcp = (Reader::TcpServer(listener), Some(writer));
+
+    // The process plays the signal itself (python3, as CI has it), with the same pause.
+    let script = r#"
+import struct, sys, time
+out = sys.stdout.buffer
+start = time.monotonic()
+def play(first, frames, shift):
+    for n in range(first, first + frames, 480):
+        due = start + shift + (n + 480) / 48000
+        time.sleep(max(0, due - time.monotonic()))
+        out.write(b"".join(struct.pack("<hh", n % 30000 + 1, 0x0101) for n in range(n, n + 480)))
+        out.flush()
+play(0, 4800, 0)
+play(4800, 7200, 0.25)
+time.sleep(5)
+"#;
+    let process = ProcessReader::new(
+        "p",
+        PathBuf::from("python3"),
+        vec!["-c".into(), script.into()],
+    );
+    let process = (Reader::Process(process), None);
+
+    for (mut reader, writer) in [tcp, process] {
+        let mut pacer = Pacer::new(format(), CHUNK_MS, 1000, true);
+        let events = collect(&mut pacer, &mut reader, 9600, 400).await;
+        if let Some(writer) = writer {
+            writer.join().unwrap();
+        }
+        assert_contiguous(&events);
+        let silence = silence_between(&frames_on_timeline(&events), 4799);
+        assert!(
+            (silence - 250_000).abs() <= 5_000,
+            "{reader:?}: a 250 ms pause became {silence} µs of silence"
+        );
+        assert_eq!((pacer.pauses(), pacer.resyncs()), (1, 0), "{reader:?}");
+    }
+}

@@ -1,0 +1,178 @@
+//! Issue 15 end to end: a live source that pauses mid-stream, played by real Debian
+//! snapclients. What they play must have one silence exactly where the source paused, as long
+//! as the pause, and the same latency (source write → client output) before and after it.
+//!
+//! The writer plays the frame-counter signal in real time and logs when each frame went into
+//! the FIFO; each 50 ms block a client plays is matched to its source frame by the counter, so
+//! its latency is the block's output time minus that frame's write time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::audio::{self, Signal, FRAME_BYTES, PLAYER_BLOCK_BYTES};
+use common::{RealTimeWriter, Relay, Snapclient, SECOND};
+
+/// Where the writer pauses: 4 s in, in the middle of a 20 ms chunk.
+const PAUSE_AT: u64 = 4 * SECOND as u64 + 480;
+
+fn relay_with_pipe(codec: &str) -> (Relay, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = common::source_fifo(dir.path(), "music");
+    let uri = format!(
+        "pipe://{}?name=music&sampleformat=48000:16:2&codec={codec}&chunk_ms=20",
+        fifo.display()
+    );
+    (Relay::start_in(dir, &["--source", uri.as_str()]), fifo)
+}
+
+/// One block a client played: the source frame it starts with and its latency, µs.
+#[derive(Debug, Clone, Copy)]
+struct Played {
+    frame: u64,
+    latency_us: i64,
+}
+
+/// Every whole non-silent 50 ms block the client played, matched to its source frame.
+fn played_blocks(client: &Snapclient, writer: &RealTimeWriter) -> Vec<Played> {
+    let (bytes, arrivals) = client.output();
+    let mut played = Vec::new();
+    for pair in arrivals.windows(2) {
+        let (start, end) = (pair[0].offset, pair[1].offset);
+        if end - start != PLAYER_BLOCK_BYTES || start % PLAYER_BLOCK_BYTES != 0 {
+            continue;
+        }
+        let first = audio::frames(&bytes[start..start + FRAME_BYTES])[0];
+        if first == (0, 0) {
+            continue; // silence
+        }
+        let counter = u64::from(audio::counter(first));
+        // The counter wraps every 65536 frames (1.37 s); the latency (about the 1 s buffer)
+        // says which lap it is.
+        let at = pair[0].at_us;
+        let matched = (0..64u64).find_map(|lap| {
+            let frame = counter + lap * 65_536;
+            let latency_us = at - writer.written_at(frame)?;
+            (300_000..1_665_000)
+                .contains(&latency_us)
+                .then_some(Played { frame, latency_us })
+        });
+        if let Some(block) = matched {
+            played.push(block);
+        }
+    }
+    played
+}
+
+fn median_latency_ms(blocks: &[Played], frames: std::ops::Range<u64>) -> f64 {
+    let latencies: Vec<f64> = blocks
+        .iter()
+        .filter(|b| frames.contains(&b.frame))
+        .map(|b| b.latency_us as f64 / 1000.0)
+        .collect();
+    assert!(
+        latencies.len() >= 5,
+        "too few blocks played from frames {frames:?}: {}",
+        latencies.len()
+    );
+    audio::median(&latencies)
+}
+
+/// The silent stretches (≥ 1 ms) in what the client played after it settled: for each, the
+/// counter of the frame before and after it and its length in ms.
+fn silences(client: &Snapclient) -> Vec<(u16, u16, f64)> {
+    let (bytes, _) = client.output();
+    let frames = audio::frames(&bytes);
+    let start = audio::first_sound(&frames).expect("client played something") + SECOND / 2;
+    let mut found = Vec::new();
+    let mut i = start;
+    while i < frames.len() {
+        if frames[i] != (0, 0) {
+            i += 1;
+            continue;
+        }
+        let run_start = i;
+        while i < frames.len() && frames[i] == (0, 0) {
+            i += 1;
+        }
+        // A lone zero frame can be the signal itself; the end of the output is still playing.
+        if i - run_start >= 48 && i < frames.len() {
+            found.push((
+                audio::counter(frames[run_start - 1]),
+                audio::counter(frames[i]),
+                (i - run_start) as f64 * 1000.0 / 48_000.0,
+            ));
+        }
+    }
+    found
+}
+
+/// Plays a pause of `pause_ms` to two clients and checks each: one silence of the pause's
+/// length exactly at the pause, and the latency after it within 5 ms of the latency before.
+fn pause_is_heard_where_it_happens(codec: &str, pause_ms: u64) {
+    let (relay, fifo) = relay_with_pipe(codec);
+    let writer = RealTimeWriter::start(&fifo, Signal::new(440.0, 660.0), PAUSE_AT, pause_ms);
+    let clients = [
+        Snapclient::start(relay.port(), "client-a", relay.dir.path()),
+        Snapclient::start(relay.port(), "client-b", relay.dir.path()),
+    ];
+    // 4 s before the pause, the pause, 3.5 s after it, and the clients' 1 s buffer.
+    std::thread::sleep(Duration::from_millis(4_000 + pause_ms + 3_500 + 1_200));
+
+    for client in &clients {
+        let found = silences(client);
+        let expected = ((PAUSE_AT - 1) as u16, PAUSE_AT as u16);
+        assert_eq!(
+            found.len(),
+            1,
+            "{}: expected one silence, between counters {expected:?}; found (before, after, ms) {found:?}",
+            client.host_id
+        );
+        let (before, after, ms) = found[0];
+        assert_eq!(
+            (before, after),
+            expected,
+            "{}: the silence is not where the source paused ({ms:.1} ms long)",
+            client.host_id
+        );
+        assert!(
+            (ms - pause_ms as f64).abs() <= 5.0,
+            "{}: a {pause_ms} ms pause played as {ms:.1} ms of silence",
+            client.host_id
+        );
+
+        let blocks = played_blocks(client, &writer);
+        let second = SECOND as u64;
+        let before_ms = median_latency_ms(&blocks, PAUSE_AT - 2 * second..PAUSE_AT);
+        let right_after_ms = median_latency_ms(&blocks, PAUSE_AT..PAUSE_AT + second / 2);
+        let later_ms = median_latency_ms(&blocks, PAUSE_AT + second / 2..PAUSE_AT + 3 * second);
+        eprintln!(
+            "{} {codec} {pause_ms} ms pause: latency before {before_ms:.2} ms, first 0.5 s after {right_after_ms:.2} ms, later {later_ms:.2} ms",
+            client.host_id
+        );
+        for (what, latency) in [("right after", right_after_ms), ("later", later_ms)] {
+            assert!(
+                (latency - before_ms).abs() <= 5.0,
+                "{}: latency {what} the pause {latency:.2} ms, before it {before_ms:.2} ms",
+                client.host_id
+            );
+        }
+    }
+    writer.stop();
+}
+
+#[test]
+fn a_300ms_source_pause_is_one_silence_at_its_place_pcm() {
+    pause_is_heard_where_it_happens("pcm", 300);
+}
+
+#[test]
+fn a_1500ms_source_pause_is_one_silence_at_its_place_pcm() {
+    pause_is_heard_where_it_happens("pcm", 1500);
+}
+
+/// FLAC is lossless, so the same frame-exact checks hold through its encoder's blocks.
+#[test]
+fn a_300ms_source_pause_is_one_silence_at_its_place_flac() {
+    pause_is_heard_where_it_happens("flac", 300);
+}
