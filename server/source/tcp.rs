@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -19,6 +20,9 @@ pub(crate) struct TcpServerReader {
     name: String,
     listener: TcpListener,
     producer: Option<(TcpStream, SocketAddr)>,
+    /// A producer that connected after the current one hung up but before its last bytes
+    /// were read.
+    successor: Option<(TcpStream, SocketAddr)>,
 }
 
 impl TcpServerReader {
@@ -32,6 +36,7 @@ impl TcpServerReader {
             name: name.to_owned(),
             listener,
             producer: None,
+            successor: None,
         })
     }
 
@@ -50,6 +55,19 @@ impl TcpServerReader {
                 continue;
             };
             let peer = *peer;
+            // A producer that writes ahead always has data waiting, so a second producer is
+            // also looked for on every read, not only while the current one is quiet.
+            let waiting = std::future::poll_fn(|cx| Poll::Ready(self.listener.poll_accept(cx)));
+            if let Poll::Ready(Ok((extra, other))) = waiting.await {
+                if self.successor.is_none() && peer_has_finished(producer) {
+                    // The current producer hung up and only its last bytes are left: the new
+                    // one takes over after them.
+                    self.successor = Some((extra, other));
+                } else {
+                    refuse_second(&self.name, other, peer);
+                }
+                continue;
+            }
             tokio::select! {
                 // Reading first: a producer's EOF is seen before the next one is judged a
                 // second producer. Both branches are cancel safe.
@@ -57,23 +75,51 @@ impl TcpServerReader {
                 read = producer.read(buf) => match read {
                     Ok(0) => {
                         info!(stream = %self.name, %peer, "PCM producer disconnected");
-                        self.producer = None;
+                        self.producer = self.successor.take();
+                        if let Some((_, next)) = &self.producer {
+                            info!(stream = %self.name, peer = %next, "PCM producer connected");
+                        }
                     }
                     Ok(n) => return Ok(n),
                     Err(err) => {
                         warn!(stream = %self.name, %peer, error = %err, "PCM producer read failed");
-                        self.producer = None;
+                        self.producer = self.successor.take();
                     }
                 },
                 accepted = self.listener.accept() => {
-                    if let Ok((extra, other)) = accepted {
-                        warn!(stream = %self.name, peer = %other, current = %peer, "second PCM producer refused: this tcp source takes one producer at a time");
-                        drop(extra);
+                    if let Ok((_extra, other)) = accepted {
+                        refuse_second(&self.name, other, peer);
                     }
                 }
             }
         }
     }
+}
+
+/// Whether the peer has sent its FIN (the socket is in CLOSE_WAIT): all that is left of it
+/// is unread data and the EOF.
+fn peer_has_finished(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `tcp_info` is plain data; getsockopt writes at most `len` bytes into it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: a live socket fd, and `info`/`len` describe a writable buffer.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    const TCP_CLOSE_WAIT: u8 = 8;
+    rc == 0 && info.tcpi_state == TCP_CLOSE_WAIT
+}
+
+/// Says why a second producer's connection (dropped by the caller) was closed.
+fn refuse_second(name: &str, other: SocketAddr, current: SocketAddr) {
+    warn!(stream = name, peer = %other, %current, "second PCM producer refused: this tcp source takes one producer at a time");
 }
 
 /// Connects out to a PCM producer and keeps reconnecting.
@@ -172,6 +218,60 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(b"ijkl".starts_with(&buf[..n]));
+    }
+
+    /// A producer writing ahead always has data waiting; a second one is refused anyway.
+    #[tokio::test]
+    async fn a_second_producer_is_refused_while_the_first_has_data_waiting() {
+        let mut reader = TcpServerReader::bind("t", "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = reader.local_addr().unwrap();
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        first.write_all(&[1u8; 64 * 1024]).await.unwrap();
+        let mut buf = [0u8; 16];
+        reader.read(&mut buf).await.unwrap();
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let mut probe = [0u8; 1];
+        let refused = async {
+            loop {
+                // Only reads of the first producer's data, which never runs out here.
+                let n = reader.read(&mut buf).await.unwrap();
+                assert!(buf[..n].iter().all(|b| *b == 1));
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::select! {
+            closed = second.read(&mut probe) => assert!(matches!(closed, Ok(0) | Err(_))),
+            () = refused => unreachable!(),
+            () = tokio::time::sleep(Duration::from_secs(5)) => panic!("second producer not refused"),
+        }
+    }
+
+    /// A producer that hangs up with data still unread, and its replacement connecting at
+    /// once: the rest of the old data, then the new producer's.
+    #[tokio::test]
+    async fn a_replacement_producer_follows_the_last_bytes_of_the_previous_one() {
+        let mut reader = TcpServerReader::bind("t", "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = reader.local_addr().unwrap();
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        first.write_all(&[1u8; 4096]).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let mut seen = reader.read(&mut buf).await.unwrap();
+        drop(first);
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second.write_all(&[2u8; 4096]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut order = Vec::new();
+        while seen < 8192 {
+            let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf))
+                .await
+                .expect("data from both producers")
+                .unwrap();
+            order.extend_from_slice(&buf[..n]);
+            seen += n;
+        }
+        let switch = order.iter().position(|b| *b == 2).unwrap();
+        assert!(order[..switch].iter().all(|b| *b == 1));
+        assert!(order[switch..].iter().all(|b| *b == 2));
     }
 
     #[tokio::test]
