@@ -60,10 +60,10 @@ fn encode_all(codec: &str, options: &str, reads: &[Vec<u8>]) -> (Duration, usize
     let (mut bytes, mut chunks) = (0, 0);
     let start = Instant::now();
     for (n, pcm) in reads.iter().enumerate() {
-        encoder.encode(n as i64 * 20_000, pcm, &mut |_, data| {
-            bytes += data.len();
+        encoder.encode(n as i64 * 20_000, pcm, &mut |unit| {
+            bytes += unit.data.len();
             chunks += 1;
-            black_box(data);
+            black_box(unit.data);
         });
     }
     (start.elapsed(), bytes, chunks)
@@ -102,8 +102,8 @@ fn per_read(c: &mut Criterion) {
         group.bench_function(codec, |b| {
             b.iter(|| {
                 let pcm = &reads[n % reads.len()];
-                encoder.encode(n as i64 * 20_000, pcm, &mut |_, data| {
-                    black_box(data);
+                encoder.encode(n as i64 * 20_000, pcm, &mut |unit| {
+                    black_box(unit.data);
                 });
                 n += 1;
             })

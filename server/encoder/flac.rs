@@ -12,7 +12,7 @@ use flacenc::error::{Verified, Verify};
 use flacenc::source::{Fill, FrameBuf};
 
 use super::timeline::Timeline;
-use super::{push_samples_i32, Encoder, EncoderError};
+use super::{push_samples_i32, Encoder, EncoderError, Unit};
 use crate::sample_format::SampleFormat;
 
 /// snapserver's default compression level (§3.3).
@@ -104,7 +104,7 @@ impl Encoder for FlacEncoder {
         &self.header
     }
 
-    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(i64, &[u8])) {
+    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(Unit<'_>)) {
         let channels = usize::from(self.format.channels);
         self.timeline
             .push(timestamp_us, pcm.len() / self.format.frame_size());
@@ -146,7 +146,10 @@ impl Encoder for FlacEncoder {
         self.pending.drain(..consumed);
         self.pending_start += (consumed / channels) as u64;
         if !self.out.is_empty() {
-            emit(self.timeline.timestamp_of(first_sample), &self.out);
+            emit(Unit::new(
+                self.timeline.timestamp_of(first_sample),
+                &self.out,
+            ));
         }
     }
 }
@@ -313,9 +316,9 @@ mod tests {
             input.extend_from_slice(&pcm);
             let ts = 1_000_000 + n as i64 * 20_000;
             let mut emitted = 0;
-            encoder.encode(ts, &pcm, &mut |ts, data| {
-                chunks.push((ts, data.len()));
-                stream.extend_from_slice(data);
+            encoder.encode(ts, &pcm, &mut |unit| {
+                chunks.push((unit.timestamp_us, unit.data.len()));
+                stream.extend_from_slice(unit.data);
                 emitted += 1;
             });
             assert!(emitted <= 1, "one chunk per read at most");
@@ -370,7 +373,7 @@ mod tests {
                         c[3] = if c[2] & 0x80 != 0 { 0xAA } else { 0x55 };
                     }
                 }
-                encoder.encode(0, &pcm, &mut |_, data| stream.extend_from_slice(data));
+                encoder.encode(0, &pcm, &mut |unit| stream.extend_from_slice(unit.data));
             }
             let mut reader = claxon::FlacReader::new(std::io::Cursor::new(stream)).unwrap();
             let decoded: Vec<i32> = reader.samples().map(|s| s.unwrap()).collect();

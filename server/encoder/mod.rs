@@ -77,6 +77,31 @@ impl EncoderError {
     }
 }
 
+/// One encoded unit: what one WireChunk carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Unit<'a> {
+    /// Capture time of its first sample, µs on the server clock (§2.4).
+    pub timestamp_us: i64,
+    /// The codec's bytes.
+    pub data: &'a [u8],
+    /// When a decoder that *starts* with this unit (a client just sent the CodecHeader)
+    /// plays less of it than one that decoded the units before, the capture time of the
+    /// first sample it does play. Vorbis: a fresh decoder outputs nothing for its first
+    /// packet, so its first chunk starts one half-block later than the page says.
+    pub fresh_decoder_timestamp_us: Option<i64>,
+}
+
+impl<'a> Unit<'a> {
+    /// A unit every decoder plays from its first sample.
+    pub fn new(timestamp_us: i64, data: &'a [u8]) -> Self {
+        Self {
+            timestamp_us,
+            data,
+            fresh_decoder_timestamp_us: None,
+        }
+    }
+}
+
 /// Turns PCM chunks into the units a codec sends per WireChunk.
 pub trait Encoder: Send {
     /// The codec name clients see in the CodecHeader.
@@ -89,7 +114,7 @@ pub trait Encoder: Send {
     /// first frame was captured at `timestamp_us`. Hands each finished unit, with the capture
     /// time of *its* first sample (§2.4), to `emit`. A codec that buffers may emit nothing for
     /// a chunk (§7.11), or several units (opus with long reads).
-    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(i64, &[u8]));
+    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(Unit<'_>));
 }
 
 /// Builds the encoder for `codec` with `options` (the text after the first `:` of `codec=`).

@@ -4,6 +4,13 @@
 //! bit depth. Each read's packets are flushed into whole pages and sent as one chunk,
 //! stamped with the capture time of the page's first sample (the previous granule position).
 //!
+//! A client that joins mid-stream starts a fresh Vorbis decoder, which outputs nothing for
+//! the first packet it sees (that packet only primes the overlap with the next). Its first
+//! chunk therefore plays from the end of that packet (its granule position), up to a
+//! half-block later than the page's stamp says; each chunk also carries that time, and a
+//! session sends its first chunk after a CodecHeader stamped with it, so a joining client plays
+//! in sync from its first sample instead of one block early until its drift control jumps.
+//!
 //! libvorbis (aoTuV) and libogg are compiled from the sources bundled in their `-sys` crates
 //! with the `cc` crate, so a fresh machine needs only a C compiler. Every FFI call is in
 //! this file; the C structs live in one boxed [`State`] because libvorbis keeps pointers
@@ -28,7 +35,7 @@ use ogg_next_sys::{
 };
 
 use super::timeline::Timeline;
-use super::{full_scale, sample_at, Encoder, EncoderError};
+use super::{full_scale, sample_at, Encoder, EncoderError, Unit};
 use crate::sample_format::SampleFormat;
 
 /// snapserver's default quality (§3.5).
@@ -237,13 +244,16 @@ impl Encoder for OggEncoder {
         &self.header
     }
 
-    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(i64, &[u8])) {
+    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(Unit<'_>)) {
         let frames = pcm.len() / self.format.frame_size();
         if frames == 0 {
             return;
         }
         self.timeline.push(timestamp_us, frames);
         let channels = usize::from(self.format.channels);
+        // Where the first packet of this chunk ends: a decoder that starts with this chunk
+        // outputs nothing for that packet, so it plays from there.
+        let mut first_packet_granule = None;
         let s = &mut *self.state;
         // SAFETY: the state is initialised (constructor succeeded). `vorbis_analysis_buffer`
         // returns `channels` pointers, each to room for at least `frames` floats, valid until
@@ -267,6 +277,7 @@ impl Encoder for OggEncoder {
                 vorbis_bitrate_addblock(&mut s.block);
                 let mut packet: ogg_packet = std::mem::zeroed();
                 while vorbis_bitrate_flushpacket(&mut s.dsp, &mut packet) == 1 {
+                    first_packet_granule.get_or_insert(packet.granulepos);
                     ogg_stream_packetin(&mut s.ogg, &mut packet);
                 }
             }
@@ -275,7 +286,16 @@ impl Encoder for OggEncoder {
         if let Some(granule) = self.flush_pages() {
             let first = self.granule;
             self.granule = u64::try_from(granule).unwrap_or(first);
-            emit(self.timeline.timestamp_of(first), &self.out);
+            let timestamp_us = self.timeline.timestamp_of(first);
+            let fresh_decoder_timestamp_us = first_packet_granule
+                .and_then(|granule| u64::try_from(granule).ok())
+                .filter(|&granule| granule > first)
+                .map(|granule| self.timeline.timestamp_of(granule));
+            emit(Unit {
+                timestamp_us,
+                data: &self.out,
+                fresh_decoder_timestamp_us,
+            });
         }
     }
 }
@@ -344,10 +364,10 @@ mod tests {
         let mut stream = encoder.header().to_vec();
         let mut chunks = Vec::new();
         for n in 0..100 {
-            encoder.encode(n as i64 * 20_000, &tone(960, n * 960), &mut |ts, data| {
-                assert_eq!(&data[..4], b"OggS", "chunks start with a page");
-                chunks.push(ts);
-                stream.extend_from_slice(data);
+            encoder.encode(n as i64 * 20_000, &tone(960, n * 960), &mut |unit| {
+                assert_eq!(&unit.data[..4], b"OggS", "chunks start with a page");
+                chunks.push(unit.timestamp_us);
+                stream.extend_from_slice(unit.data);
             });
         }
         assert!(chunks.len() > 50, "{} chunks for 100 reads", chunks.len());
@@ -376,5 +396,44 @@ mod tests {
             "right at {} Hz",
             hz(&right)
         );
+    }
+
+    /// A decoder that starts with a mid-stream chunk (lewton, like libvorbis, outputs nothing
+    /// for its first packet) plays from the chunk's fresh-decoder timestamp: what it plays
+    /// of the chunk ends exactly where the next chunk begins.
+    #[test]
+    fn a_decoder_joining_mid_stream_plays_from_the_fresh_decoder_timestamp() {
+        let mut encoder = OggEncoder::new("", SampleFormat::default()).unwrap();
+        let header = encoder.header().to_vec();
+        let mut units = Vec::new();
+        for n in 0..100 {
+            encoder.encode(n as i64 * 20_000, &tone(960, n * 960), &mut |unit| {
+                units.push((
+                    unit.timestamp_us,
+                    unit.fresh_decoder_timestamp_us,
+                    unit.data.to_vec(),
+                ));
+            });
+        }
+        for k in [10, 37, 60] {
+            let (ts, fresh, bytes) = &units[k];
+            let fresh = fresh.expect("a mid-stream chunk says where a fresh decoder starts");
+            assert!(fresh > *ts, "chunk {k}: fresh start {fresh} vs {ts}");
+            let mut stream = header.clone();
+            stream.extend_from_slice(bytes);
+            let mut reader =
+                lewton::inside_ogg::OggStreamReader::new(std::io::Cursor::new(stream)).unwrap();
+            let mut frames = 0;
+            while let Some(samples) = reader.read_dec_packet_itl().unwrap() {
+                frames += samples.len() / 2;
+            }
+            let end = fresh + (frames as u64 * 1_000_000 / 48_000) as i64;
+            let next = units[k + 1].0;
+            assert!(
+                (end - next).abs() <= 1,
+                "chunk {k}: a fresh decoder plays {frames} frames from {fresh} µs, ending at \
+                 {end}; the next chunk starts at {next}"
+            );
+        }
     }
 }

@@ -17,7 +17,7 @@ use unsafe_libopus::{
 };
 
 use super::timeline::Timeline;
-use super::{full_scale, sample_at, Encoder, EncoderError};
+use super::{full_scale, sample_at, Encoder, EncoderError, Unit};
 use crate::sample_format::SampleFormat;
 
 /// The only rate Opus runs at here (§3.4).
@@ -139,7 +139,7 @@ impl Encoder for OpusEncoder {
         &self.header
     }
 
-    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(i64, &[u8])) {
+    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(Unit<'_>)) {
         let frames = pcm.len() / self.format.frame_size();
         self.timeline.push(timestamp_us, frames);
         let samples = frames * usize::from(CHANNELS);
@@ -167,7 +167,10 @@ impl Encoder for OpusEncoder {
             let first = self.pending_start + (consumed / usize::from(CHANNELS)) as u64;
             consumed += frame_size * usize::from(CHANNELS);
             match usize::try_from(len) {
-                Ok(len) if len > 0 => emit(self.timeline.timestamp_of(first), &self.packet[..len]),
+                Ok(len) if len > 0 => emit(Unit::new(
+                    self.timeline.timestamp_of(first),
+                    &self.packet[..len],
+                )),
                 _ => tracing::warn!(code = len, "opus frame not encoded; skipped"),
             }
         }
@@ -280,8 +283,8 @@ mod tests {
         let mut encoder = OpusEncoder::new("", SampleFormat::default()).unwrap();
         let mut packets = Vec::new();
         for n in 0..50 {
-            encoder.encode(n as i64 * 20_000, &tone(960, n * 960), &mut |ts, p| {
-                packets.push((ts, p.to_vec()))
+            encoder.encode(n as i64 * 20_000, &tone(960, n * 960), &mut |unit| {
+                packets.push((unit.timestamp_us, unit.data.to_vec()))
             });
         }
         assert_eq!(packets.len(), 50, "one packet per 20 ms read");
@@ -290,8 +293,8 @@ mod tests {
         }
         let mut uneven = Vec::new();
         for n in 0..4 {
-            encoder.encode(2_000_000 + n * 25_000, &tone(1200, 0), &mut |ts, p| {
-                uneven.push((ts, p.len()))
+            encoder.encode(2_000_000 + n * 25_000, &tone(1200, 0), &mut |unit| {
+                uneven.push((unit.timestamp_us, unit.data.len()))
             });
         }
         // 4 × 25 ms = 100 ms, cut greedily into 20 and 10 ms packets; each is stamped with

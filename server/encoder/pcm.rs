@@ -2,7 +2,7 @@
 //! (snapcast-protocol.md §3.2). Snapclient exits on a malformed header, so its layout is
 //! tested byte for byte.
 
-use super::Encoder;
+use super::{Encoder, Unit};
 use crate::sample_format::SampleFormat;
 
 /// Passes PCM through unchanged.
@@ -27,8 +27,8 @@ impl Encoder for PcmEncoder {
         &self.header
     }
 
-    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(i64, &[u8])) {
-        emit(timestamp_us, pcm);
+    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(Unit<'_>)) {
+        emit(Unit::new(timestamp_us, pcm));
     }
 }
 
@@ -83,7 +83,9 @@ mod tests {
         let mut encoder = PcmEncoder::new(SampleFormat::default());
         let data = [1u8, 2, 3, 4];
         let mut seen = Vec::new();
-        encoder.encode(42, &data, &mut |ts, bytes| seen.push((ts, bytes.to_vec())));
+        encoder.encode(42, &data, &mut |unit| {
+            seen.push((unit.timestamp_us, unit.data.to_vec()))
+        });
         assert_eq!(seen, vec![(42, data.to_vec())]);
     }
 }

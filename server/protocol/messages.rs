@@ -177,6 +177,18 @@ impl WireChunk {
         set_size(out, start);
     }
 
+    /// A copy of a serialized WireChunk message with another capture timestamp (for the
+    /// one chunk a fresh decoder starts with; never on the per-chunk path).
+    pub(crate) fn restamped(message: &[u8], timestamp: Tv) -> Vec<u8> {
+        let mut copy = message.to_vec();
+        let mut stamp = Vec::with_capacity(8);
+        timestamp.encode(&mut stamp);
+        if let Some(field) = copy.get_mut(HEADER_SIZE..HEADER_SIZE + stamp.len()) {
+            field.copy_from_slice(&stamp);
+        }
+        copy
+    }
+
     fn encode_payload(out: &mut Vec<u8>, timestamp: Tv, data: &[u8]) {
         timestamp.encode(out);
         put_blob(out, data);
@@ -307,6 +319,37 @@ mod tests {
             Message::decode_frame(&direct).unwrap().1,
             Message::WireChunk(chunk)
         );
+    }
+
+    #[test]
+    fn a_restamped_wire_chunk_differs_only_in_its_timestamp() {
+        let mut original = Vec::new();
+        WireChunk::encode_message(
+            &mut original,
+            Tv { sec: 1, usec: 2 },
+            Tv { sec: 7, usec: 20 },
+            &[9, 8, 7],
+        );
+        let restamped = WireChunk::restamped(
+            &original,
+            Tv {
+                sec: 7,
+                usec: 21_353,
+            },
+        );
+        let (_, message, _) = Message::decode_frame(&restamped).unwrap();
+        assert_eq!(
+            message,
+            Message::WireChunk(WireChunk {
+                timestamp: Tv {
+                    sec: 7,
+                    usec: 21_353
+                },
+                data: Bytes::from_static(&[9, 8, 7]),
+            })
+        );
+        assert_eq!(restamped[..26], original[..26], "header untouched");
+        assert_eq!(restamped[34..], original[34..], "payload untouched");
     }
 
     #[test]

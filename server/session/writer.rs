@@ -15,6 +15,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::Interest;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::broadcast;
@@ -24,7 +25,7 @@ use super::SessionEnv;
 use super::{Outbound, SessionError, SessionInfo};
 use crate::clock;
 use crate::net::sender::{Flushed, Payload, SendPolicy, Sender};
-use crate::protocol::{Message, Time};
+use crate::protocol::{Message, Time, Tv, WireChunk};
 use crate::stream::{Chunk, Stream};
 
 /// Upstream drops queued chunks older than the buffer plus this (§2.4, §7.5).
@@ -51,6 +52,8 @@ pub(super) async fn run(
     // The stream playing (its counters see this session's late and dropped chunks) and the
     // receiver of its chunks.
     let mut audio: Option<(Stream, broadcast::Receiver<Chunk>)> = None;
+    // The client's decoder is new (a CodecHeader went out) and no chunk has followed yet.
+    let mut fresh_decoder = false;
     // Grows to the largest control message once (~95 bytes), then is reused: no steady-state
     // allocation, and no unused capacity paid per client.
     let mut scratch = Vec::new();
@@ -79,6 +82,7 @@ pub(super) async fn run(
                         sender.push_urgent(Payload::Shared(audio_stream.codec_header()));
                         // Subscribing only now guarantees no chunk precedes the header.
                         audio = Some((audio_stream.clone(), audio_stream.subscribe()));
+                        fresh_decoder = true;
                     }
                     Outbound::Settings(settings) => {
                         Message::ServerSettings(settings)
@@ -91,6 +95,7 @@ pub(super) async fn run(
                         sender.drop_queued_audio();
                         sender.push_urgent(Payload::Shared(next.codec_header()));
                         audio = Some((next.clone(), next.subscribe()));
+                        fresh_decoder = true;
                     }
                 }
             }
@@ -120,7 +125,10 @@ pub(super) async fn run(
                 batch_deadline = None;
                 while let Some((playing, receiver)) = audio.as_mut() {
                     match receiver.try_recv() {
-                        Ok(chunk) => queue_chunk(&mut sender, chunk, env, info, playing),
+                        Ok(chunk) => {
+                            let fresh = &mut fresh_decoder;
+                            queue_chunk(&mut sender, chunk, fresh, env, info, playing);
+                        }
                         Err(broadcast::error::TryRecvError::Lagged(missed)) => {
                             count_dropped(info, playing, missed);
                         }
@@ -132,7 +140,7 @@ pub(super) async fn run(
             received = next_chunk(&mut audio), if batch_deadline.is_none() => match received {
                 Ok(chunk) => {
                     if let Some((playing, _)) = &audio {
-                        queue_chunk(&mut sender, chunk, env, info, playing);
+                        queue_chunk(&mut sender, chunk, &mut fresh_decoder, env, info, playing);
                     }
                     // Read live: `UpdateConfig stream.buffer` changes the window.
                     let batch = env.settings.send_batch();
@@ -198,10 +206,12 @@ fn count_dropped(info: &SessionInfo, playing: &Stream, missed: u64) {
         .fetch_add(missed, Ordering::Relaxed);
 }
 
-/// Queues one chunk unless it is too late to play or the client is muted.
+/// Queues one chunk unless it is too late to play or the client is muted. The first chunk a
+/// fresh decoder gets carries the time that decoder really starts playing at.
 fn queue_chunk(
     sender: &mut Sender,
     chunk: Chunk,
+    fresh_decoder: &mut bool,
     env: &SessionEnv,
     info: &SessionInfo,
     playing: &Stream,
@@ -221,7 +231,15 @@ fn queue_chunk(
         return;
     }
     if chunk.timestamp_us >= cutoff {
-        sender.push_audio(chunk.message, chunk.timestamp_us);
+        let message = match chunk.fresh_decoder_timestamp_us {
+            // One copy per joining decoder, not per chunk.
+            Some(start) if *fresh_decoder => {
+                Bytes::from(WireChunk::restamped(&chunk.message, Tv::from_micros(start)))
+            }
+            _ => chunk.message,
+        };
+        *fresh_decoder = false;
+        sender.push_audio(message, chunk.timestamp_us);
         stats.chunks_sent.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::clock;
-use crate::encoder::{self, Encoder};
+use crate::encoder::{self, Encoder, Unit};
 use crate::pool::BufferPool;
 use crate::protocol::{CodecHeader, Message, Tv, WireChunk};
 use crate::sample_format::SampleFormat;
@@ -39,6 +39,9 @@ pub(crate) struct Chunk {
     pub(crate) timestamp_us: i64,
     /// The whole message, header included.
     pub(crate) message: Bytes,
+    /// The timestamp to send instead to a client whose decoder starts with this chunk, when
+    /// the codec's fresh decoder plays less of it (see [`crate::encoder::Unit`]).
+    pub(crate) fresh_decoder_timestamp_us: Option<i64>,
 }
 
 /// Live figures of one stream.
@@ -321,19 +324,16 @@ impl Stream {
         recycle_tx: SyncSender<Vec<u8>>,
     ) {
         while let Ok(block) = pcm_rx.recv() {
-            encoder.encode(
-                block.timestamp_us,
-                &block.data,
-                &mut |timestamp_us, data| {
-                    self.publish(timestamp_us, data);
-                },
-            );
+            encoder.encode(block.timestamp_us, &block.data, &mut |unit| {
+                self.publish(unit)
+            });
             // A full recycle queue only means the buffer is freed instead of reused.
             let _ = recycle_tx.try_send(block.data);
         }
     }
 
-    fn publish(&self, timestamp_us: i64, data: &[u8]) {
+    fn publish(&self, unit: Unit<'_>) {
+        let (timestamp_us, data) = (unit.timestamp_us, unit.data);
         if data.is_empty() {
             return; // §7.11: skip empty chunks
         }
@@ -353,6 +353,7 @@ impl Stream {
         let chunk = Chunk {
             timestamp_us,
             message: Bytes::from_owner(message),
+            fresh_decoder_timestamp_us: unit.fresh_decoder_timestamp_us,
         };
         // An error only means no session listens right now; the chunk is simply dropped.
         let _ = self.inner.chunk_tx.send(chunk);
