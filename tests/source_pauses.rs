@@ -171,6 +171,13 @@ fn a_1500ms_source_pause_is_one_silence_at_its_place_pcm() {
     pause_is_heard_where_it_happens("pcm", 1500);
 }
 
+/// Longer than the clients' 1 s buffer: they run dry, then the timeline restarts where the
+/// returning audio belongs.
+#[test]
+fn a_3s_source_pause_after_clients_ran_dry_starts_cleanly_pcm() {
+    pause_is_heard_where_it_happens("pcm", 3000);
+}
+
 /// FLAC is lossless, so the same frame-exact checks hold through its encoder's blocks.
 #[test]
 fn a_300ms_source_pause_is_one_silence_at_its_place_flac() {

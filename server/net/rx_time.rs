@@ -7,8 +7,9 @@
 //! delay lands on the request leg only), and snapclient keeps that estimate for minutes. The
 //! kernel stamps each segment when it arrives (`SO_TIMESTAMPNS`), independent of us.
 //!
-//! Bytes are read with `recvmsg` into a small buffer; each refill brings the timestamp of the
-//! last segment it consumed, which is the receive time of any message completed by it.
+//! Bytes are read with `recvmsg` straight into the caller's buffer (no buffer of our own: a
+//! session reads a header, then its payload, as before); each read brings the timestamp of
+//! the last segment it consumed, which is the receive time of a message completed by it.
 //! Without the option (or the control message), the time of the read is used instead.
 
 use std::io;
@@ -19,9 +20,6 @@ use tokio::io::Interest;
 use tokio::net::tcp::OwnedReadHalf;
 
 use crate::clock;
-
-/// Client messages are small (Hello, Time, ClientInfo); 4 KiB holds several.
-const BUFFER: usize = 4096;
 
 /// Asks the kernel to stamp received segments; harmless to fail (stamps are then taken on
 /// read).
@@ -44,13 +42,10 @@ pub(crate) fn enable(socket: &impl AsRawFd) -> io::Result<()> {
     }
 }
 
-/// The read half of a client socket, buffered, knowing when its bytes arrived.
+/// The read half of a client socket, knowing when its bytes arrived.
 pub(crate) struct TimedReader {
     socket: OwnedReadHalf,
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
-    /// Server-clock µs at which the bytes last read into the buffer arrived.
+    /// Server-clock µs at which the bytes of the last read arrived.
     received_us: i64,
 }
 
@@ -58,42 +53,31 @@ impl TimedReader {
     pub(crate) fn new(socket: OwnedReadHalf) -> Self {
         Self {
             socket,
-            buf: vec![0; BUFFER].into_boxed_slice(),
-            start: 0,
-            end: 0,
             received_us: 0,
         }
     }
 
-    /// When the bytes most recently returned by [`read`](Self::read) arrived (the last
-    /// refill that delivered any of them), µs on the server clock.
+    /// When the bytes most recently returned by [`read`](Self::read) arrived, µs on the
+    /// server clock.
     pub(crate) fn received_us(&self) -> i64 {
         self.received_us
     }
 
     /// Reads into `out`; 0 at end of stream.
     pub(crate) async fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.start == self.end {
-            let stream: &tokio::net::TcpStream = self.socket.as_ref();
-            let fd = stream.as_raw_fd();
-            let (n, received) = loop {
-                stream.readable().await?;
-                match stream.try_io(Interest::READABLE, || recv_stamped(fd, &mut self.buf)) {
-                    Ok(read) => break read,
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(err) => return Err(err),
-                }
-            };
-            if n == 0 {
-                return Ok(0);
+        let stream: &tokio::net::TcpStream = self.socket.as_ref();
+        let fd = stream.as_raw_fd();
+        let (n, received) = loop {
+            stream.readable().await?;
+            match stream.try_io(Interest::READABLE, || recv_stamped(fd, out)) {
+                Ok(read) => break read,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(err) => return Err(err),
             }
-            self.start = 0;
-            self.end = n;
+        };
+        if n > 0 {
             self.received_us = received.unwrap_or_else(clock::now_micros);
         }
-        let n = out.len().min(self.end - self.start);
-        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        self.start += n;
         Ok(n)
     }
 
