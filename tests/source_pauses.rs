@@ -64,18 +64,21 @@ fn played_blocks(client: &Snapclient, writer: &RealTimeWriter) -> Vec<Played> {
     played
 }
 
-fn median_latency_ms(blocks: &[Played], frames: std::ops::Range<u64>) -> f64 {
+/// Median latency (ms) of the blocks played from `frames`, and how many there were; `NaN`
+/// (failing any comparison) with fewer than three. Under load the file player's 50 ms
+/// blocks are sometimes read two at a time and then carry no arrival time of their own.
+fn median_latency_ms(blocks: &[Played], frames: std::ops::Range<u64>) -> (f64, usize) {
     let latencies: Vec<f64> = blocks
         .iter()
         .filter(|b| frames.contains(&b.frame))
         .map(|b| b.latency_us as f64 / 1000.0)
         .collect();
-    assert!(
-        latencies.len() >= 5,
-        "too few blocks played from frames {frames:?}: {}",
-        latencies.len()
-    );
-    audio::median(&latencies)
+    let median = if latencies.len() >= 3 {
+        audio::median(&latencies)
+    } else {
+        f64::NAN
+    };
+    (median, latencies.len())
 }
 
 /// The silent stretches (≥ 1 ms) in what the client played after it settled: for each, the
@@ -119,44 +122,50 @@ fn pause_is_heard_where_it_happens(codec: &str, pause_ms: u64) {
     // 4 s before the pause, the pause, 3.5 s after it, and the clients' 1 s buffer.
     std::thread::sleep(Duration::from_millis(4_000 + pause_ms + 3_500 + 1_200));
 
+    // What the relay saw of the pause (its debug lines), for any failure message.
+    let pacer_log: Vec<String> = relay
+        .log()
+        .lines()
+        .filter(|line| line.contains("source paused") || line.contains("source resumed"))
+        .map(str::to_owned)
+        .collect();
     for client in &clients {
         let found = silences(client);
+        let blocks = played_blocks(client, &writer);
+        let second = SECOND as u64;
+        let (before_ms, n0) = median_latency_ms(&blocks, PAUSE_AT - 2 * second..PAUSE_AT);
+        let (right_after_ms, n1) = median_latency_ms(&blocks, PAUSE_AT..PAUSE_AT + second / 2);
+        let (later_ms, n2) =
+            median_latency_ms(&blocks, PAUSE_AT + second / 2..PAUSE_AT + 3 * second);
+        let summary = format!(
+            "{} {codec} {pause_ms} ms pause: silences (counter before, after, ms) {found:?}; \
+             latency before {before_ms:.2} ms ({n0} blocks), first 0.5 s after \
+             {right_after_ms:.2} ms ({n1}), later {later_ms:.2} ms ({n2}); relay: {pacer_log:?}",
+            client.host_id
+        );
+        eprintln!("{summary}");
         let expected = ((PAUSE_AT - 1) as u16, PAUSE_AT as u16);
         assert_eq!(
             found.len(),
             1,
-            "{}: expected one silence, between counters {expected:?}; found (before, after, ms) {found:?}",
-            client.host_id
+            "expected one silence, between counters {expected:?}; {summary}"
         );
         let (before, after, ms) = found[0];
         assert_eq!(
             (before, after),
             expected,
-            "{}: the silence is not where the source paused ({ms:.1} ms long)",
-            client.host_id
-        );
-        assert!(
-            (ms - pause_ms as f64).abs() <= 5.0,
-            "{}: a {pause_ms} ms pause played as {ms:.1} ms of silence",
-            client.host_id
-        );
-
-        let blocks = played_blocks(client, &writer);
-        let second = SECOND as u64;
-        let before_ms = median_latency_ms(&blocks, PAUSE_AT - 2 * second..PAUSE_AT);
-        let right_after_ms = median_latency_ms(&blocks, PAUSE_AT..PAUSE_AT + second / 2);
-        let later_ms = median_latency_ms(&blocks, PAUSE_AT + second / 2..PAUSE_AT + 3 * second);
-        eprintln!(
-            "{} {codec} {pause_ms} ms pause: latency before {before_ms:.2} ms, first 0.5 s after {right_after_ms:.2} ms, later {later_ms:.2} ms",
-            client.host_id
+            "the silence is not where the source paused; {summary}"
         );
         for (what, latency) in [("right after", right_after_ms), ("later", later_ms)] {
             assert!(
-                (latency - before_ms).abs() <= 5.0,
-                "{}: latency {what} the pause {latency:.2} ms, before it {before_ms:.2} ms",
-                client.host_id
+                (latency - before_ms).abs() <= 5.0, // false for NaN (too few blocks)
+                "latency {what} the pause differs from before it by more than 5 ms; {summary}"
             );
         }
+        assert!(
+            (ms - pause_ms as f64).abs() <= 5.0,
+            "the silence is not as long as the pause; {summary}"
+        );
     }
     writer.stop();
 }

@@ -18,6 +18,9 @@
 //!   duration` on the timeline. Reads go through a staging buffer of up to 100 ms (or four
 //!   chunks), so a writer's whole block arrives in one read and that estimate holds for
 //!   writers with large blocks too. Data that was already waiting is simply next in line.
+//!   Where it matters (the first data, and data after a pause) arrivals are collected for
+//!   `SETTLE` and the earliest estimate wins: one arrival carries the relay's own wake-up
+//!   delay (several ms on a busy machine), which would otherwise shift playback.
 //! - **Pause detection.** A chunk still short `GRACE` after it was due means the source
 //!   paused: the rest of the chunk is silence and it goes out. While the source stays quiet,
 //!   every further chunk is silence, sent when due + `GRACE`, so the encoder's last partial
@@ -27,7 +30,9 @@
 //!   exact frame where the pause happened; the data then sits where it belongs, so the
 //!   latency after a pause equals the latency before it. Smaller lateness is absorbed (the
 //!   data just continues): it is scheduling jitter, and inserting silence for it would be a
-//!   click and a lasting shift.
+//!   click and a lasting shift. "Late" is measured against how late steady data usually is
+//!   ([`UsualLateness`]), not against the first arrival alone, whose wake-up delay the
+//!   timeline keeps.
 //! - **Bridging ends.** After `bridge` (the clients' buffer) of continuous silence nothing
 //!   more is sent: the clients hold the pause, and a stopped source costs no bandwidth. The
 //!   timeline's end is kept. If data returns while clients may still hold queued silence,
@@ -64,6 +69,13 @@ const LEAD_IN_US: i64 = 200_000;
 const RESTART_MARGIN_US: i64 = 300_000;
 /// The staging buffer holds at least this much audio.
 const STAGING_MIN_US: u64 = 100_000;
+/// How long arrivals are collected to place data after a pause: one arrival carries its own
+/// wake-up delay, the earliest of several does not.
+const SETTLE_US: i64 = 50_000;
+/// The same for the very first data, which anchors the timeline: longer (as long as the
+/// staging buffer holds), because a relay (and its clients) starting up is busy, and because
+/// later reads rarely wait and so rarely tell how far off the anchor is.
+const FIRST_SETTLE_US: i64 = STAGING_MIN_US as i64;
 
 /// One chunk of raw PCM, borrowed from the pacer's buffer.
 #[derive(Debug)]
@@ -91,7 +103,8 @@ pub(crate) fn max_burst_chunks(chunk_ms: u32, buffer_ms: u32) -> usize {
     (burst_us / (u64::from(chunk_ms.max(1)) * 1000)) as usize + 2
 }
 
-/// A staged read: how much came in and, if the read had to wait, when it arrived.
+/// A staged read: the whole frames staged after it and, if the read had to wait, when it
+/// arrived.
 struct Arrival {
     frames: usize,
     waited_at: Option<i64>,
@@ -124,8 +137,54 @@ pub(crate) struct Pacer {
     /// Whether a read that waits means data produced in real time (pipe, tcp, process).
     live: bool,
     stall_pending: bool,
+    usual_lateness: UsualLateness,
     pauses: u64,
     resyncs: u64,
+}
+
+/// How late data that did not pause usually arrives against its place on the timeline, µs:
+/// the minimum over the last one to two seconds of reads that had to wait. The timeline's
+/// anchor is an estimate ([`Pacer::settle`]); steady data shows how far off it is, and a
+/// pause is measured from there, or the silence for it would quietly correct the anchor and
+/// move playback. Scheduling delays only ever add lateness, so the minimum is the anchor's
+/// own error. It is never taken below `-GRACE`: data further ahead is a writer running
+/// ahead (a full FIFO), not an anchor error, and a pause of such a writer must not be
+/// followed by its backlog's worth of extra silence.
+#[derive(Debug)]
+struct UsualLateness {
+    current: i64,
+    previous: i64,
+    epoch_started_at: i64,
+}
+
+impl UsualLateness {
+    const EPOCH_US: i64 = 1_000_000;
+
+    fn new() -> Self {
+        Self {
+            current: i64::MAX,
+            previous: i64::MAX,
+            epoch_started_at: i64::MIN,
+        }
+    }
+
+    fn observe(&mut self, late_by: i64, at: i64) {
+        if at.saturating_sub(self.epoch_started_at) > Self::EPOCH_US {
+            self.previous = self.current;
+            self.current = late_by;
+            self.epoch_started_at = at;
+        } else {
+            self.current = self.current.min(late_by);
+        }
+    }
+
+    /// Zero until anything was observed (the anchor defines "on time").
+    fn get(&self) -> i64 {
+        match self.current.min(self.previous) {
+            i64::MAX => 0,
+            usual => usual.max(-GRACE_US),
+        }
+    }
 }
 
 impl Pacer {
@@ -153,6 +212,7 @@ impl Pacer {
             bridge_us: i64::from(bridge_ms) * 1000,
             live,
             stall_pending: false,
+            usual_lateness: UsualLateness::new(),
             pauses: 0,
             resyncs: 0,
         }
@@ -212,7 +272,7 @@ impl Pacer {
                     self.chunk[self.filled..].fill(0);
                     self.filled = self.chunk.len();
                 }
-                Some(arrival) => self.place(ts, arrival),
+                Some(arrival) => self.take_in(reader, ts, arrival).await?,
             }
         }
         self.filled = 0;
@@ -236,26 +296,67 @@ impl Pacer {
 
     /// Decides where data that just came in goes: right here, or behind silence for the time
     /// the source was away.
-    fn place(&mut self, ts: i64, arrival: Arrival) {
-        if let (Some(at), true) = (arrival.waited_at, self.live) {
-            let belongs_at = at - self.micros_of_frames(arrival.frames);
-            let here = ts + self.micros_of(self.filled);
-            let late_by = belongs_at - here;
-            let tolerance = if self.quiet { 0 } else { TOLERANCE_US };
-            if late_by > tolerance {
-                if !self.quiet {
-                    self.pauses += 1;
-                }
-                self.silence_owed = self.bytes_of(late_by);
-                debug!(
-                    at_us = here,
-                    silence_us = late_by,
-                    "source resumed; pause bridged"
-                );
+    async fn take_in(&mut self, reader: &mut Reader, ts: i64, arrival: Arrival) -> io::Result<()> {
+        let was_quiet = std::mem::take(&mut self.quiet);
+        self.bridged_us = 0;
+        if !self.live {
+            return Ok(());
+        }
+        // Data that was already waiting is simply next in line (when it arrived is unknown:
+        // the time we looked is no measure of it, timer wake-ups being late by a steady bit).
+        let Some(at) = arrival.waited_at else {
+            return Ok(());
+        };
+        let here = ts + self.micros_of(self.filled);
+        let late_by = at - self.micros_of_frames(arrival.frames) - here;
+        // Measured against how late data usually is, so a pause never moves playback
+        // relative to the source.
+        let excess = late_by - self.usual_lateness.get();
+        let tolerance = if was_quiet { 0 } else { TOLERANCE_US };
+        if excess <= tolerance {
+            if !was_quiet {
+                self.usual_lateness.observe(late_by, at);
+            }
+            return Ok(());
+        }
+        // A pause ended. One arrival carries its own wake-up delay; the best of the next few
+        // says where the data belongs.
+        let belongs_at = self.settle(reader, arrival, SETTLE_US).await? - self.usual_lateness.get();
+        let silence = belongs_at - here;
+        self.silence_owed = self.bytes_of(silence);
+        if !was_quiet {
+            self.pauses += 1;
+        }
+        debug!(
+            at_us = here,
+            silence_us = silence,
+            "source resumed; pause bridged"
+        );
+        Ok(())
+    }
+
+    /// When the first staged frame was captured, as tightly as `SETTLE_US` of arrivals tell:
+    /// data arrives at or after its last frame's capture, so each read gives an upper bound
+    /// and wake-up delays only loosen it.
+    async fn settle(
+        &mut self,
+        reader: &mut Reader,
+        first: Arrival,
+        window_us: i64,
+    ) -> io::Result<i64> {
+        let bound = |pacer: &Self, arrival: &Arrival| {
+            arrival.waited_at.unwrap_or_else(clock::now_micros)
+                - pacer.micros_of_frames(arrival.frames)
+        };
+        let mut best = bound(self, &first);
+        let until = clock::now_micros() + window_us;
+        while self.staged_end - self.staged_start < self.staged.len() {
+            match self.stage(reader, Some(until)).await? {
+                Some(arrival) => best = best.min(bound(self, &arrival)),
+                None => break,
             }
         }
-        self.quiet = false;
-        self.bridged_us = 0;
+        Ok(best)
     }
 
     /// With no timeline running, waits for data and decides where the timeline goes on.
@@ -265,15 +366,21 @@ impl Pacer {
                 break arrival;
             }
         };
-        let now = arrival.waited_at.unwrap_or_else(clock::now_micros);
-        let belongs_at = if self.live {
-            now - self.micros_of_frames(arrival.frames)
-        } else {
-            now - self.chunk_us
-        };
         self.quiet = false;
         self.bridged_us = 0;
         self.paced = false;
+        // Where the data goes, related to its arrival as the data before it was.
+        let belongs_at = if self.live {
+            let window = if self.ended_at.is_some() {
+                SETTLE_US
+            } else {
+                FIRST_SETTLE_US
+            };
+            self.settle(reader, arrival, window).await? - self.usual_lateness.get()
+        } else {
+            clock::now_micros() - self.chunk_us
+        };
+        let now = clock::now_micros();
         let ts = match self.ended_at.take() {
             // Clients may still hold silence from the bridge: fill up to the data.
             Some(end) if now < end + self.bridge_us + RESTART_MARGIN_US => {
@@ -291,19 +398,19 @@ impl Pacer {
         Ok(ts)
     }
 
-    /// Reads into the staging buffer, which must hold less than one frame. `None` when
-    /// `deadline` (µs, server clock) passed first.
+    /// Reads more into the staging buffer, which must have room. `None` when `deadline` (µs,
+    /// server clock) passed first.
     async fn stage(
         &mut self,
         reader: &mut Reader,
         deadline: Option<i64>,
     ) -> io::Result<Option<Arrival>> {
-        let tail = self.staged_end - self.staged_start;
+        let held = self.staged_end - self.staged_start;
         self.staged
             .copy_within(self.staged_start..self.staged_end, 0);
         self.staged_start = 0;
-        self.staged_end = tail;
-        let mut read = pin!(reader.read(&mut self.staged[tail..]));
+        self.staged_end = held;
+        let mut read = pin!(reader.read(&mut self.staged[held..]));
         // One poll tells whether data was already waiting (then it is simply next in line)
         // or the read has to wait (then its arrival time says where it belongs).
         let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
@@ -324,7 +431,7 @@ impl Pacer {
         };
         self.staged_end += n;
         Ok(Some(Arrival {
-            frames: (tail + n) / self.format.frame_size(),
+            frames: self.staged_end / self.format.frame_size(),
             waited_at,
         }))
     }
