@@ -96,11 +96,6 @@ async fn bind_stream(config: &Config) -> Result<Vec<TcpListener>, RunError> {
             .map_err(|_| RunError::BadAddress(text.clone()))?;
         let addr = SocketAddr::new(ip, config.stream.port);
         let listener = listen(addr).map_err(|source| RunError::Bind { addr, source })?;
-        // Accepted sockets inherit it, and the kernel turns stamping on now rather than
-        // (deferred) at the first client, whose first Time requests would miss it.
-        if let Err(err) = crate::net::rx_time::enable(&listener) {
-            tracing::warn!(%addr, error = %err, "cannot enable receive timestamps");
-        }
         listeners.push(listener);
     }
     Ok(listeners)

@@ -1,10 +1,8 @@
-//! Socket-level networking: binding listeners, kernel receive timestamps, the kernel's
-//! MSG_ZEROCOPY interface, the per-session sender that
+//! Socket-level networking: binding listeners, the kernel's MSG_ZEROCOPY interface, the per-session sender that
 //! coordinates zerocopy and ordinary sends on one socket, the pure queue policy behind it,
 //! and the counters it keeps.
 
 mod listen;
-pub(crate) mod rx_time;
 mod send_queue;
 mod send_stats;
 pub(crate) mod sender;

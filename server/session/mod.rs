@@ -353,10 +353,6 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, env: Arc<SessionE
     if let Err(err) = socket.set_nodelay(true) {
         warn!(%peer, error = %err, "cannot set TCP_NODELAY");
     }
-    // Time requests are stamped with their arrival, not with when we got to them (§2.3).
-    if let Err(err) = crate::net::rx_time::enable(&socket) {
-        warn!(%peer, error = %err, "cannot enable receive timestamps; Time requests are stamped on read");
-    }
     let id = env.registry.next_id();
     let cancel = env.cancel.child_token();
     let info = Arc::new(SessionInfo {

@@ -3,12 +3,13 @@
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tracing::{debug, info, warn};
 
 use super::SessionEnv;
 use super::{ClientDetails, Outbound, SessionError, SessionInfo};
-use crate::net::rx_time::TimedReader;
+use crate::clock;
 use crate::protocol::Hello;
 use crate::protocol::{self, DecodeError, Header, Message, ServerSettings, Tv, HEADER_SIZE};
 use crate::state::{model, Event};
@@ -56,20 +57,18 @@ impl TimeBudget {
 }
 
 pub(super) async fn run(
-    socket: OwnedReadHalf,
+    mut socket: OwnedReadHalf,
     env: &SessionEnv,
     info: &SessionInfo,
 ) -> Result<(), SessionError> {
-    let mut socket = TimedReader::new(socket);
     let mut payload = Vec::new();
     let mut time_budget = TimeBudget::new();
     loop {
         let Some(header) = read_frame(&mut socket, &mut payload).await? else {
             return Ok(());
         };
-        // §2.3: the server's receive time of the whole message; the kernel's, so time spent
-        // waiting for this task does not skew the client's clock offset (see net::rx_time).
-        let received = Tv::from_micros(socket.received_us());
+        // §2.3: the server stamps its receive time after reading the whole message.
+        let received = clock::now();
         let message = Message::decode(&header, &payload)?;
         let closed = match message {
             Message::Time(_) => {
@@ -163,7 +162,7 @@ pub(super) async fn run(
 
 /// Reads one message into `payload`. `Ok(None)` is a clean close between messages.
 async fn read_frame(
-    socket: &mut TimedReader,
+    socket: &mut OwnedReadHalf,
     payload: &mut Vec<u8>,
 ) -> Result<Option<Header>, SessionError> {
     let mut head = [0u8; HEADER_SIZE];
