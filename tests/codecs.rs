@@ -49,13 +49,7 @@ fn play(codec: &str) -> Session {
     let turn = PLAYING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = common::source_fifo(dir.path(), "music");
-    let uri = format!(
-        "pipe://{}?name=music&sampleformat=48000:16:2&codec={codec}&chunk_ms=20",
-        fifo.display()
-    );
-    let relay = Relay::start_in(dir, &["--source", uri.as_str()]);
+    let (relay, fifo) = Relay::start_with_pipe(codec, &[]);
     let writer = FifoWriter::start(&fifo, Signal::new(LEFT_HZ, RIGHT_HZ), 0);
     let a = Snapclient::start(relay.port(), "client-a", relay.dir.path());
     let b = Snapclient::start(relay.port(), "client-b", relay.dir.path());

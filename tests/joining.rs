@@ -3,28 +3,38 @@
 //! the fresh-decoder timestamp a joining client plays one block (21.3 ms) early until its
 //! drift control jumps. Opus: pairs of clients joining at different moments all agree.
 //!
-//! Bounds are 5 ms: a client measured in its first seconds still carries the jitter of its
-//! quick time sync at connect (up to ±2.5 ms seen here with eight clients starting on two
-//! cores), while the defects these tests catch are 21.3 ms (a Vorbis block) and 28.7 ms.
+//! A client measured in its first seconds still carries the error of its quick time sync at
+//! connect, which on two busy cores is now and then several ms (up to 8.6 ms seen here for a
+//! FLAC pair; most pairs within 0.1 ms). The defects these tests catch are larger and
+//! systematic: 21.3 ms (a Vorbis block, every joiner) and 28.7 ms (one Opus pair). So the
+//! Ogg joiner must stay within 5 ms in each of its first seconds that could be measured,
+//! and the pairs must agree within 1 ms in the median and within 20 ms each.
 //!
 //! Both tests print their measurements (`--nocapture`).
 
 mod common;
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::audio::{self, Signal};
 use common::matching::sync_by_matching;
 use common::{FifoWriter, Relay, Snapclient};
 
+/// The tests of this file take turns: each runs several real-time clients and a relay's
+/// encoder (a debug build's Opus encoder is heavy), and clients starved of CPU by the other
+/// test would measure the machine, not the relay.
+static PLAYING: Mutex<()> = Mutex::new(());
+
+fn take_turn() -> MutexGuard<'static, ()> {
+    // A test that panicked while holding the turn poisons it; the next one may still play.
+    PLAYING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn relay_playing(codec: &str) -> (Relay, FifoWriter) {
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = common::source_fifo(dir.path(), "music");
-    let uri = format!(
-        "pipe://{}?name=music&sampleformat=48000:16:2&codec={codec}&chunk_ms=20",
-        fifo.display()
-    );
-    let relay = Relay::start_in(dir, &["--source", uri.as_str()]);
+    let (relay, fifo) = Relay::start_with_pipe(codec, &[]);
     let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
     (relay, writer)
 }
@@ -45,6 +55,7 @@ fn first_sound(client: &Snapclient) -> usize {
 /// start) plays in sync with it over every second of its first 10 s.
 #[test]
 fn a_client_joining_an_ogg_stream_plays_in_sync_from_its_first_second() {
+    let _turn = take_turn();
     let (relay, writer) = relay_playing("ogg");
     let settled = Snapclient::start(relay.port(), "settled", relay.dir.path());
     std::thread::sleep(Duration::from_secs(7));
@@ -83,27 +94,40 @@ fn a_client_joining_an_ogg_stream_plays_in_sync_from_its_first_second() {
         "joiner vs settled client per second since it joined (blocks matched, ms ahead), \
          {tried} blocks tried: {report:.3?}"
     );
-    for (second, (matched, offset)) in report.iter().enumerate() {
+    // A second counts when at least three of its blocks were found in the other client's
+    // output; blocks read two at a time under load have no arrival time of their own.
+    let measured: Vec<(usize, f64)> = report
+        .iter()
+        .enumerate()
+        .filter(|(_, (matched, _))| *matched >= 3)
+        .map(|(second, (_, offset))| (second, *offset))
+        .collect();
+    assert!(
+        measured.iter().filter(|(second, _)| *second < 5).count() >= 3,
+        "too few of the joiner's first five seconds could be measured: {report:.3?}"
+    );
+    for (second, offset) in measured {
         assert!(
-            *matched >= 10 && offset.abs() <= 5.0,
-            "second {second} after joining: {matched} blocks matched, joiner {offset:.3} ms \
-             ahead; every second: {report:.3?}"
+            offset.abs() <= 5.0,
+            "second {second} after joining, the joiner plays {offset:.3} ms ahead; every \
+             second: {report:.3?}"
         );
     }
 }
 
-/// Twenty pairs of clients, the second of each joining 0–475 ms after the first (four pairs
-/// play at a time), agree to within 5 ms (the one bad run of the issue: 28.7 ms).
+/// Twenty-one pairs of clients, the second of each joining 0–500 ms after the first (three
+/// pairs play at a time), agree (the one bad run of the issue: 28.7 ms apart).
 #[test]
 fn opus_clients_joining_at_different_moments_agree() {
+    let _turn = take_turn();
     let (relay, writer) = relay_playing("opus");
     let mut results = Vec::new();
-    for round in 0..5u64 {
+    for round in 0..7u64 {
         let mut pairs = Vec::new();
-        for pair in 0..4u64 {
-            let n = round * 4 + pair;
+        for pair in 0..3u64 {
+            let n = round * 3 + pair;
             let a = Snapclient::start(relay.port(), &format!("a{n}"), relay.dir.path());
-            // 0, 25, …, 475 ms: every 20 ms chunk phase and then some.
+            // 0, 25, …, 500 ms: every 20 ms chunk phase and then some.
             std::thread::sleep(Duration::from_millis(n * 25));
             let b = Snapclient::start(relay.port(), &format!("b{n}"), relay.dir.path());
             pairs.push((n, a, b));
@@ -115,7 +139,7 @@ fn opus_clients_joining_at_different_moments_agree() {
             let (timed, tried) = sync_by_matching(&b.output(), &a.output(), from);
             let offsets: Vec<f64> = timed.iter().map(|(_, offset)| *offset).collect();
             assert!(
-                offsets.len() >= 10,
+                offsets.len() >= 5,
                 "pair {n}: only {} of {tried} blocks matched; logs:\n{}\n{}",
                 offsets.len(),
                 a.log(),
@@ -126,6 +150,12 @@ fn opus_clients_joining_at_different_moments_agree() {
     }
     writer.stop();
     eprintln!("b ahead of a, ms, per pair (b joined n × 25 ms after a): {results:.3?}");
-    let apart: Vec<_> = results.iter().filter(|(_, ms)| ms.abs() > 5.0).collect();
+    let magnitudes: Vec<f64> = results.iter().map(|(_, ms)| ms.abs()).collect();
+    let typical = audio::median(&magnitudes);
+    assert!(
+        typical <= 1.0,
+        "pairs typically {typical:.3} ms apart: {results:.3?}"
+    );
+    let apart: Vec<_> = results.iter().filter(|(_, ms)| ms.abs() > 20.0).collect();
     assert!(apart.is_empty(), "pairs out of sync: {apart:.3?}");
 }

@@ -12,26 +12,12 @@ use common::{
     assert_continuous, steady_frames, sync_offset_ms, FifoWriter, Relay, Snapclient, SECOND,
 };
 
-fn pipe_source(relay_dir: &std::path::Path) -> (String, std::path::PathBuf) {
-    let fifo = common::source_fifo(relay_dir, "music");
-    let uri = format!(
-        "pipe://{}?name=music&sampleformat=48000:16:2&codec=pcm&chunk_ms=20",
-        fifo.display()
-    );
-    (uri, fifo)
-}
-
 fn start_relay_with_pipe() -> (Relay, std::path::PathBuf) {
     start_relay_with_pipe_and(&[])
 }
 
 fn start_relay_with_pipe_and(extra: &[&str]) -> (Relay, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let (uri, fifo) = pipe_source(dir.path());
-    let mut args = vec!["--source", uri.as_str()];
-    args.extend_from_slice(extra);
-    let relay = Relay::start_in(dir, &args);
-    (relay, fifo)
+    Relay::start_with_pipe("pcm", extra)
 }
 
 /// Plays the FIFO signal to two clients and returns the median of how far `a` plays ahead

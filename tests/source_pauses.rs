@@ -16,16 +16,6 @@ use common::{RealTimeWriter, Relay, Snapclient, SECOND};
 /// Where the writer pauses: 4 s in, in the middle of a 20 ms chunk.
 const PAUSE_AT: u64 = 4 * SECOND as u64 + 480;
 
-fn relay_with_pipe(codec: &str) -> (Relay, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = common::source_fifo(dir.path(), "music");
-    let uri = format!(
-        "pipe://{}?name=music&sampleformat=48000:16:2&codec={codec}&chunk_ms=20",
-        fifo.display()
-    );
-    (Relay::start_in(dir, &["--source", uri.as_str()]), fifo)
-}
-
 /// One block a client played: the source frame it starts with and its latency, µs.
 #[derive(Debug, Clone, Copy)]
 struct Played {
@@ -113,7 +103,7 @@ fn silences(client: &Snapclient) -> Vec<(u16, u16, f64)> {
 /// Plays a pause of `pause_ms` to two clients and checks each: one silence of the pause's
 /// length exactly at the pause, and the latency after it within 5 ms of the latency before.
 fn pause_is_heard_where_it_happens(codec: &str, pause_ms: u64) {
-    let (relay, fifo) = relay_with_pipe(codec);
+    let (relay, fifo) = Relay::start_with_pipe(codec, &[]);
     let writer = RealTimeWriter::start(&fifo, Signal::new(440.0, 660.0), PAUSE_AT, pause_ms);
     let clients = [
         Snapclient::start(relay.port(), "client-a", relay.dir.path()),

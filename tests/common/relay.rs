@@ -26,6 +26,20 @@ impl Relay {
         Self::start_in(dir, args)
     }
 
+    /// Starts the relay with one stream, `music`, read from a FIFO in its directory as
+    /// 48000:16:2 with `codec` in 20 ms chunks, plus `extra` flags; returns the FIFO's path.
+    pub fn start_with_pipe(codec: &str, extra: &[&str]) -> (Self, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fifo = super::source_fifo(dir.path(), "music");
+        let uri = format!(
+            "pipe://{}?name=music&sampleformat=48000:16:2&codec={codec}&chunk_ms=20",
+            fifo.display()
+        );
+        let mut args = vec!["--source", uri.as_str()];
+        args.extend_from_slice(extra);
+        (Self::start_in(dir, &args), fifo)
+    }
+
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_snaprelay"));
         if !args.contains(&"--bind") {

@@ -14,27 +14,59 @@ pub fn source_fifo(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.fifo"))
 }
 
-/// Writes a test signal into a FIFO from a thread, as a player would.
-pub struct FifoWriter {
+/// A thread writing into the relay's FIFO until stopped.
+struct WriterThread {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl WriterThread {
+    /// Opens the FIFO for writing in a new thread and runs `write` there; `write` returns
+    /// when the flag it gets is set (or the FIFO fails).
+    fn spawn(path: &Path, write: impl FnOnce(std::fs::File, &AtomicBool) + Send + 'static) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let path = path.to_owned();
+        let thread = std::thread::spawn(move || {
+            let fifo = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open relay FIFO for writing");
+            write(fifo, &flag);
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Writes a test signal into a FIFO from a thread, as a player would.
+pub struct FifoWriter {
+    thread: WriterThread,
 }
 
 impl FifoWriter {
     /// Writes `signal` from frame `start_frame` on, in 20 ms pieces, until stopped. The FIFO
     /// applies back-pressure, so the relay's pacing sets the rate.
     pub fn start(path: &Path, signal: Signal, start_frame: u64) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let path = path.to_owned();
-        let thread = std::thread::spawn(move || {
-            let mut fifo = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .expect("open relay FIFO for writing");
+        let thread = WriterThread::spawn(path, move |mut fifo, stop| {
             let mut frame = start_frame;
             let mut buf = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 buf.clear();
                 signal.render(frame, 960, &mut buf);
                 if fifo.write_all(&buf).is_err() {
@@ -43,24 +75,12 @@ impl FifoWriter {
                 frame += 960;
             }
         });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
+        Self { thread }
     }
 
     /// Stops writing and closes the FIFO (the relay sees its writer go away).
     pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for FifoWriter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.thread.stop();
     }
 }
 
@@ -69,9 +89,8 @@ impl Drop for FifoWriter {
 /// `pause_ms` after `pause_at` frames (none if `pause_ms` is 0), then goes on with the next
 /// frame. It records when each piece went into the FIFO.
 pub struct RealTimeWriter {
-    stop: Arc<AtomicBool>,
+    thread: WriterThread,
     log: Arc<std::sync::Mutex<Vec<(u64, i64)>>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 /// Frames in one 10 ms piece of the real-time writer.
@@ -79,19 +98,13 @@ const PIECE_FRAMES: u64 = 480;
 
 impl RealTimeWriter {
     pub fn start(path: &Path, signal: Signal, pause_at: u64, pause_ms: u64) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (flag, sink) = (stop.clone(), log.clone());
-        let path = path.to_owned();
-        let thread = std::thread::spawn(move || {
-            let mut fifo = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .expect("open relay FIFO for writing");
+        let sink = log.clone();
+        let thread = WriterThread::spawn(path, move |mut fifo, stop| {
             let start = snaprelay::clock::now_micros();
             let mut frame = 0u64;
             let mut buf = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 let paused_us = if pause_ms > 0 && frame >= pause_at {
                     pause_ms as i64 * 1000
                 } else {
@@ -113,11 +126,7 @@ impl RealTimeWriter {
                 frame += PIECE_FRAMES;
             }
         });
-        Self {
-            stop,
-            log,
-            thread: Some(thread),
-        }
+        Self { thread, log }
     }
 
     /// When the frame `frame` went into the FIFO, µs on the shared clock, extrapolated from
@@ -134,15 +143,6 @@ impl RealTimeWriter {
 
     /// Stops writing (the FIFO stays open until the writer is dropped).
     pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for RealTimeWriter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.thread.stop();
     }
 }
