@@ -23,13 +23,16 @@ struct Played {
     latency_us: i64,
 }
 
-/// Every whole non-silent 50 ms block the client played, matched to its source frame.
+/// Every non-silent 50 ms block the client played whose start began a read of its output,
+/// matched to its source frame. (A block larger than a pipe page can reach the reader in two
+/// pieces, so reads are not always whole blocks; one that starts a block still arrived when
+/// the block was written.)
 fn played_blocks(client: &Snapclient, writer: &RealTimeWriter) -> Vec<Played> {
     let (bytes, arrivals) = client.output();
     let mut played = Vec::new();
     for pair in arrivals.windows(2) {
         let (start, end) = (pair[0].offset, pair[1].offset);
-        if end - start != PLAYER_BLOCK_BYTES || start % PLAYER_BLOCK_BYTES != 0 {
+        if start % PLAYER_BLOCK_BYTES != 0 || end - start < FRAME_BYTES {
             continue;
         }
         let first = audio::frames(&bytes[start..start + FRAME_BYTES])[0];
@@ -55,8 +58,7 @@ fn played_blocks(client: &Snapclient, writer: &RealTimeWriter) -> Vec<Played> {
 }
 
 /// Median latency (ms) of the blocks played from `frames`, and how many there were; `NaN`
-/// (failing any comparison) with fewer than three. Under load the file player's 50 ms
-/// blocks are sometimes read two at a time and then carry no arrival time of their own.
+/// (failing any comparison) with fewer than three.
 fn median_latency_ms(blocks: &[Played], frames: std::ops::Range<u64>) -> (f64, usize) {
     let latencies: Vec<f64> = blocks
         .iter()
