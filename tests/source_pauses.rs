@@ -13,8 +13,12 @@ use std::time::Duration;
 use common::audio::{self, Signal, FRAME_BYTES, PLAYER_BLOCK_BYTES};
 use common::{RealTimeWriter, Relay, Snapclient, SECOND};
 
-/// Where the writer pauses: 4 s in, in the middle of a 20 ms chunk.
-const PAUSE_AT: u64 = 4 * SECOND as u64 + 480;
+/// Where the writer pauses: 6 s in, in the middle of a 20 ms chunk.
+const PAUSE_AT: u64 = 6 * SECOND as u64 + 480;
+/// A snapclient now and then starts a few ms off and corrects itself within its first
+/// seconds (with a short silence); all of that must be over before the window that measures
+/// the latency "before" the pause, and before silences are looked for.
+const SETTLED_AFTER: usize = 4 * SECOND + SECOND / 2;
 
 /// One block a client played: the source frame it starts with and its latency, µs.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +82,7 @@ fn median_latency_ms(blocks: &[Played], frames: std::ops::Range<u64>) -> (f64, u
 fn silences(client: &Snapclient) -> Vec<(u16, u16, f64)> {
     let (bytes, _) = client.output();
     let frames = audio::frames(&bytes);
-    let start = audio::first_sound(&frames).expect("client played something") + SECOND / 2;
+    let start = audio::first_sound(&frames).expect("client played something") + SETTLED_AFTER;
     let mut found = Vec::new();
     let mut i = start;
     while i < frames.len() {
@@ -111,8 +115,8 @@ fn pause_is_heard_where_it_happens(codec: &str, pause_ms: u64) {
         Snapclient::start(relay.port(), "client-a", relay.dir.path()),
         Snapclient::start(relay.port(), "client-b", relay.dir.path()),
     ];
-    // 4 s before the pause, the pause, 3.5 s after it, and the clients' 1 s buffer.
-    std::thread::sleep(Duration::from_millis(4_000 + pause_ms + 3_500 + 1_200));
+    // 6 s before the pause, the pause, 3.5 s after it, and the clients' 1 s buffer.
+    std::thread::sleep(Duration::from_millis(6_000 + pause_ms + 3_500 + 1_200));
 
     // What the relay saw of the pause (its debug lines), for any failure message.
     let pacer_log: Vec<String> = relay
@@ -125,7 +129,7 @@ fn pause_is_heard_where_it_happens(codec: &str, pause_ms: u64) {
         let found = silences(client);
         let blocks = played_blocks(client, &writer);
         let second = SECOND as u64;
-        let (before_ms, n0) = median_latency_ms(&blocks, PAUSE_AT - 2 * second..PAUSE_AT);
+        let (before_ms, n0) = median_latency_ms(&blocks, PAUSE_AT - 3 * second / 2..PAUSE_AT);
         let (right_after_ms, n1) = median_latency_ms(&blocks, PAUSE_AT..PAUSE_AT + second / 2);
         let (later_ms, n2) =
             median_latency_ms(&blocks, PAUSE_AT + second / 2..PAUSE_AT + 3 * second);

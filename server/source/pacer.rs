@@ -30,9 +30,11 @@
 //!   exact frame where the pause happened; the data then sits where it belongs, so the
 //!   latency after a pause equals the latency before it. Smaller lateness is absorbed (the
 //!   data just continues): it is scheduling jitter, and inserting silence for it would be a
-//!   click and a lasting shift. "Late" is measured against how late steady data usually is
-//!   ([`UsualLateness`]), not against the first arrival alone, whose wake-up delay the
-//!   timeline keeps.
+//!   click and a lasting shift. Every placement is an upper bound on the capture time (data
+//!   arrives after it was produced), tightened by settling, so the timeline is never ahead
+//!   of the source, and the first data and the data after a pause relate to it alike. (A
+//!   steady-state "usual lateness" reference was tried and dropped: in steady state only
+//!   reads that meet a late writer wait, so it only ever learned the writer's delays.)
 //! - **Bridging ends.** After `bridge` (the clients' buffer) of continuous silence nothing
 //!   more is sent: the clients hold the pause, and a stopped source costs no bandwidth. The
 //!   timeline's end is kept. If data returns while clients may still hold queued silence,
@@ -137,54 +139,8 @@ pub(crate) struct Pacer {
     /// Whether a read that waits means data produced in real time (pipe, tcp, process).
     live: bool,
     stall_pending: bool,
-    usual_lateness: UsualLateness,
     pauses: u64,
     resyncs: u64,
-}
-
-/// How late data that did not pause usually arrives against its place on the timeline, µs:
-/// the minimum over the last one to two seconds of reads that had to wait. The timeline's
-/// anchor is an estimate ([`Pacer::settle`]); steady data shows how far off it is, and a
-/// pause is measured from there, or the silence for it would quietly correct the anchor and
-/// move playback. Scheduling delays only ever add lateness, so the minimum is the anchor's
-/// own error. It is never taken below `-GRACE`: data further ahead is a writer running
-/// ahead (a full FIFO), not an anchor error, and a pause of such a writer must not be
-/// followed by its backlog's worth of extra silence.
-#[derive(Debug)]
-struct UsualLateness {
-    current: i64,
-    previous: i64,
-    epoch_started_at: i64,
-}
-
-impl UsualLateness {
-    const EPOCH_US: i64 = 1_000_000;
-
-    fn new() -> Self {
-        Self {
-            current: i64::MAX,
-            previous: i64::MAX,
-            epoch_started_at: i64::MIN,
-        }
-    }
-
-    fn observe(&mut self, late_by: i64, at: i64) {
-        if at.saturating_sub(self.epoch_started_at) > Self::EPOCH_US {
-            self.previous = self.current;
-            self.current = late_by;
-            self.epoch_started_at = at;
-        } else {
-            self.current = self.current.min(late_by);
-        }
-    }
-
-    /// Zero until anything was observed (the anchor defines "on time").
-    fn get(&self) -> i64 {
-        match self.current.min(self.previous) {
-            i64::MAX => 0,
-            usual => usual.max(-GRACE_US),
-        }
-    }
 }
 
 impl Pacer {
@@ -212,7 +168,6 @@ impl Pacer {
             bridge_us: i64::from(bridge_ms) * 1000,
             live,
             stall_pending: false,
-            usual_lateness: UsualLateness::new(),
             pauses: 0,
             resyncs: 0,
         }
@@ -309,19 +264,13 @@ impl Pacer {
         };
         let here = ts + self.micros_of(self.filled);
         let late_by = at - self.micros_of_frames(arrival.frames) - here;
-        // Measured against how late data usually is, so a pause never moves playback
-        // relative to the source.
-        let excess = late_by - self.usual_lateness.get();
         let tolerance = if was_quiet { 0 } else { TOLERANCE_US };
-        if excess <= tolerance {
-            if !was_quiet {
-                self.usual_lateness.observe(late_by, at);
-            }
+        if late_by <= tolerance {
             return Ok(());
         }
         // A pause ended. One arrival carries its own wake-up delay; the best of the next few
         // says where the data belongs.
-        let belongs_at = self.settle(reader, arrival, SETTLE_US).await? - self.usual_lateness.get();
+        let belongs_at = self.settle(reader, arrival, SETTLE_US).await?;
         let silence = belongs_at - here;
         self.silence_owed = self.bytes_of(silence);
         if !was_quiet {
@@ -376,7 +325,7 @@ impl Pacer {
             } else {
                 FIRST_SETTLE_US
             };
-            self.settle(reader, arrival, window).await? - self.usual_lateness.get()
+            self.settle(reader, arrival, window).await?
         } else {
             clock::now_micros() - self.chunk_us
         };
