@@ -106,8 +106,9 @@ fn silences(client: &Snapclient) -> Vec<(u16, u16, f64)> {
     found
 }
 
-/// Plays a pause of `pause_ms` to two clients and checks each: one silence of the pause's
-/// length exactly at the pause, and the latency after it within 5 ms of the latency before.
+/// Plays a pause of `pause_ms` to two clients and checks each: a silence of the pause's
+/// length exactly at the pause, no other but a client's own short correction, and the
+/// latency after it within 5 ms of the latency before.
 fn pause_is_heard_where_it_happens(codec: &str, pause_ms: u64) {
     let (relay, fifo) = Relay::start_with_pipe(codec, &[]);
     let writer = RealTimeWriter::start(&fifo, Signal::new(440.0, 660.0), PAUSE_AT, pause_ms);
@@ -140,17 +141,27 @@ fn pause_is_heard_where_it_happens(codec: &str, pause_ms: u64) {
             client.host_id
         );
         eprintln!("{summary}");
+        // One silence exactly where the source paused. Any other must be one of snapclient's
+        // own short corrections (it now and then settles its start a few ms later, with a
+        // silence that long); the relay's old defect showed as no silence at the pause and
+        // a correction of ~200 ms after it.
         let expected = ((PAUSE_AT - 1) as u16, PAUSE_AT as u16);
+        let at_pause: Vec<_> = found
+            .iter()
+            .filter(|(before, after, _)| (*before, *after) == expected)
+            .collect();
         assert_eq!(
-            found.len(),
+            at_pause.len(),
             1,
-            "expected one silence, between counters {expected:?}; {summary}"
+            "expected one silence between counters {expected:?}, where the source paused; \
+             {summary}"
         );
-        let (before, after, ms) = found[0];
-        assert_eq!(
-            (before, after),
-            expected,
-            "the silence is not where the source paused; {summary}"
+        let ms = at_pause[0].2;
+        assert!(
+            found
+                .iter()
+                .all(|(before, after, ms)| (*before, *after) == expected || *ms < 20.0),
+            "a silence elsewhere, longer than a client's own correction; {summary}"
         );
         for (what, latency) in [("right after", right_after_ms), ("later", later_ms)] {
             assert!(

@@ -143,9 +143,11 @@ impl Stream {
             })
             .encode(0, 0, Tv::default()),
         );
-        // Enough chunks for a whole client buffer; a session further behind than that is
+        // Enough chunks for a whole client buffer, and for the longest burst the pacer makes
+        // (a pause's hole filled with silence at once); a session further behind than that is
         // past saving and skips ahead (counted as lagged).
-        let capacity = (buffer_ms / spec.chunk_ms.max(1)) as usize + 16;
+        let buffer_chunks = (buffer_ms / spec.chunk_ms.max(1)) as usize;
+        let capacity = buffer_chunks.max(pacer::max_burst_chunks(spec.chunk_ms, buffer_ms)) + 16;
         let (chunk_tx, _) = broadcast::channel(capacity);
         let stream = Self {
             inner: Arc::new(Inner {
