@@ -96,11 +96,10 @@ async fn every_codec_keeps_the_encoded_timeline_whole_across_a_pause() {
         // in the encoder, and the bridge after the writer ended adds silence).
         let span = stamps[stamps.len() - 1] - first;
         assert!(span >= 2_200_000, "{codec}: timeline spans only {span} µs");
-        assert_eq!(
-            stream.stats().stalls.load(Ordering::Relaxed),
-            2,
-            "{codec}: the pause and the writer's end"
-        );
+        // The pause and the writer's end at least; a test writer descheduled for longer
+        // than the tolerance on a busy machine is one more (and bridged like any).
+        let stalls = stream.stats().stalls.load(Ordering::Relaxed);
+        assert!(stalls >= 2, "{codec}: {stalls} pauses seen");
         assert_eq!(stream.stats().resyncs.load(Ordering::Relaxed), 0, "{codec}");
     }
 }
