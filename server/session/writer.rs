@@ -125,10 +125,14 @@ pub(super) async fn run(
                 batch_deadline = None;
                 while let Some((playing, receiver)) = audio.as_mut() {
                     match receiver.try_recv() {
-                        Ok(chunk) => {
-                            let fresh = &mut fresh_decoder;
-                            queue_chunk(&mut sender, chunk, fresh, env, info, playing);
-                        }
+                        Ok(chunk) => queue_chunk(
+                            &mut sender,
+                            chunk,
+                            &mut fresh_decoder,
+                            env,
+                            info,
+                            playing,
+                        ),
                         Err(broadcast::error::TryRecvError::Lagged(missed)) => {
                             count_dropped(info, playing, missed);
                         }

@@ -386,7 +386,7 @@ impl Pacer {
     }
 
     fn micros_of_frames(&self, frames: usize) -> i64 {
-        (frames as u64 * 1_000_000 / u64::from(self.format.rate)) as i64
+        self.format.duration_of(frames).as_micros() as i64
     }
 
     fn micros_of(&self, bytes: usize) -> i64 {
@@ -395,8 +395,8 @@ impl Pacer {
 
     /// Whole frames' worth of bytes for `micros` (none for a negative span).
     fn bytes_of(&self, micros: i64) -> usize {
-        let frames = u64::try_from(micros).unwrap_or(0) * u64::from(self.format.rate) / 1_000_000;
-        frames as usize * self.format.frame_size()
+        let span = Duration::from_micros(u64::try_from(micros).unwrap_or(0));
+        self.format.frames_in(span) * self.format.frame_size()
     }
 }
 
