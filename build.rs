@@ -12,6 +12,11 @@ const ENUM_FIELDS: &[(&str, &str)] = &[
     (".snaprelay.v1.ConfigEntry.origin", "config_origin"),
     (".snaprelay.v1.Session.send_mode", "send_mode"),
     (".snaprelay.v1.StreamStats.state", "stream_state"),
+    (
+        ".snaprelay.v1.StreamProperties.playback_status",
+        "playback_status",
+    ),
+    (".snaprelay.v1.StreamProperties.loop_status", "loop_status"),
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -78,8 +78,15 @@ pub enum Command {
         /// Session id
         id: u64,
     },
-    /// List streams
+    /// List streams, with what each one's player is playing
     Streams,
+    /// Show one stream, control its player, add or remove streams
+    Stream {
+        #[command(subcommand)]
+        command: StreamCommand,
+    },
+    /// Print every change as it happens (clients, groups, streams, now playing)
+    Events,
     /// Read or change the configuration
     Config {
         #[command(subcommand)]
@@ -190,6 +197,98 @@ pub enum GroupCommand {
     },
 }
 
+/// `stream` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StreamCommand {
+    /// Show the stream, its player's state and now playing
+    Show {
+        /// Stream name, as `snapctl streams` lists it
+        stream: String,
+    },
+    /// Ask the stream's player to play, pause, skip or seek (through its stream plugin)
+    Control {
+        /// Stream name
+        stream: String,
+        #[command(subcommand)]
+        command: PlayerCommand,
+    },
+    /// Set the player's shuffle, loop, volume, mute or rate
+    Set {
+        /// Stream name
+        stream: String,
+        /// What to set
+        property: PropertyArg,
+        /// true/false for shuffle and mute; none, track or playlist for loop; 0-100 for
+        /// volume; a positive number for rate
+        value: String,
+    },
+    /// Start a stream from a source URI (only schemes in jsonrpc.add_stream_schemes)
+    Add {
+        /// e.g. "tcp://127.0.0.1:4953?name=Kitchen"
+        uri: String,
+    },
+    /// Stop a stream; its groups move to the first stream
+    Remove {
+        /// Stream name
+        stream: String,
+    },
+}
+
+/// What `stream control` asks of the player.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum PlayerCommand {
+    /// Start playing
+    Play,
+    /// Pause
+    Pause,
+    /// Toggle between playing and paused
+    PlayPause,
+    /// Stop
+    Stop,
+    /// Next track
+    Next,
+    /// Previous track
+    Previous,
+    /// Move within the track
+    Seek {
+        /// Seconds to move; negative moves back
+        #[arg(allow_negative_numbers = true)]
+        seconds: f64,
+    },
+    /// Jump to a position in the track
+    Position {
+        /// Seconds from the start of the track
+        seconds: f64,
+    },
+}
+
+/// The player properties `stream set` changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PropertyArg {
+    /// Shuffle (true/false)
+    Shuffle,
+    /// Loop status (none, track, playlist)
+    Loop,
+    /// Player volume (0-100)
+    Volume,
+    /// Player mute (true/false)
+    Mute,
+    /// Playback rate
+    Rate,
+}
+
+impl std::fmt::Display for PropertyArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Shuffle => "shuffle",
+            Self::Loop => "loop",
+            Self::Volume => "volume",
+            Self::Mute => "mute",
+            Self::Rate => "rate",
+        })
+    }
+}
+
 /// `client` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -255,5 +354,15 @@ mod tests {
         assert!(Cli::try_parse_from(["snapctl", "volume", "c", "40", "--mute"]).is_ok());
         assert!(Cli::try_parse_from(["snapctl", "latency", "c", "-20"]).is_ok());
         assert!(Cli::try_parse_from(["snapctl", "--timeout", "x", "health"]).is_err());
+    }
+
+    #[test]
+    fn stream_controls_parse() {
+        assert!(Cli::try_parse_from(["snapctl", "stream", "control", "s", "next"]).is_ok());
+        assert!(Cli::try_parse_from(["snapctl", "stream", "control", "s", "seek", "-10"]).is_ok());
+        assert!(Cli::try_parse_from(["snapctl", "stream", "control", "s", "jump"]).is_err());
+        assert!(Cli::try_parse_from(["snapctl", "stream", "set", "s", "shuffle", "true"]).is_ok());
+        assert!(Cli::try_parse_from(["snapctl", "stream", "set", "s", "colour", "red"]).is_err());
+        assert!(Cli::try_parse_from(["snapctl", "events"]).is_ok());
     }
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{Cli, ClientCommand, Command, ConfigCommand, GroupCommand, OnOff};
+use args::{Cli, ClientCommand, Command, ConfigCommand, GroupCommand, OnOff, StreamCommand};
 use exit::{CliError, Exit};
 use output::Output;
 
@@ -48,6 +48,29 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     commands::sessions::disconnect(&mut control, &out, id).await
                 }
                 Command::Streams => commands::streams::run(&mut control, &out).await,
+                Command::Stream { command } => match command {
+                    StreamCommand::Show { stream } => {
+                        commands::stream::show(&mut control, &out, stream).await
+                    }
+                    StreamCommand::Control { stream, command } => {
+                        commands::stream::control_player(&mut control, &out, stream, command).await
+                    }
+                    StreamCommand::Set {
+                        stream,
+                        property,
+                        value,
+                    } => {
+                        commands::stream::set_property(&mut control, &out, stream, property, value)
+                            .await
+                    }
+                    StreamCommand::Add { uri } => {
+                        commands::stream::add(&mut control, &out, uri).await
+                    }
+                    StreamCommand::Remove { stream } => {
+                        commands::stream::remove(&mut control, &out, stream).await
+                    }
+                },
+                Command::Events => commands::events::run(&mut control, &out).await,
                 Command::Config { command } => match command {
                     ConfigCommand::Get { key } => {
                         commands::config::get(&mut control, &out, key).await

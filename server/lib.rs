@@ -6,9 +6,11 @@
 //! 1. Foundation: [`protocol`] (Snapcast wire messages, bytes in and out, no I/O), `net`
 //!    (binding listeners, the per-session sender with MSG_ZEROCOPY), `pool` (pooled chunk
 //!    buffers), [`clock`], [`sample_format`], `state` (clients and groups, their rules and
-//!    persistence), [`pb`] (generated gRPC code).
-//! 2. [`source`] (pipe, file, tcp, process, tone inputs and the pacer) and [`encoder`]
-//!    (pcm, flac, opus, ogg).
+//!    persistence), `properties` (stream properties, metadata and the control rules),
+//!    `image_cache` (cover art), [`pb`] (generated gRPC code).
+//! 2. [`source`] (pipe, file, tcp, process, tone inputs and the pacer), [`encoder`]
+//!    (pcm, flac, opus, ogg) and [`plugin`] (stream plugins: a stream's properties and
+//!    control).
 //! 3. `stream`: one source + encoder, fanning each serialized chunk out to its sessions;
 //!    the list of running streams.
 //! 4. [`config`] (figment layering of defaults, file, environment and flags; the keys table)
@@ -37,11 +39,15 @@ pub mod config;
 pub mod control;
 mod diagnostics;
 pub mod encoder;
+mod host;
 pub mod http;
+pub(crate) mod image_cache;
 pub mod jsonrpc;
 pub(crate) mod net;
 pub mod pb;
+pub mod plugin;
 pub(crate) mod pool;
+pub(crate) mod properties;
 pub mod protocol;
 pub(crate) mod relay;
 pub mod run;

@@ -18,7 +18,7 @@ pub(crate) const FILE_DESCRIPTOR_SET: &[u8] =
 /// Serializers that write enum fields by their proto names (`SEND_MODE_ZEROCOPY` →
 /// `"zerocopy"`) rather than numbers, for `snapctl --json`.
 pub(crate) mod enum_names {
-    use super::{ConfigOrigin, SendMode, StreamState};
+    use super::{ConfigOrigin, LoopStatus, PlaybackStatus, SendMode, StreamState};
 
     fn name<S: serde::Serializer>(
         serializer: S,
@@ -44,6 +44,16 @@ pub(crate) mod enum_names {
     pub(crate) fn stream_state<S: serde::Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
         let n = StreamState::try_from(*v).ok().map(|e| e.as_str_name());
         name(s, n, "STREAM_STATE_")
+    }
+
+    pub(crate) fn playback_status<S: serde::Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+        let n = PlaybackStatus::try_from(*v).ok().map(|e| e.as_str_name());
+        name(s, n, "PLAYBACK_STATUS_")
+    }
+
+    pub(crate) fn loop_status<S: serde::Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+        let n = LoopStatus::try_from(*v).ok().map(|e| e.as_str_name());
+        name(s, n, "LOOP_STATUS_")
     }
 }
 

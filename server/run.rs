@@ -20,7 +20,7 @@ use crate::control::GrpcListener;
 use crate::net::listen;
 use crate::relay::Relay;
 use crate::settings::LogReload;
-use crate::source::{SourceDefaults, SourceError, SourceSpec};
+use crate::source::{SourceError, SourceSpec};
 pub use crate::stream::StreamError;
 
 /// How long shutdown waits for tasks before giving up on them.
@@ -67,11 +67,7 @@ pub enum RunError {
 
 /// Parses every configured source, so bad ones fail start-up with the offending value.
 pub fn source_specs(config: &Config) -> Result<Vec<SourceSpec>, RunError> {
-    let defaults = SourceDefaults {
-        sample_format: config.stream.sampleformat,
-        codec: config.stream.codec.clone(),
-        chunk_ms: config.stream.chunk_ms,
-    };
+    let defaults = config.source_defaults();
     let mut specs: Vec<SourceSpec> = Vec::new();
     for uri in &config.stream.source {
         let spec = SourceSpec::parse(uri, &defaults).map_err(|source| RunError::Source {
@@ -181,10 +177,15 @@ pub async fn run(
     let jsonrpc_token = crate::jsonrpc::token(config)?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let http_port = http
+        .as_ref()
+        .and_then(crate::http::HttpListener::port)
+        .unwrap_or(config.http.port);
     let relay = Relay::start(
         config,
         specs,
         options.log_reload,
+        http_port,
         cancel.clone(),
         tracker.clone(),
     )?;
@@ -209,7 +210,7 @@ pub async fn run(
     }
     let http_jsonrpc = http.is_some() && config.jsonrpc.http_enabled;
     let rpc = (jsonrpc.is_some() || http_jsonrpc)
-        .then(|| crate::jsonrpc::start(relay.clone(), config, jsonrpc_token, &tracker));
+        .then(|| crate::jsonrpc::start(relay.clone(), jsonrpc_token, &tracker));
     if let (Some(listener), Some(rpc)) = (jsonrpc, &rpc) {
         tracker.spawn(crate::jsonrpc::serve(
             listener,
@@ -334,6 +335,7 @@ mod tests {
             &config,
             source_specs(&config).unwrap(),
             None,
+            1780,
             cancel.clone(),
             tracker.clone(),
         )

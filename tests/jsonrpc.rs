@@ -277,8 +277,12 @@ fn issue_7_tcp_methods_notifications_and_grpc_cross_talk() {
     );
     let err = a.call("Group.SetStream", json!({"id": group, "stream_id": "nope"}));
     assert_eq!(err["error"]["data"], "Stream not found");
+    // No stream plugin: every flag is false, and its code says which (as snapserver).
     let err = a.call("Stream.Control", json!({"id": "radio", "command": "next"}));
-    assert_eq!(err["error"]["code"], 1);
+    assert_eq!(
+        err["error"],
+        json!({"code": 2, "message": "Stream property canGoNext is false"})
+    );
     // Batches: one array of responses; a notification inside gets none; empty lines skipped.
     a.send_line("");
     let batch = a.raw(

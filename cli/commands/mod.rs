@@ -3,10 +3,12 @@
 pub mod client;
 pub mod completions;
 pub mod config;
+pub mod events;
 pub mod groups;
 pub mod health;
 pub mod sessions;
 pub mod stats;
+pub mod stream;
 pub mod streams;
 
 /// Microseconds since the epoch as a local-agnostic UTC time of day, `YYYY-MM-DD HH:MM:SS`.

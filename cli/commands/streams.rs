@@ -26,10 +26,24 @@ pub async fn run(control: &mut Control, out: &Output) -> Result<(), CliError> {
 /// The streams table, shared with `stats`.
 pub fn table(streams: &[pb::StreamStats]) -> String {
     let mut table = Table::new(&[
-        "STREAM", "STATE", "CODEC", "FORMAT", "CLIENTS", "CHUNKS", "BYTES", "LATE", "DROPPED",
-        "STALLS", "OVERRUNS", "URI",
+        "STREAM",
+        "STATE",
+        "PLAYER",
+        "NOW PLAYING",
+        "POSITION",
+        "CODEC",
+        "FORMAT",
+        "CLIENTS",
+        "CHUNKS",
+        "BYTES",
+        "LATE",
+        "DROPPED",
+        "STALLS",
+        "OVERRUNS",
+        "URI",
     ]);
     for s in streams {
+        let properties = s.properties.clone().unwrap_or_default();
         table.row(vec![
             s.name.clone(),
             match s.state() {
@@ -37,6 +51,9 @@ pub fn table(streams: &[pb::StreamStats]) -> String {
                 _ => "idle",
             }
             .to_owned(),
+            player_state(&properties),
+            now_playing(&properties),
+            position(&properties),
             s.codec.clone(),
             s.sample_format.clone(),
             s.clients.to_string(),
@@ -50,4 +67,70 @@ pub fn table(streams: &[pb::StreamStats]) -> String {
         ]);
     }
     table.render()
+}
+
+/// The player's playback status, or `-` when it reports none.
+pub fn player_state(properties: &pb::StreamProperties) -> String {
+    match properties.playback_status() {
+        pb::PlaybackStatus::Playing => "playing",
+        pb::PlaybackStatus::Paused => "paused",
+        pb::PlaybackStatus::Stopped => "stopped",
+        pb::PlaybackStatus::Unspecified => "-",
+    }
+    .to_owned()
+}
+
+/// `artist – title` (whichever is known), or `-`.
+pub fn now_playing(properties: &pb::StreamProperties) -> String {
+    let Some(metadata) = &properties.metadata else {
+        return "-".to_owned();
+    };
+    let artist = metadata.artist.join(", ");
+    match (artist.is_empty(), metadata.title.is_empty()) {
+        (false, false) => format!("{artist} – {}", metadata.title),
+        (false, true) => artist,
+        (true, false) => metadata.title.clone(),
+        (true, true) => "-".to_owned(),
+    }
+}
+
+/// `m:ss` into the track, with `/ m:ss` of its length when known; `-` when unknown.
+pub fn position(properties: &pb::StreamProperties) -> String {
+    let clock = |seconds: f64| {
+        let seconds = seconds.max(0.0).round() as u64;
+        format!("{}:{:02}", seconds / 60, seconds % 60)
+    };
+    let duration = properties.metadata.as_ref().and_then(|m| m.duration_s);
+    match (properties.position_s, duration) {
+        (Some(at), Some(length)) => format!("{} / {}", clock(at), clock(length)),
+        (Some(at), None) => clock(at),
+        (None, _) => "-".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_playing_and_position_read_like_a_player() {
+        let mut properties = pb::StreamProperties {
+            position_s: Some(75.4),
+            playback_status: pb::PlaybackStatus::Paused as i32,
+            metadata: Some(pb::StreamMetadata {
+                title: "Song".into(),
+                artist: vec!["A".into(), "B".into()],
+                duration_s: Some(200.0),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(now_playing(&properties), "A, B – Song");
+        assert_eq!(position(&properties), "1:15 / 3:20");
+        assert_eq!(player_state(&properties), "paused");
+        properties.metadata = None;
+        properties.position_s = None;
+        assert_eq!(now_playing(&properties), "-");
+        assert_eq!(position(&properties), "-");
+    }
 }

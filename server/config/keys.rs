@@ -173,8 +173,11 @@ pub(crate) const KEYS: &[Key] = &[
     key("http.ssl_bind_to_address", "::", ANY, "HTTPS listen address; repeatable", NotYet, List),
     key("http.ssl_port", "1788", ANY, "HTTPS port", NotYet, Once),
     key("http.doc_root", "", ANY, "serve a website (snapweb) from this directory", NotYet, Once),
-    key("http.host", "<hostname>", ANY, "host name clients use to fetch cover art", NotYet, Once),
-    key("http.url_prefix", "", ANY, "URL prefix for cover art URLs", NotYet, Once),
+    key("http.host", "<hostname>", Rule::text("a host name or IP address; <hostname> for this machine's"),
+        "host name in cover art URLs and stream plugins' --snapcast-host", Implemented, Once),
+    key("http.url_prefix", "",
+        Rule::checked("an http:// or https:// URL such as https://music.example.com, or empty", rules::url_prefix),
+        "replaces http://<host>:<port> in cover art URLs", Implemented, Once),
     key("http.publish_http", "true", ANY, "publish the HTTP service via mDNS", NotYet, Once),
     key("http.publish_https", "true", ANY, "publish the HTTPS service via mDNS", NotYet, Once),
     // [tcp] (snapserver < 0.33; now [tcp-control]): the JSON-RPC TCP listener
@@ -248,8 +251,9 @@ pub(crate) const KEYS: &[Key] = &[
     key("stream.send_batch_ms", "60", Rule::int(0, 1000, MS),
         "collect chunks this long per client and send them together (0: at once); at most \
          a tenth of stream.buffer", Implemented, Once),
-    key("stream.plugin_dir", "/usr/share/snapserver/plug-ins", ANY, "stream plugin directory",
-        NotYet, Once),
+    key("stream.plugin_dir", "/usr/share/snapserver/plug-ins", Rule::text("a directory path"),
+        "stream plugins (controlscript): relative paths start here; Stream.AddStream's must be inside",
+        Implemented, Once),
     key("stream.sandbox_dir", "/usr/share/snapserver/sandbox", ANY,
         "directory of executable process sources", NotYet, Once),
     // [streaming_client]

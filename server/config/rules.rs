@@ -117,6 +117,12 @@ pub(super) fn ip_address(value: &str) -> bool {
     value.trim().parse::<IpAddr>().is_ok()
 }
 
+/// Empty, or an `http://` or `https://` URL (the start of cover art URLs).
+pub(super) fn url_prefix(value: &str) -> bool {
+    let value = value.trim();
+    value.is_empty() || value.starts_with("http://") || value.starts_with("https://")
+}
+
 /// Anything but empty or blank.
 pub(super) fn non_blank(value: &str) -> bool {
     !value.trim().is_empty()
@@ -175,6 +181,7 @@ mod tests {
     fn text_checks() {
         assert!(ip_address(" ::1") && ip_address("0.0.0.0") && !ip_address("localhost"));
         assert!(non_blank("x") && !non_blank("  "));
+        assert!(url_prefix("") && url_prefix("https://a.example") && !url_prefix("a.example"));
         assert!(token("") && token("s3cret!") && !token("two words") && !token("é"));
         assert!(log_sink("stderr") && !log_sink("syslog"));
         assert!(Rule::text("a path").accepts("anything"));

@@ -104,6 +104,12 @@ pub struct HttpConfig {
     pub port: u16,
     /// Whether `/metrics` (Prometheus text format) is served on this listener.
     pub metrics: bool,
+    /// Host name in cover art URLs (`artUrl`) and `--snapcast-host` of stream plugins;
+    /// `<hostname>` stands for this machine's name.
+    pub host: String,
+    /// Replaces `http://<host>:<port>` at the start of cover art URLs (e.g. behind a reverse
+    /// proxy); empty for none.
+    pub url_prefix: String,
 }
 
 impl Default for HttpConfig {
@@ -113,6 +119,8 @@ impl Default for HttpConfig {
             bind_to_address: vec!["0.0.0.0".to_owned()],
             port: crate::DEFAULT_HTTP_PORT,
             metrics: true,
+            host: "<hostname>".to_owned(),
+            url_prefix: String::new(),
         }
     }
 }
@@ -217,6 +225,21 @@ pub(crate) struct StreamConfig {
     /// Milliseconds a session collects chunks before sending them together (0: each chunk
     /// at once); capped at a tenth of `buffer`.
     pub(crate) send_batch_ms: u32,
+    /// Where a relative `controlscript` is looked up, and where a `Stream.AddStream`
+    /// controlscript must live.
+    pub(crate) plugin_dir: PathBuf,
+}
+
+impl Config {
+    /// What `[stream]` supplies to every source URI (start-up and `Stream.AddStream` alike).
+    pub fn source_defaults(&self) -> crate::source::SourceDefaults {
+        crate::source::SourceDefaults {
+            sample_format: self.stream.sampleformat,
+            codec: self.stream.codec.clone(),
+            chunk_ms: self.stream.chunk_ms,
+            plugin_dir: self.stream.plugin_dir.clone(),
+        }
+    }
 }
 
 impl Default for StreamConfig {
@@ -234,6 +257,7 @@ impl Default for StreamConfig {
             zerocopy_threshold: 1024,
             zerocopy_auto_fallback: true,
             send_batch_ms: 60,
+            plugin_dir: PathBuf::from(crate::source::DEFAULT_PLUGIN_DIR),
         }
     }
 }

@@ -3,6 +3,8 @@
 use tonic::{Code, Status};
 
 use crate::config::did_you_mean;
+use crate::properties::ControlError as StreamControlError;
+use crate::relay::{AddStreamError, RemoveStreamError};
 use crate::state::StateError;
 
 /// Why a control request was refused. Every variant maps to exactly one gRPC code in
@@ -50,6 +52,18 @@ pub(crate) enum ControlError {
     /// The clients/groups model refused a change.
     #[error(transparent)]
     State(#[from] StateError),
+    /// No stream has this name.
+    #[error("no stream named '{0}'")]
+    StreamNotFound(String),
+    /// A stream's player refused or could not carry out a control request.
+    #[error(transparent)]
+    StreamControl(#[from] StreamControlError),
+    /// A stream could not be added.
+    #[error(transparent)]
+    AddStream(#[from] AddStreamError),
+    /// A stream could not be removed.
+    #[error(transparent)]
+    RemoveStream(#[from] RemoveStreamError),
 }
 
 impl ControlError {
@@ -64,12 +78,28 @@ impl ControlError {
             }
             ControlError::FailedPrecondition(_) => Code::FailedPrecondition,
             ControlError::Unauthenticated(_) => Code::Unauthenticated,
-            ControlError::State(err) => match err {
-                StateError::ClientNotFound(_)
-                | StateError::GroupNotFound(_)
-                | StateError::StreamNotFound(_) => Code::NotFound,
-                StateError::ClientConnected(_) => Code::FailedPrecondition,
-                StateError::Invalid { .. } => Code::InvalidArgument,
+            ControlError::State(err) => state_code(err),
+            ControlError::StreamNotFound(_) => Code::NotFound,
+            ControlError::StreamControl(err) => match err {
+                StreamControlError::InvalidParams(_) => Code::InvalidArgument,
+                // The server is up; the stream's player is what cannot act (UNAVAILABLE and
+                // DEADLINE_EXCEEDED would read as an unreachable server).
+                StreamControlError::NotAllowed(_) | StreamControlError::NoPlugin(_) => {
+                    Code::FailedPrecondition
+                }
+                StreamControlError::Plugin { .. } | StreamControlError::Timeout(_) => Code::Aborted,
+            },
+            ControlError::AddStream(err) => match err {
+                AddStreamError::Uri(_)
+                | AddStreamError::Scheme { .. }
+                | AddStreamError::ControlScriptOutside(_) => Code::InvalidArgument,
+                AddStreamError::Exists(_) => Code::AlreadyExists,
+                AddStreamError::Start(_) => Code::FailedPrecondition,
+            },
+            ControlError::RemoveStream(err) => match err {
+                RemoveStreamError::NotFound => Code::NotFound,
+                RemoveStreamError::Last => Code::FailedPrecondition,
+                RemoveStreamError::State(err) => state_code(err),
             },
         }
     }
@@ -85,6 +115,16 @@ impl ControlError {
             value: value.to_string(),
             allowed: allowed.into(),
         }
+    }
+}
+
+fn state_code(err: &StateError) -> Code {
+    match err {
+        StateError::ClientNotFound(_)
+        | StateError::GroupNotFound(_)
+        | StateError::StreamNotFound(_) => Code::NotFound,
+        StateError::ClientConnected(_) => Code::FailedPrecondition,
+        StateError::Invalid { .. } => Code::InvalidArgument,
     }
 }
 
@@ -114,6 +154,19 @@ mod tests {
         assert_eq!(
             Status::from(ControlError::Unauthenticated("missing token")).code(),
             Code::Unauthenticated
+        );
+        let status = Status::from(ControlError::from(StreamControlError::NotAllowed(
+            crate::properties::Flag::GoNext,
+        )));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.message(), "Stream property canGoNext is false");
+        assert_eq!(
+            Status::from(ControlError::from(StreamControlError::Timeout(5000))).code(),
+            Code::Aborted
+        );
+        assert_eq!(
+            Status::from(ControlError::from(RemoveStreamError::Last)).code(),
+            Code::FailedPrecondition
         );
     }
 }

@@ -8,6 +8,8 @@
 
 mod auth;
 mod error;
+mod events;
+mod properties;
 mod runtime_config;
 mod service;
 mod stats;

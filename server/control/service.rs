@@ -4,17 +4,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::runtime_config::{self, Change};
-use super::topology;
+use super::{events, properties, topology};
 use super::{stats, ControlContext, ControlError};
 use crate::pb;
 use crate::pb::control_server::Control;
+use crate::relay::StreamView;
 use crate::session::{unix_micros, SessionInfo};
 use crate::state::{Event, Model, StateError};
 
@@ -34,6 +35,13 @@ pub(crate) struct ControlService {
 impl ControlService {
     pub(crate) fn new(ctx: Arc<ControlContext>) -> Self {
         Self { ctx }
+    }
+
+    fn stream(&self, name: &str) -> Result<crate::stream::Stream, ControlError> {
+        self.ctx
+            .relay
+            .stream(name)
+            .ok_or_else(|| ControlError::StreamNotFound(name.to_owned()))
     }
 
     fn session(&self, id: u64) -> Result<Arc<SessionInfo>, ControlError> {
@@ -109,6 +117,11 @@ impl ControlService {
 }
 
 type StatsStream = Pin<Box<dyn Stream<Item = Result<pb::Stats, Status>> + Send + 'static>>;
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send + 'static>>;
+
+/// Events a WatchEvents caller may have waiting before it counts as behind (it then gets a
+/// `missed` event rather than an ever longer queue).
+const EVENT_QUEUE: usize = 64;
 
 #[tonic::async_trait]
 impl Control for ControlService {
@@ -269,6 +282,119 @@ impl Control for ControlService {
         Ok(Response::new(pb::ListStreamsResponse {
             streams: snapshot.streams.iter().map(pb::StreamStats::from).collect(),
         }))
+    }
+
+    async fn get_stream(
+        &self,
+        request: Request<pb::GetStreamRequest>,
+    ) -> Result<Response<pb::StreamStats>, Status> {
+        let name = request.into_inner().stream;
+        let stream = self.stream(&name)?;
+        Ok(Response::new(pb::StreamStats::from(&StreamView::of(
+            &stream,
+        ))))
+    }
+
+    async fn add_stream(
+        &self,
+        request: Request<pb::AddStreamRequest>,
+    ) -> Result<Response<pb::StreamStats>, Status> {
+        let uri = request.into_inner().uri;
+        let stream = self
+            .ctx
+            .relay
+            .add_stream(uri.trim())
+            .map_err(ControlError::from)?;
+        Ok(Response::new(pb::StreamStats::from(&StreamView::of(
+            &stream,
+        ))))
+    }
+
+    async fn remove_stream(
+        &self,
+        request: Request<pb::RemoveStreamRequest>,
+    ) -> Result<Response<pb::RemoveStreamResponse>, Status> {
+        let name = request.into_inner().stream;
+        let moved = self
+            .ctx
+            .relay
+            .remove_stream(&name, None)
+            .map_err(ControlError::from)?;
+        Ok(Response::new(pb::RemoveStreamResponse {
+            moved_client_ids: moved,
+        }))
+    }
+
+    async fn control_stream(
+        &self,
+        request: Request<pb::ControlStreamRequest>,
+    ) -> Result<Response<pb::ControlStreamResponse>, Status> {
+        let request = request.into_inner();
+        let stream = self.stream(&request.stream)?;
+        let command = properties::command(&request)
+            .map_err(|(field, value, allowed)| ControlError::invalid(field, value, allowed))?;
+        stream
+            .control()
+            .control(command)
+            .await
+            .map_err(ControlError::from)?;
+        info!(stream = %request.stream, command = command.name(), "stream controlled");
+        Ok(Response::new(pb::ControlStreamResponse {
+            properties: Some(pb::StreamProperties::from(&*stream.control().properties())),
+        }))
+    }
+
+    async fn set_stream_property(
+        &self,
+        request: Request<pb::SetStreamPropertyRequest>,
+    ) -> Result<Response<pb::ControlStreamResponse>, Status> {
+        let request = request.into_inner();
+        let stream = self.stream(&request.stream)?;
+        let change = properties::property_change(&request)
+            .map_err(|(field, value, allowed)| ControlError::invalid(field, value, allowed))?;
+        stream
+            .control()
+            .set_property(change)
+            .await
+            .map_err(ControlError::from)?;
+        info!(stream = %request.stream, property = change.name(), value = %change.value(), "stream property set");
+        Ok(Response::new(pb::ControlStreamResponse {
+            properties: Some(pb::StreamProperties::from(&*stream.control().properties())),
+        }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        _request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        // Subscribed before the call returns: nothing after it is missed.
+        let mut announcements = self.ctx.relay.state.subscribe();
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let relay = self.ctx.relay.clone();
+        tokio::spawn(async move {
+            loop {
+                let received = tokio::select! {
+                    () = tx.closed() => return,
+                    () = relay.cancel.cancelled() => return,
+                    received = announcements.recv() => received,
+                };
+                let kinds = match received {
+                    Ok(announcement) => events::kinds(&relay, &announcement.event),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        vec![pb::event::Kind::Missed(missed)]
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                for kind in kinds {
+                    if tx.send(Ok(events::stamped(kind))).await.is_err() {
+                        return; // the caller went away
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn set_client_volume(

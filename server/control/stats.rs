@@ -152,6 +152,14 @@ impl From<&StreamView> for pb::StreamStats {
             stalls: view.stalls,
             resyncs: view.resyncs,
             encoder_overruns: view.encoder_overruns,
+            properties: Some(pb::StreamProperties::from(&*view.properties)),
+            plugin: view.plugin.as_ref().map(|plugin| pb::StreamPlugin {
+                script: plugin.script.clone(),
+                running: plugin.running,
+                restarts: plugin.restarts,
+                bad_lines: plugin.bad_lines,
+                failed_requests: plugin.failed_requests,
+            }),
         }
     }
 }
@@ -198,6 +206,7 @@ mod tests {
             sessions: Vec::new(),
             streams: Vec::new(),
             pool: PoolStats::default(),
+            cover_art: (0, 0),
         })
     }
 

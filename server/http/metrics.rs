@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use super::exposition::{Exposition, Kind};
 use crate::net::SendMode;
-use crate::relay::{Snapshot, StreamView};
+use crate::relay::{PluginView, Snapshot, StreamView};
 
 /// The whole exposition, as `GET /metrics` returns it.
 pub(crate) fn render(snapshot: &Snapshot) -> String {
@@ -307,4 +307,54 @@ fn streams(out: &mut Exposition, snapshot: &Snapshot) {
             out.sample(name, &[("stream", &stream.name)], figure(stream));
         }
     }
+    plugins(out, snapshot);
+}
+
+/// Stream plugins (only streams that have one get samples) and the cover art they sent.
+fn plugins(out: &mut Exposition, snapshot: &Snapshot) {
+    type PluginFigure = fn(&PluginView) -> f64;
+    let per_plugin: [(&str, Kind, &str, PluginFigure); 4] = [
+        (
+            "snaprelay_stream_plugin_running",
+            Kind::Gauge,
+            "1 while the stream's plugin (controlscript) runs, 0 while it is restarted.",
+            |p| f64::from(u8::from(p.running)),
+        ),
+        (
+            "snaprelay_stream_plugin_restarts_total",
+            Kind::Counter,
+            "Times the stream's plugin ended and was started again.",
+            |p| p.restarts as f64,
+        ),
+        (
+            "snaprelay_stream_plugin_bad_lines_total",
+            Kind::Counter,
+            "Lines from the stream's plugin that were not understood and were dropped.",
+            |p| p.bad_lines as f64,
+        ),
+        (
+            "snaprelay_stream_plugin_failed_requests_total",
+            Kind::Counter,
+            "Control requests the stream's plugin refused or did not answer in time.",
+            |p| p.failed_requests as f64,
+        ),
+    ];
+    for (name, kind, help, figure) in per_plugin {
+        out.family(name, kind, help);
+        for stream in &snapshot.streams {
+            if let Some(plugin) = &stream.plugin {
+                out.sample(name, &[("stream", &stream.name)], figure(plugin));
+            }
+        }
+    }
+    out.gauge(
+        "snaprelay_cover_art_images",
+        "Cover art images stream plugins sent inline, served at /__image_cache.",
+        snapshot.cover_art.0,
+    );
+    out.gauge(
+        "snaprelay_cover_art_bytes",
+        "Bytes of those images.",
+        snapshot.cover_art.1,
+    );
 }

@@ -1,5 +1,6 @@
-//! The HTTP listener (snapserver's port 1780, `[http]` keys): Prometheus `/metrics`, and the
-//! Snapcast JSON-RPC over HTTP POST and WebSocket at `/jsonrpc`.
+//! The HTTP listener (snapserver's port 1780, `[http]` keys): Prometheus `/metrics`, the
+//! Snapcast JSON-RPC over HTTP POST and WebSocket at `/jsonrpc`, and stream plugins' cover art
+//! at `/__image_cache`.
 //!
 //! `router` is the one place routes are added. `/metrics` renders the relay core's one
 //! `relay::Snapshot`; the JSON-RPC routes hand over to `jsonrpc::web`.
@@ -11,8 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -46,6 +47,16 @@ pub enum HttpError {
 pub struct HttpListener {
     listeners: Vec<TcpListener>,
     metrics: bool,
+}
+
+impl HttpListener {
+    /// The port it listens on (as bound: `http.port = 0` picks one).
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
 }
 
 /// Binds every `http.bind_to_address` on `http.port`, so a port in use fails start-up rather
@@ -86,7 +97,7 @@ pub(crate) struct HttpState {
 /// Every route of the HTTP listener: `/metrics`, and with `rpc` the Snapcast JSON-RPC's
 /// `POST /jsonrpc` and websocket `/jsonrpc` (issue 7).
 pub(crate) fn router(state: HttpState, rpc: Option<Arc<crate::jsonrpc::Rpc>>) -> Router {
-    let mut router = Router::new();
+    let mut router = Router::new().route("/__image_cache", get(serve_image));
     if state.metrics {
         router = router.route("/metrics", get(serve_metrics));
     }
@@ -109,6 +120,27 @@ pub(crate) fn router(state: HttpState, rpc: Option<Arc<crate::jsonrpc::Rpc>>) ->
 async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let body = metrics::render(&state.relay.snapshot());
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body)
+}
+
+/// `GET /__image_cache?name=<md5>.<ext>`: cover art a stream plugin sent inline, under the
+/// name the cache gave it (the stream's `artUrl`); any other name is 404.
+async fn serve_image(State(state): State<HttpState>, uri: axum::http::Uri) -> Response {
+    let name = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("name="));
+    match name.and_then(|name| state.relay.images.get(name)) {
+        Some(image) => (
+            [
+                (header::CONTENT_TYPE, image.content_type),
+                (header::CACHE_CONTROL, "max-age=86400"),
+            ],
+            image.data,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such image\n").into_response(),
+    }
 }
 
 /// Serves `http` until the relay shuts down: then every listener stops accepting at once and

@@ -216,5 +216,16 @@ fn notification(rpc: &Rpc, event: &Event) -> Option<Value> {
                 json!({"id": name, "stream": objects::stream(&stream)}),
             )
         }
+        // No notification of their own (snapserver has none); moved groups come as
+        // Server.OnUpdate.
+        Event::StreamAdded(_) | Event::StreamRemoved(_) => return None,
+        // `params.properties`, as snapserver sends it and python-snapcast and Snapweb read it.
+        Event::StreamProperties(name) => {
+            let stream = relay.stream(name)?;
+            protocol::notification(
+                "Stream.OnProperties",
+                json!({"id": name, "properties": stream.control().properties().to_json()}),
+            )
+        }
     })
 }

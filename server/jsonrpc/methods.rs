@@ -9,8 +9,10 @@ use tracing::info;
 
 use super::protocol::RpcError;
 use super::{objects, Caller, Rpc};
-use crate::source::SourceSpec;
+use crate::properties::{Command, ControlError, PropertyChange};
+use crate::relay::{AddStreamError, RemoveStreamError};
 use crate::state::{Event, StateError};
+use crate::stream::Stream;
 
 type Params = Map<String, Value>;
 
@@ -41,11 +43,11 @@ const COMMANDS: &[(&str, &str)] = &[
     ("General.GetRPCCommands", "List the available methods"),
     (
         "Stream.Control",
-        "Control a stream (no stream plugins: always refused)",
+        "Control a stream (play, pause, playPause, stop, next, previous, seek, setPosition)",
     ),
     (
         "Stream.SetProperty",
-        "Set a stream property (no stream plugins: always refused)",
+        "Set a stream property (loopStatus, shuffle, volume, mute, rate)",
     ),
     (
         "Stream.AddStream",
@@ -278,19 +280,36 @@ pub(crate) async fn call(
         }
         "Stream.Control" => {
             let id = string(params, "id")?;
-            string(params, "command")?;
-            known_stream(rpc, id)?;
-            // No stream plugins: nothing can be controlled (§5.4 code 1).
-            Err(RpcError::stream_control(1, "Stream can not be controlled"))
+            let command = string(params, "command")?;
+            let stream = known_stream(rpc, id)?;
+            let command = Command::parse(command, params.get("params")).map_err(control_error)?;
+            stream
+                .control()
+                .control(command)
+                .await
+                .map_err(control_error)?;
+            info!(
+                stream = id,
+                command = command.name(),
+                "stream controlled (JSON-RPC)"
+            );
+            Ok(json!("ok"))
         }
         "Stream.SetProperty" => {
             let id = string(params, "id")?;
-            string(params, "property")?;
-            if !params.contains_key("value") {
+            let property = string(params, "property")?;
+            let Some(value) = params.get("value") else {
                 return Err(RpcError::invalid_params("Parameter 'value' is missing"));
-            }
-            known_stream(rpc, id)?;
-            Err(RpcError::stream_control(1, "Stream can not be controlled"))
+            };
+            let stream = known_stream(rpc, id)?;
+            let change = PropertyChange::parse(property, value).map_err(control_error)?;
+            stream
+                .control()
+                .set_property(change)
+                .await
+                .map_err(control_error)?;
+            info!(stream = id, property, value = %change.value(), "stream property set (JSON-RPC)");
+            Ok(json!("ok"))
         }
         "Stream.AddStream" => add_stream(rpc, params),
         "Stream.RemoveStream" => remove_stream(rpc, params, origin),
@@ -298,84 +317,47 @@ pub(crate) async fn call(
     }
 }
 
-/// `Stream.AddStream {streamUri}` → `{id}`: parse, check the scheme against
-/// `jsonrpc.add_stream_schemes`, start. A tcp source binds its port now, so a taken port is
-/// an error the caller sees (Music Assistant retries another port, integrations.md §1b).
+/// `Stream.AddStream {streamUri}` → `{id}` (the relay core's rules: whitelisted schemes,
+/// plugins only from the plugin directory).
 fn add_stream(rpc: &Rpc, params: &Params) -> Result<Value, RpcError> {
-    let text = string(params, "streamUri")?;
-    let spec = SourceSpec::parse(text, &rpc.source_defaults)
-        .map_err(|err| RpcError::invalid_params(format!("Parameter 'streamUri' invalid: {err}")))?;
-    let scheme = spec.uri.scheme.clone();
-    if !rpc.add_stream_schemes.contains(&scheme) {
-        return Err(RpcError::invalid_params(format!(
-            "Parameter 'streamUri' invalid: scheme '{scheme}' is not allowed; allowed: {}",
-            rpc.add_stream_schemes.join(", ")
-        )));
-    }
-    let name = spec.name.clone();
-    let shown = spec.uri.redacted().to_uri_string();
-    rpc.relay
-        .add_stream(spec)
-        .map_err(|err| RpcError::internal(format!("Stream not created: {err}")))?;
-    info!(stream = %name, uri = %shown, "stream added (JSON-RPC)");
-    Ok(json!({"id": name}))
+    let uri = string(params, "streamUri")?;
+    let stream = rpc.relay.add_stream(uri).map_err(|err| match err {
+        AddStreamError::Uri(_) | AddStreamError::Scheme { .. } => {
+            RpcError::invalid_params(err.to_string())
+        }
+        AddStreamError::ControlScriptOutside(_) => RpcError::invalid_params(err.to_string()),
+        AddStreamError::Exists(_) | AddStreamError::Start(_) => {
+            RpcError::internal(format!("Stream not created: {err}"))
+        }
+    })?;
+    Ok(json!({"id": stream.name()}))
 }
 
 /// `Stream.RemoveStream {id}` → `{id}`: stops the stream; its groups move to the default
 /// stream (their clients switch at once). Silent for an unknown id, as snapserver.
 fn remove_stream(rpc: &Rpc, params: &Params, origin: Option<u64>) -> Result<Value, RpcError> {
     let id = string(params, "id")?;
-    let relay = &rpc.relay;
-    if relay.stream(id).is_none() {
-        return Ok(json!({"id": id}));
-    }
-    if relay.streams.len() <= 1 {
-        return Err(RpcError::internal(
+    match rpc.relay.remove_stream(id, origin) {
+        Ok(_) | Err(RemoveStreamError::NotFound) => Ok(json!({"id": id})),
+        Err(RemoveStreamError::Last) => Err(RpcError::internal(
             "Stream not removed: the relay needs at least one stream",
-        ));
+        )),
+        Err(RemoveStreamError::State(err)) => Err(state_error(err)),
     }
-    relay.remove_stream(id);
-    let names = relay.streams.names();
-    let Some(default) = names.first().cloned() else {
-        return Ok(json!({"id": id}));
-    };
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let moved = relay
-        .change(
-            origin,
-            |m| {
-                let orphans: Vec<String> = m
-                    .groups
-                    .iter()
-                    .filter(|g| g.stream_id == id)
-                    .map(|g| g.id.clone())
-                    .collect();
-                let mut clients = Vec::new();
-                for group in orphans {
-                    clients.extend(m.set_group_stream(&group, &default, &refs)?);
-                }
-                Ok(clients)
-            },
-            // Others learn of the moved groups through the whole server (§5.5: adding or
-            // removing a stream has no notification of its own).
-            |clients| (!clients.is_empty()).then_some(Event::Topology),
-            Clone::clone,
-        )
-        .map_err(state_error)?
-        .0;
-    info!(
-        stream = id,
-        clients_moved = moved.len(),
-        "stream removed (JSON-RPC)"
-    );
-    Ok(json!({"id": id}))
 }
 
-fn known_stream(rpc: &Rpc, id: &str) -> Result<(), RpcError> {
+fn known_stream(rpc: &Rpc, id: &str) -> Result<Stream, RpcError> {
     rpc.relay
         .stream(id)
-        .map(|_| ())
         .ok_or_else(|| RpcError::internal("Stream not found"))
+}
+
+/// A control refusal with snapserver's code and message.
+fn control_error(err: ControlError) -> RpcError {
+    match err {
+        ControlError::InvalidParams(message) => RpcError::invalid_params(message),
+        other => RpcError::stream_control(other.code(), &other.to_string()),
+    }
 }
 
 /// The model's refusals as snapserver words them (§5.2).

@@ -29,7 +29,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::relay::Relay;
-use crate::source::SourceDefaults;
 pub(crate) use hub::Hub;
 use protocol::{Incoming, RpcError};
 pub(crate) use tcp::serve;
@@ -130,14 +129,9 @@ pub(crate) fn token(config: &Config) -> Result<Option<String>, JsonRpcError> {
 
 /// Creates the API over `relay` and starts its notification task (subscribed before any
 /// listener accepts, so no change goes unannounced).
-pub(crate) fn start(
-    relay: Arc<Relay>,
-    config: &Config,
-    token: Option<String>,
-    tracker: &TaskTracker,
-) -> Arc<Rpc> {
+pub(crate) fn start(relay: Arc<Relay>, token: Option<String>, tracker: &TaskTracker) -> Arc<Rpc> {
     let events = relay.state.subscribe();
-    let rpc = Arc::new(Rpc::new(relay, config, token));
+    let rpc = Arc::new(Rpc::new(relay, token));
     tracker.spawn(hub::run(rpc.clone(), events));
     rpc
 }
@@ -147,12 +141,8 @@ pub(crate) fn start(
 pub(crate) struct Rpc {
     pub(crate) relay: Arc<Relay>,
     pub(crate) hub: Hub,
-    /// Schemes `Stream.AddStream` may start.
-    add_stream_schemes: Vec<String>,
     /// Required token, if any (never logged).
     token: Option<String>,
-    /// Defaults filled into `Stream.AddStream` URIs (§4.1).
-    source_defaults: SourceDefaults,
 }
 
 /// Per-connection facts a request needs.
@@ -165,17 +155,11 @@ pub(crate) struct Caller {
 }
 
 impl Rpc {
-    pub(crate) fn new(relay: Arc<Relay>, config: &Config, token: Option<String>) -> Self {
+    pub(crate) fn new(relay: Arc<Relay>, token: Option<String>) -> Self {
         Self {
             relay,
             hub: Hub::new(),
-            add_stream_schemes: config.jsonrpc.schemes(),
             token,
-            source_defaults: SourceDefaults {
-                sample_format: config.stream.sampleformat,
-                codec: config.stream.codec.clone(),
-                chunk_ms: config.stream.chunk_ms,
-            },
         }
     }
 

@@ -43,8 +43,8 @@ pub(crate) fn server(relay: &Relay) -> Value {
     })
 }
 
-/// The Stream object: id, status, uri (secrets masked) and the control properties, all false:
-/// snaprelay has no stream plugins.
+/// The Stream object: id, status, uri (secrets masked) and its properties (what its stream
+/// plugin reports; without one, the six `can*` flags, all false).
 pub(crate) fn stream(stream: &Stream) -> Value {
     let status = if stream.stats().playing.load(Ordering::Relaxed) {
         "playing"
@@ -59,14 +59,7 @@ pub(crate) fn stream(stream: &Stream) -> Value {
         .collect();
     json!({
         "id": stream.name(),
-        "properties": {
-            "canControl": false,
-            "canGoNext": false,
-            "canGoPrevious": false,
-            "canPause": false,
-            "canPlay": false,
-            "canSeek": false,
-        },
+        "properties": stream.control().properties().to_json(),
         "status": status,
         "uri": {
             "fragment": uri.fragment,
@@ -85,14 +78,7 @@ fn host() -> Value {
         "arch": std::env::consts::ARCH,
         "ip": "",
         "mac": "",
-        "name": hostname(),
+        "name": crate::host::name(),
         "os": std::env::consts::OS,
     })
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
 }

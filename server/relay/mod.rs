@@ -8,8 +8,10 @@
 
 mod changes;
 mod snapshot;
+mod streams;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,13 +21,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-pub(crate) use snapshot::{SessionView, Snapshot, StreamView};
+pub(crate) use snapshot::{PluginView, SessionView, Snapshot, StreamView};
+pub(crate) use streams::{AddStreamError, RemoveStreamError};
 
 use crate::config::Config;
+use crate::image_cache::ImageCache;
+use crate::plugin::{PluginEnv, REQUEST_TIMEOUT};
 use crate::pool::BufferPool;
 use crate::session::{self, SessionEnv, SessionRegistry};
 use crate::settings::{LiveSettings, LogReload};
-use crate::source::SourceSpec;
+use crate::source::{SourceDefaults, SourceSpec};
 use crate::state::{Event, State, Store};
 use crate::stream::{Stream, StreamError, StreamList};
 
@@ -37,17 +42,6 @@ const FLUSH_GRACE: Duration = Duration::from_secs(5);
 pub(crate) struct FrontEndCounters {
     /// JSON-RPC connections dropped because they stopped reading their notifications.
     pub(crate) jsonrpc_slow_disconnects: AtomicU64,
-}
-
-/// Why a stream could not be added at run time.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum AddStreamError {
-    /// A stream with this name runs already.
-    #[error("a stream named '{0}' exists")]
-    Exists(String),
-    /// Its source or encoder did not start.
-    #[error(transparent)]
-    Start(#[from] StreamError),
 }
 
 /// The relay core; one per process, shared by every task as `Arc<Relay>`.
@@ -66,6 +60,16 @@ pub(crate) struct Relay {
     pub(crate) sessions: Arc<SessionRegistry>,
     /// Counters front ends keep on the relay's behalf.
     pub(crate) counters: FrontEndCounters,
+    /// Cover art stream plugins sent, served over HTTP.
+    pub(crate) images: Arc<ImageCache>,
+    /// What stream plugins are told, and where their cover art goes.
+    plugins: Arc<PluginEnv>,
+    /// `stream.plugin_dir`: where plugins of streams added at run time must live.
+    plugin_dir: PathBuf,
+    /// `[stream]` defaults for source URIs of streams added at run time.
+    source_defaults: SourceDefaults,
+    /// `jsonrpc.add_stream_schemes`: what a control API may start.
+    add_stream_schemes: Vec<String>,
     /// Fires at shutdown.
     pub(crate) cancel: CancellationToken,
     /// Where the relay's tasks run, so shutdown can wait for them.
@@ -79,20 +83,24 @@ pub(crate) struct Relay {
 
 impl Relay {
     /// Starts every configured stream and opens the state; tasks run on `tracker` until
-    /// `cancel` fires.
+    /// `cancel` fires. `http_port` is the HTTP listener's port as bound (stream plugins are
+    /// told it, cover art is served there).
     ///
     /// # Errors
     ///
-    /// A stream whose source or encoder cannot start.
+    /// A stream whose source, encoder or plugin cannot start.
     pub(crate) fn start(
         config: &Config,
         specs: Vec<SourceSpec>,
         log_reload: Option<LogReload>,
+        http_port: u16,
         cancel: CancellationToken,
         tracker: TaskTracker,
     ) -> Result<Arc<Self>, StreamError> {
         let settings = Arc::new(LiveSettings::new(config, log_reload));
         let pool = BufferPool::new(config.server.pool_max_bytes);
+        let images = Arc::new(ImageCache::default());
+        let plugins = Arc::new(plugin_env(config, http_port, images.clone()));
         let mut streams = Vec::new();
         for spec in specs {
             let stream_cancel = cancel.child_token();
@@ -100,6 +108,7 @@ impl Relay {
                 spec,
                 settings.buffer_ms(),
                 pool.clone(),
+                &plugins,
                 stream_cancel.clone(),
                 &tracker,
             )?;
@@ -129,6 +138,11 @@ impl Relay {
             state,
             sessions,
             counters: FrontEndCounters::default(),
+            images,
+            plugins,
+            plugin_dir: config.stream.plugin_dir.clone(),
+            source_defaults: config.source_defaults(),
+            add_stream_schemes: config.jsonrpc.schemes(),
             cancel,
             tracker,
             session_env,
@@ -137,7 +151,7 @@ impl Relay {
             latest: Mutex::new(None),
         });
         for stream in relay.streams.iter() {
-            relay.announce_playing_changes(&stream);
+            relay.announce_changes(&stream);
         }
         Ok(relay)
     }
@@ -166,58 +180,32 @@ impl Relay {
         session::serve(socket, peer, self.session_env.clone())
     }
 
-    /// Starts a stream and adds it to the list. A tcp source binds its port now, so a taken
-    /// port is an error the caller sees.
-    ///
-    /// # Errors
-    ///
-    /// The name is taken, or the stream did not start.
-    pub(crate) fn add_stream(&self, spec: SourceSpec) -> Result<Stream, AddStreamError> {
-        let name = spec.name.clone();
-        if self.stream(&name).is_some() {
-            return Err(AddStreamError::Exists(name));
-        }
-        let cancel = self.cancel.child_token();
-        let stream = Stream::start(
-            spec,
-            self.settings.buffer_ms(),
-            self.pool.clone(),
-            cancel.clone(),
-            &self.tracker,
-        )?;
-        if let Err((_, cancel)) = self.streams.insert(stream.clone(), cancel) {
-            // Lost a race with another addition of the same name.
-            cancel.cancel();
-            return Err(AddStreamError::Exists(name));
-        }
-        self.announce_playing_changes(&stream);
-        Ok(stream)
-    }
-
-    /// Stops a stream and takes it off the list; `None` when there is no such stream. The
-    /// caller moves its groups elsewhere ([`Relay::change`]).
-    pub(crate) fn remove_stream(&self, name: &str) -> Option<Stream> {
-        self.streams.remove(name)
-    }
-
-    /// Forwards the stream's idle/playing changes to the state as `Stream.OnUpdate`-style
-    /// events, until the stream's task ends or the relay stops.
-    fn announce_playing_changes(&self, stream: &Stream) {
+    /// Forwards the stream's idle/playing changes (`Stream.OnUpdate`) and property changes
+    /// (`Stream.OnProperties`) to the state's events, until the stream ends or the relay
+    /// stops.
+    fn announce_changes(&self, stream: &Stream) {
         let mut playing = stream.watch_playing();
+        let mut properties = stream.control().subscribe();
         let state = self.state.clone();
         let name = stream.name().to_owned();
         let cancel = self.cancel.clone();
+        let stopped = stream.stopped();
         self.tracker.spawn(async move {
+            tokio::pin!(stopped);
             loop {
-                tokio::select! {
+                let event = tokio::select! {
                     () = cancel.cancelled() => return,
-                    changed = playing.changed() => {
-                        if changed.is_err() {
-                            return; // the stream is gone
-                        }
-                    }
-                }
-                state.announce(Event::StreamState(name.clone()), None);
+                    () = &mut stopped => return,
+                    changed = playing.changed() => match changed {
+                        Ok(()) => Event::StreamState(name.clone()),
+                        Err(_) => return, // the stream is gone
+                    },
+                    changed = properties.changed() => match changed {
+                        Ok(()) => Event::StreamProperties(name.clone()),
+                        Err(_) => return,
+                    },
+                };
+                state.announce(event, None);
             }
         });
     }
@@ -233,5 +221,28 @@ impl Relay {
             Ok(Err(err)) => error!(error = %err, "state save task failed"),
             Err(_) => warn!("saving the state did not finish within {FLUSH_GRACE:?}"),
         }
+    }
+}
+
+/// What stream plugins are told (snapserver's `--snapcast-host` is `http.host`, with
+/// `<hostname>` replaced) and the base of cover art URLs (`http.url_prefix`, or
+/// `http://<host>:<port>`).
+fn plugin_env(config: &Config, http_port: u16, images: Arc<ImageCache>) -> PluginEnv {
+    let host = match config.http.host.trim() {
+        "" | "<hostname>" => crate::host::name(),
+        host => host.replace("<hostname>", &crate::host::name()),
+    };
+    let prefix = config.http.url_prefix.trim().trim_end_matches('/');
+    let art_url_base = if prefix.is_empty() {
+        format!("http://{host}:{http_port}")
+    } else {
+        prefix.replace("<hostname>", &host)
+    };
+    PluginEnv {
+        http_host: host,
+        http_port,
+        art_url_base,
+        images,
+        request_timeout: REQUEST_TIMEOUT,
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use super::Relay;
 use crate::net::SendMode;
 use crate::pool::PoolStats;
+use crate::properties::Properties;
 use crate::session::{PolicyDropCounts, SessionInfo, SessionTotals};
 use crate::stream::Stream;
 
@@ -39,6 +40,8 @@ pub(crate) struct Snapshot {
     pub(crate) streams: Vec<StreamView>,
     /// The buffer pool.
     pub(crate) pool: PoolStats,
+    /// Cover art cached for stream plugins: (images, bytes).
+    pub(crate) cover_art: (usize, usize),
 }
 
 /// One live session.
@@ -126,12 +129,43 @@ pub(crate) struct StreamView {
     pub(crate) resyncs: u64,
     /// PCM chunks dropped because its encoder was behind.
     pub(crate) encoder_overruns: u64,
+    /// What its player reports (its stream plugin), metadata included.
+    pub(crate) properties: Arc<Properties>,
+    /// Its stream plugin, when it has one.
+    pub(crate) plugin: Option<PluginView>,
+}
+
+/// A stream's plugin process.
+#[derive(Debug, Clone)]
+pub(crate) struct PluginView {
+    /// The script as started.
+    pub(crate) script: String,
+    /// Whether it runs now.
+    pub(crate) running: bool,
+    /// Times it ended and was started again.
+    pub(crate) restarts: u64,
+    /// Lines from it that were dropped as not understood.
+    pub(crate) bad_lines: u64,
+    /// Requests it refused or did not answer in time.
+    pub(crate) failed_requests: u64,
 }
 
 impl StreamView {
-    fn of(stream: &Stream) -> Self {
+    /// The stream's figures now.
+    pub(crate) fn of(stream: &Stream) -> Self {
         let stats = stream.stats();
         let spec = stream.spec();
+        let control = stream.control();
+        let plugin = control.script().map(|script| {
+            let stats = control.stats();
+            PluginView {
+                script: script.path.display().to_string(),
+                running: stats.running.load(Ordering::Relaxed),
+                restarts: stats.restarts.load(Ordering::Relaxed),
+                bad_lines: stats.bad_lines.load(Ordering::Relaxed),
+                failed_requests: stats.failed_requests.load(Ordering::Relaxed),
+            }
+        });
         Self {
             name: stream.name().to_owned(),
             uri: spec.uri.redacted().to_uri_string(),
@@ -147,6 +181,8 @@ impl StreamView {
             stalls: stats.stalls.load(Ordering::Relaxed),
             resyncs: stats.resyncs.load(Ordering::Relaxed),
             encoder_overruns: stats.encoder_overruns.load(Ordering::Relaxed),
+            properties: control.properties(),
+            plugin,
         }
     }
 }
@@ -173,6 +209,7 @@ impl Relay {
                 .collect(),
             streams,
             pool: self.pool.stats(),
+            cover_art: self.images.usage(),
         });
         *self
             .latest

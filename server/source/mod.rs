@@ -19,7 +19,7 @@ use std::io;
 pub use error::SourceError;
 pub(crate) use redact::redacted_uri_string;
 pub(crate) use schemes::{SourceKind, SCHEMES};
-pub use spec::{SourceDefaults, SourceSpec};
+pub use spec::{SourceDefaults, SourceSpec, DEFAULT_PLUGIN_DIR};
 pub use uri::SourceUri;
 
 /// A source of raw PCM bytes.

@@ -196,7 +196,7 @@ fn tcp_address(uri: &SourceUri) -> Option<SocketAddr> {
 }
 
 /// Splits `params=` into arguments on spaces, keeping double-quoted runs together.
-fn split_params(text: &str) -> Vec<String> {
+pub(super) fn split_params(text: &str) -> Vec<String> {
     let mut args = Vec::new();
     let mut current = String::new();
     let mut quoted = false;

@@ -2,8 +2,14 @@
 //! stream's name, PCM layout, codec and chunking, with `[stream]` defaults for what a URI
 //! leaves out, plus the [`SourceKind`] its scheme describes.
 
+use std::path::{Path, PathBuf};
+
 use super::{SourceError, SourceKind, SourceUri};
+use crate::plugin::ControlScript;
 use crate::sample_format::SampleFormat;
+
+/// snapserver's plugin directory (Debian's package ships `meta_mpd.py` there).
+pub const DEFAULT_PLUGIN_DIR: &str = "/usr/share/snapserver/plug-ins";
 
 /// Defaults the `[stream]` section supplies for parameters a URI leaves out (§4.2).
 #[derive(Debug, Clone)]
@@ -14,6 +20,8 @@ pub struct SourceDefaults {
     pub codec: String,
     /// `[stream] chunk_ms`.
     pub chunk_ms: u32,
+    /// `[stream] plugin_dir`: where a relative `controlscript` is looked up.
+    pub plugin_dir: PathBuf,
 }
 
 impl Default for SourceDefaults {
@@ -22,6 +30,7 @@ impl Default for SourceDefaults {
             sample_format: SampleFormat::default(),
             codec: crate::encoder::DEFAULT_CODEC.into(),
             chunk_ms: 20,
+            plugin_dir: PathBuf::from(DEFAULT_PLUGIN_DIR),
         }
     }
 }
@@ -43,6 +52,8 @@ pub struct SourceSpec {
     pub(crate) chunk_ms: u32,
     /// No input for this long (plus one chunk) marks the stream idle (§4.2, default 100).
     pub(crate) idle_threshold_ms: u32,
+    /// The stream plugin (`controlscript`, `controlscriptparams`).
+    pub(crate) control_script: Option<ControlScript>,
     /// The parsed URI with defaults filled in, as status reports show it.
     pub uri: SourceUri,
 }
@@ -94,6 +105,7 @@ impl SourceSpec {
             None => 100,
         };
         let kind = SourceKind::parse(&uri, text, &name, sample_format)?;
+        let control_script = control_script(&uri, &defaults.plugin_dir, &name)?;
         Ok(Self {
             name,
             kind,
@@ -102,9 +114,50 @@ impl SourceSpec {
             codec_options: codec_options.to_owned(),
             chunk_ms,
             idle_threshold_ms,
+            control_script,
             uri,
         })
     }
+}
+
+/// `controlscript=` (a relative path is under `plugin_dir`, as in snapserver) and
+/// `controlscriptparams=`.
+fn control_script(
+    uri: &SourceUri,
+    plugin_dir: &Path,
+    name: &str,
+) -> Result<Option<ControlScript>, SourceError> {
+    let Some(script) = uri.query.get("controlscript").map(|s| s.trim()) else {
+        if let Some(params) = uri.query.get("controlscriptparams") {
+            return Err(SourceError::invalid(
+                name,
+                "controlscriptparams",
+                params,
+                "only together with controlscript",
+            ));
+        }
+        return Ok(None);
+    };
+    if script.is_empty() {
+        return Err(SourceError::invalid(
+            name,
+            "controlscript",
+            script,
+            "the path of a stream plugin",
+        ));
+    }
+    let path = Path::new(script);
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        plugin_dir.join(path)
+    };
+    let params = uri
+        .query
+        .get("controlscriptparams")
+        .map(|p| super::schemes::split_params(p))
+        .unwrap_or_default();
+    Ok(Some(ControlScript { path, params }))
 }
 
 fn parse_ranged(text: &str, min: u32, max: u32) -> Option<u32> {
@@ -195,6 +248,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("chunk_ms='abc'") && message.contains("10 to 1000"));
+    }
+
+    #[test]
+    fn control_scripts_resolve_under_the_plugin_dir() {
+        let spec = parse(
+            "pipe:///tmp/f?name=a&controlscript=meta_mpd.py&controlscriptparams=--mpd-host%3D127.0.0.1%20%22--x%20y%22",
+        )
+        .unwrap();
+        assert_eq!(
+            spec.control_script,
+            Some(ControlScript {
+                path: PathBuf::from(DEFAULT_PLUGIN_DIR).join("meta_mpd.py"),
+                params: vec!["--mpd-host=127.0.0.1".into(), "--x y".into()],
+            })
+        );
+        let absolute = parse("pipe:///tmp/f?name=a&controlscript=/opt/p.py").unwrap();
+        assert_eq!(
+            absolute.control_script.unwrap().path,
+            PathBuf::from("/opt/p.py")
+        );
+        assert_eq!(parse("pipe:///tmp/f?name=a").unwrap().control_script, None);
+        assert!(matches!(
+            parse("pipe:///tmp/f?name=a&controlscript="),
+            Err(SourceError::InvalidParam {
+                key: "controlscript",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("pipe:///tmp/f?name=a&controlscriptparams=-v"),
+            Err(SourceError::InvalidParam {
+                key: "controlscriptparams",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -49,6 +49,12 @@ pub(crate) enum Event {
     Topology,
     /// A stream went idle or started playing (snapcast-protocol.md §4.4).
     StreamState(String),
+    /// A stream's properties or metadata changed (`Stream.OnProperties`).
+    StreamProperties(String),
+    /// A stream was added at run time.
+    StreamAdded(String),
+    /// A stream was removed at run time.
+    StreamRemoved(String),
 }
 
 /// An [`Event`] and the JSON-RPC control connection whose request caused it, so that

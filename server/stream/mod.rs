@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 
 use crate::clock;
 use crate::encoder::{self, Encoder, Unit};
+use crate::plugin::{PluginEnv, StreamControl};
 use crate::pool::BufferPool;
 use crate::protocol::{CodecHeader, Message, Tv, WireChunk};
 use crate::sample_format::SampleFormat;
@@ -84,6 +85,14 @@ pub enum StreamError {
         /// Why.
         source: std::io::Error,
     },
+    /// Its stream plugin (`controlscript`) is not there.
+    #[error("stream '{name}': control script not found: {}", .path.display())]
+    ControlScript {
+        /// Stream name.
+        name: String,
+        /// Where it was looked for.
+        path: std::path::PathBuf,
+    },
     /// The input could not be prepared (e.g. the FIFO cannot be created).
     #[error("stream '{name}': cannot open {uri}: {source}")]
     Open {
@@ -115,6 +124,10 @@ struct Inner {
     pool: BufferPool,
     /// Idle/playing changes, for whoever announces them (`Stream.OnUpdate`, §4.4).
     playing_tx: watch::Sender<bool>,
+    /// Properties, metadata and control (its stream plugin, when it has one).
+    control: Arc<StreamControl>,
+    /// Fires when the stream stops (removed, or the relay shuts down).
+    cancel: CancellationToken,
 }
 
 impl Stream {
@@ -123,9 +136,18 @@ impl Stream {
         spec: SourceSpec,
         buffer_ms: u32,
         pool: BufferPool,
+        plugins: &Arc<PluginEnv>,
         cancel: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> Result<Self, StreamError> {
+        if let Some(script) = &spec.control_script {
+            if !script.path.is_file() {
+                return Err(StreamError::ControlScript {
+                    name: spec.name.clone(),
+                    path: script.path.clone(),
+                });
+            }
+        }
         let encoder = encoder::new_encoder(&spec.codec, &spec.codec_options, spec.sample_format)
             .map_err(|source| StreamError::Encoder {
                 name: spec.name.clone(),
@@ -149,6 +171,13 @@ impl Stream {
         let buffer_chunks = (buffer_ms / spec.chunk_ms.max(1)) as usize;
         let capacity = buffer_chunks.max(pacer::max_burst_chunks(spec.chunk_ms, buffer_ms)) + 16;
         let (chunk_tx, _) = broadcast::channel(capacity);
+        let control = StreamControl::start(
+            &spec.name,
+            spec.control_script.clone(),
+            plugins.clone(),
+            cancel.clone(),
+            tracker,
+        );
         let stream = Self {
             inner: Arc::new(Inner {
                 codec: encoder.name(),
@@ -158,6 +187,8 @@ impl Stream {
                 stats: StreamStats::default(),
                 pool,
                 playing_tx: watch::Sender::new(false),
+                control,
+                cancel: cancel.clone(),
             }),
         };
         // Room for the longest burst the pacer makes (a source pause's hole filled with
@@ -189,6 +220,16 @@ impl Stream {
     /// Stream id (the source's `name`).
     pub(crate) fn name(&self) -> &str {
         &self.inner.spec.name
+    }
+
+    /// Fires when the stream stops (removed, or the relay shuts down).
+    pub(crate) fn stopped(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.inner.cancel.clone().cancelled_owned()
+    }
+
+    /// Its properties, metadata and control.
+    pub(crate) fn control(&self) -> &Arc<StreamControl> {
+        &self.inner.control
     }
 
     /// Input sample format.

@@ -58,6 +58,7 @@ async fn every_codec_keeps_the_encoded_timeline_whole_across_a_pause() {
             spec,
             1000,
             BufferPool::new(1 << 20),
+            &crate::plugin::PluginEnv::local(),
             cancel.clone(),
             &tracker,
         )

@@ -122,6 +122,7 @@ fn named_flags_set_their_keys() {
             "--stream.zerocopy_threshold=2048",
             "--stream.zerocopy_auto_fallback=false",
             "--stream.send_batch_ms=40",
+            "--stream.plugin_dir=/opt/plugins",
             "--logging.sink=stderr",
             "--streaming_client.initial_volume=55",
             "--grpc.enabled=false",
@@ -135,6 +136,8 @@ fn named_flags_set_their_keys() {
             "--http.bind_to_address=127.0.0.1",
             "--http.port=1880",
             "--http.metrics=false",
+            "--http.host=music.local",
+            "--http.url_prefix=https://music.example.com",
             "--tcp.enabled=false",
             "--tcp.bind_to_address=127.0.0.1",
             "--tcp.port=1805",
@@ -368,7 +371,7 @@ fn not_yet_keys_give_one_notice_each() {
     );
     let loaded = load_from(
         &args(&["-c", path.to_str().unwrap(), "--http.ssl_port=1789"]),
-        env(&[("SNAPRELAY_STREAM__PLUGIN_DIR", "/p")]),
+        env(&[("SNAPRELAY_STREAM__SANDBOX_DIR", "/p")]),
     )
     .unwrap();
     assert_eq!(
@@ -377,7 +380,7 @@ fn not_yet_keys_give_one_notice_each() {
             "config: http.ssl_enabled is not supported yet; ignored",
             "config: http.ssl_port is not supported yet; ignored",
             "config: ssl.client_cert is not supported yet; ignored",
-            "config: stream.plugin_dir is not supported yet; ignored",
+            "config: stream.sandbox_dir is not supported yet; ignored",
         ]
     );
     for sink in ["system", "null", "file:/var/log/snap.log"] {

@@ -41,6 +41,7 @@ const EVERY_KEY: &[(&str, &str)] = &[
     ("stream.zerocopy_threshold", "2048"),
     ("stream.zerocopy_auto_fallback", "false"),
     ("stream.send_batch_ms", "40"),
+    ("stream.plugin_dir", "/opt/plugins"),
     ("logging.filter", "*:debug"),
     ("logging.sink", "stderr"),
     ("streaming_client.initial_volume", "55"),
@@ -55,6 +56,8 @@ const EVERY_KEY: &[(&str, &str)] = &[
     ("http.bind_to_address", "127.0.0.1"),
     ("http.port", "1880"),
     ("http.metrics", "false"),
+    ("http.host", "music.local"),
+    ("http.url_prefix", "https://music.example.com"),
     ("tcp.enabled", "false"),
     ("tcp.bind_to_address", "127.0.0.1"),
     ("tcp.port", "1805"),
@@ -86,6 +89,7 @@ fn changed_config() -> Config {
             zerocopy_threshold: 2048,
             zerocopy_auto_fallback: false,
             send_batch_ms: 40,
+            plugin_dir: "/opt/plugins".into(),
         },
         logging: LoggingConfig {
             filter: "*:debug".into(),
@@ -106,6 +110,8 @@ fn changed_config() -> Config {
             bind_to_address: vec!["127.0.0.1".into()],
             port: 1880,
             metrics: false,
+            host: "music.local".into(),
+            url_prefix: "https://music.example.com".into(),
         },
         tcp: TcpConfig {
             enabled: false,

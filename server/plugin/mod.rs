@@ -1,0 +1,270 @@
+//! Stream plugins (snapserver's `controlscript`, snapserver-streams.md §3): a process beside
+//! the stream that reports its player's properties and metadata and carries out
+//! `Stream.Control` and `Stream.SetProperty`.
+//!
+//! [`StreamControl`] is a stream's control side, with or without a plugin: its current
+//! [`Properties`] on a `watch` channel (the relay core announces changes) and the two
+//! requests. A supervisor task runs the plugin and restarts it with backoff when it ends.
+//! Nothing a plugin does can hold up the stream or a control API: its stdin is written by its
+//! own task through a bounded queue (a plugin that stops reading gets requests refused, not
+//! queued), every request has a deadline, its lines are length-bounded, and malformed lines
+//! are logged and dropped.
+
+mod supervisor;
+pub(crate) mod wire;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use crate::image_cache::ImageCache;
+use crate::properties::{Command, ControlError, Properties, PropertyChange};
+
+/// How long a caller waits for the plugin's answer.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A stream's `controlscript` and its arguments, as the source URI gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlScript {
+    /// The script; a relative path was resolved under the plugin directory.
+    pub path: PathBuf,
+    /// `controlscriptparams`, split like a shell would on spaces and double quotes.
+    pub params: Vec<String>,
+}
+
+/// What plugins need to know of the relay: where its HTTP server is (plugins are told, and
+/// cover art is served there) and the cover art cache.
+#[derive(Debug)]
+pub(crate) struct PluginEnv {
+    /// `--snapcast-host`.
+    pub(crate) http_host: String,
+    /// `--snapcast-port`: the HTTP port (JSON-RPC over HTTP and WebSocket).
+    pub(crate) http_port: u16,
+    /// `http://host:port` or `http.url_prefix`; cover art URLs start with it.
+    pub(crate) art_url_base: String,
+    /// Where inline cover art goes.
+    pub(crate) images: Arc<ImageCache>,
+    /// How long a caller waits for the plugin's answer ([`REQUEST_TIMEOUT`]).
+    pub(crate) request_timeout: Duration,
+}
+
+impl PluginEnv {
+    /// An environment for tests and relays without HTTP: art URLs on localhost.
+    #[cfg(test)]
+    pub(crate) fn local() -> Arc<Self> {
+        Arc::new(Self {
+            http_host: "127.0.0.1".into(),
+            http_port: 1780,
+            art_url_base: "http://127.0.0.1:1780".into(),
+            images: Arc::default(),
+            request_timeout: REQUEST_TIMEOUT,
+        })
+    }
+}
+
+/// A request for the plugin, with where its answer goes.
+#[derive(Debug)]
+struct Request {
+    method: &'static str,
+    params: Value,
+    reply: oneshot::Sender<Result<(), ControlError>>,
+}
+
+/// Live figures of a stream's plugin.
+#[derive(Debug, Default)]
+pub(crate) struct PluginStats {
+    /// Whether the plugin process runs now.
+    pub(crate) running: AtomicBool,
+    /// Times it ended and was started again.
+    pub(crate) restarts: AtomicU64,
+    /// Lines from it that were not understood (dropped).
+    pub(crate) bad_lines: AtomicU64,
+    /// Requests it answered with an error or not in time.
+    pub(crate) failed_requests: AtomicU64,
+}
+
+/// A stream's control side.
+#[derive(Debug)]
+pub(crate) struct StreamControl {
+    stream: String,
+    properties: watch::Sender<Arc<Properties>>,
+    /// To the supervisor; `None` when the stream has no plugin.
+    requests: Option<mpsc::Sender<Request>>,
+    script: Option<ControlScript>,
+    stats: PluginStats,
+    env: Arc<PluginEnv>,
+}
+
+impl StreamControl {
+    /// The control side of stream `stream`; starts its plugin on `tracker` when it has one,
+    /// until `cancel` fires.
+    pub(crate) fn start(
+        stream: &str,
+        script: Option<ControlScript>,
+        env: Arc<PluginEnv>,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Arc<Self> {
+        let (requests, receiver) = match script {
+            Some(_) => {
+                // A few callers at once at most; more means the plugin is stuck.
+                let (tx, rx) = mpsc::channel(16);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let control = Arc::new(Self {
+            stream: stream.to_owned(),
+            properties: watch::Sender::new(Arc::new(Properties::default())),
+            requests,
+            script,
+            stats: PluginStats::default(),
+            env,
+        });
+        if let (Some(script), Some(receiver)) = (control.script.clone(), receiver) {
+            tracker.spawn(supervisor::run(control.clone(), script, receiver, cancel));
+        }
+        control
+    }
+
+    /// The properties as they are now.
+    pub(crate) fn properties(&self) -> Arc<Properties> {
+        self.properties.borrow().clone()
+    }
+
+    /// Property changes, for whoever announces them (`Stream.OnProperties`).
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<Properties>> {
+        self.properties.subscribe()
+    }
+
+    /// The plugin, when the stream has one.
+    pub(crate) fn script(&self) -> Option<&ControlScript> {
+        self.script.as_ref()
+    }
+
+    /// The plugin's figures.
+    pub(crate) fn stats(&self) -> &PluginStats {
+        &self.stats
+    }
+
+    /// Carries out a `Stream.Control` command: refused unless its flag is set, then asked of
+    /// the plugin, whose answer (or silence) is the result.
+    pub(crate) async fn control(&self, command: Command) -> Result<(), ControlError> {
+        let flag = command.flag();
+        if !self.properties().allows(flag) {
+            return Err(ControlError::NotAllowed(flag));
+        }
+        self.ask(wire::CONTROL, command.plugin_params()).await
+    }
+
+    /// Carries out a `Stream.SetProperty` change (needs `canControl`).
+    pub(crate) async fn set_property(&self, change: PropertyChange) -> Result<(), ControlError> {
+        let flag = crate::properties::Flag::Control;
+        if !self.properties().allows(flag) {
+            return Err(ControlError::NotAllowed(flag));
+        }
+        self.ask(wire::SET_PROPERTY, change.plugin_params()).await
+    }
+
+    async fn ask(&self, method: &'static str, params: Value) -> Result<(), ControlError> {
+        let Some(requests) = &self.requests else {
+            return Err(ControlError::NoPlugin("it has no stream plugin"));
+        };
+        let (reply, answer) = oneshot::channel();
+        requests
+            .try_send(Request {
+                method,
+                params,
+                reply,
+            })
+            .map_err(|_| ControlError::NoPlugin("its plugin is busy or not running"))?;
+        let timeout = self.env.request_timeout;
+        let result = match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ControlError::NoPlugin("its plugin ended")),
+            Err(_) => Err(ControlError::Timeout(timeout.as_millis() as u64)),
+        };
+        if result.is_err() {
+            self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Takes a properties object from the plugin: unreadable keys are logged and dropped,
+    /// no `metadata` keeps the current metadata, inline cover art is cached and replaced by
+    /// its URL. Announced only when something changed.
+    fn apply(&self, value: &Value) {
+        let mut problems = Vec::new();
+        let mut properties = match Properties::from_json(value, &mut problems) {
+            Ok(properties) => properties,
+            Err(err) => {
+                warn!(stream = %self.stream, "stream plugin sent bad properties: {err}");
+                return;
+            }
+        };
+        for problem in problems {
+            warn!(stream = %self.stream, "stream plugin properties: {problem}");
+        }
+        match properties.metadata.as_mut() {
+            None => properties.metadata = self.properties().metadata.clone(),
+            Some(metadata) => match metadata.art_data() {
+                Some(art) if metadata.text("artUrl").is_none() => {
+                    let cached = base64::engine::general_purpose::STANDARD
+                        .decode(art.data.trim())
+                        .map_err(|err| format!("artData is not base64: {err}"))
+                        .and_then(|bytes| {
+                            self.env
+                                .images
+                                .put(&self.stream, bytes, &art.extension)
+                                .map_err(|err| err.to_string())
+                        });
+                    match cached {
+                        Ok(name) => metadata.set_art_url(format!(
+                            "{}/__image_cache?name={name}",
+                            self.env.art_url_base
+                        )),
+                        Err(err) => {
+                            warn!(stream = %self.stream, "stream plugin cover art dropped: {err}");
+                            self.env.images.clear(&self.stream);
+                            metadata.drop_art_data();
+                        }
+                    }
+                }
+                _ => {
+                    self.env.images.clear(&self.stream);
+                    metadata.drop_art_data();
+                }
+            },
+        }
+        self.properties.send_if_modified(|current| {
+            if **current == properties {
+                return false;
+            }
+            *current = Arc::new(properties);
+            true
+        });
+    }
+
+    /// The plugin is gone: its player's state with it.
+    fn forget_player(&self) {
+        self.env.images.clear(&self.stream);
+        self.properties.send_if_modified(|current| {
+            if **current == Properties::default() {
+                return false;
+            }
+            *current = Arc::new(Properties::default());
+            true
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
