@@ -11,6 +11,19 @@ if ! command -v snapclient >/dev/null 2>&1; then
   apt-get install -y -qq snapclient
 fi
 
+# tests/stream_control.rs compares stream control with Debian's snapserver 0.26 (the peer we
+# measure against) and runs its unchanged meta_mpd.py plugin, whose modules come from Debian
+# too (it runs under /usr/bin/python3).
+if [ ! -x /usr/bin/snapserver ] || ! /usr/bin/python3 -c "import mpd, musicbrainzngs, dbus, gi" >/dev/null 2>&1; then
+  echo "installing snapserver, python3-mpd, python3-musicbrainzngs, python3-dbus, python3-gi (Debian packages) for the stream control tests" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq snapserver python3-mpd python3-musicbrainzngs python3-dbus python3-gi
+  # The tests start their own on free ports; the package's service (where an init system
+  # started it) would only hold the default ports.
+  pkill -x snapserver || true
+fi
+
 # The independent gRPC client test (tests/grpc_python.rs) uses Python grpcio with the health
 # and reflection packages; install them only when one is missing.
 if ! python3 -c "import grpc, grpc_health.v1, grpc_reflection.v1alpha" >/dev/null 2>&1; then

@@ -5,15 +5,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{snapctl, Relay};
+use common::{hello_client, jsonrpc_call as jsonrpc, snapctl, Relay};
 use serde_json::{json, Value};
 use snaprelay::pb;
 use snaprelay::pb::control_client::ControlClient;
-use snaprelay::protocol::{Header, HEADER_SIZE};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -26,54 +25,6 @@ async fn control(relay: &Relay) -> ControlClient<Channel> {
         .await
         .expect("connect to the gRPC listener");
     ControlClient::new(channel)
-}
-
-/// A Snapcast client at the protocol level: sends Hello and stays connected, so the relay
-/// knows the client `host_id` (client ids replace `_` with `-`).
-fn hello_client(relay: &Relay, host_id: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(relay.addr).expect("connect to the stream port");
-    let json = format!(
-        r#"{{"Arch":"x86_64","ClientName":"Snapclient","HostName":"test","ID":"{host_id}","Instance":1,"MAC":"00:11:22:33:44:55","OS":"Linux","SnapStreamProtocolVersion":2,"Version":"0.26.0"}}"#
-    );
-    let mut message = Vec::new();
-    message.extend_from_slice(&5u16.to_le_bytes()); // Hello
-    message.extend_from_slice(&1u16.to_le_bytes());
-    message.extend_from_slice(&[0; 18]); // refersTo, sent, received
-    message.extend_from_slice(&(4 + json.len() as u32).to_le_bytes());
-    message.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    message.extend_from_slice(json.as_bytes());
-    stream.write_all(&message).unwrap();
-    // The ServerSettings reply means the client is recorded.
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut head = [0u8; HEADER_SIZE];
-    stream.read_exact(&mut head).expect("ServerSettings");
-    let header = Header::decode(&head).expect("a header");
-    assert_eq!(header.type_id, 3, "ServerSettings first");
-    stream
-}
-
-/// One JSON-RPC call over TCP; returns the response (notifications skipped).
-fn jsonrpc(addr: SocketAddr, method: &str, params: Value) -> Value {
-    let stream = TcpStream::connect(addr).expect("connect to JSON-RPC");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let request = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
-    writer
-        .write_all(format!("{request}\r\n").as_bytes())
-        .unwrap();
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "no response");
-        let message: Value = serde_json::from_str(line.trim_end()).unwrap();
-        if message.get("id") == Some(&json!(7)) {
-            return message;
-        }
-    }
 }
 
 #[tokio::test]

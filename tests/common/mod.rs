@@ -5,6 +5,7 @@
 
 pub mod audio;
 pub mod matching;
+mod peers;
 mod playback;
 mod ports;
 mod relay;
@@ -14,6 +15,8 @@ mod source;
 mod wait;
 
 // Each test binary uses a different part of these, so an unused re-export is no warning.
+#[allow(unused_imports)]
+pub use peers::{hello_client, http_get, jsonrpc_call, HttpResponse};
 #[allow(unused_imports)]
 pub use playback::{assert_continuous, steady_frames, sync_offset_ms, SECOND};
 #[allow(unused_imports)]

@@ -41,7 +41,14 @@ impl Relay {
     }
 
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
+        Self::start_with_env(dir, args, &[])
+    }
+
+    /// [`Relay::start_in`] with extra environment variables (its stream plugins and
+    /// processes inherit them).
+    pub fn start_with_env(dir: tempfile::TempDir, args: &[&str], vars: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_snaprelay"));
+        command.envs(vars.iter().copied());
         if !args.contains(&"--bind") {
             command.args(["--bind", "127.0.0.1"]);
         }

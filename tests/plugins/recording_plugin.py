@@ -3,7 +3,8 @@
 snaprelay and by snapserver.
 
 It records what it receives and does what the test asks, through one directory given as
-`--dir=DIR` (in `controlscriptparams`):
+`--dir=DIR` (in `controlscriptparams`) or, for servers without `controlscriptparams`
+(snapserver 0.26), in the environment variable RECORDING_PLUGIN_DIR:
 
 - `DIR/argv.json`: its command line, written at start.
 - `DIR/received.jsonl`: every line the server sent, one JSON object per line.
@@ -23,7 +24,7 @@ import select
 import sys
 import time
 
-directory = None
+directory = os.environ.get("RECORDING_PLUGIN_DIR")
 for arg in sys.argv[1:]:
     if arg.startswith("--dir="):
         directory = arg[len("--dir="):]
