@@ -34,6 +34,7 @@
 
 #[cfg(test)]
 mod alloc_counter;
+mod child;
 pub mod clock;
 pub mod config;
 pub mod control;

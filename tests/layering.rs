@@ -13,6 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "foundation: wire format, sockets, buffers, clocks, sample formats, the state model",
         &[
             "alloc_counter",
+            "child",
             "clock",
             "host",
             "image_cache",

@@ -545,6 +545,23 @@ fn snapservers_meta_mpd_plugin_runs_unchanged() {
     let log = std::fs::read_to_string(&mpd_log).unwrap();
     assert!(log.lines().any(|l| l == "next"), "{log}");
     assert!(log.lines().any(|l| l == "setvol \"30\""), "{log}");
+
+    // The relay killed outright: its plugin does not outlive it (meta_mpd.py would spin on
+    // its closed stdin).
+    let pattern = format!("mpd-port={}", port.trim());
+    let running = || {
+        Command::new("pgrep")
+            .args(["-f", &pattern])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(running(), "meta_mpd.py runs while the relay does");
+    drop(relay);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running() {
+        assert!(Instant::now() < deadline, "meta_mpd.py outlived the relay");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = mpd.kill();
     let _ = mpd.wait();
 }

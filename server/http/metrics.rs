@@ -339,12 +339,19 @@ fn plugins(out: &mut Exposition, snapshot: &Snapshot) {
             |p| p.failed_requests as f64,
         ),
     ];
+    // Families only when a stream has a plugin: an exposition has no empty families.
+    let with_plugins: Vec<(&str, &PluginView)> = snapshot
+        .streams
+        .iter()
+        .filter_map(|s| s.plugin.as_ref().map(|p| (s.name.as_str(), p)))
+        .collect();
     for (name, kind, help, figure) in per_plugin {
+        if with_plugins.is_empty() {
+            break;
+        }
         out.family(name, kind, help);
-        for stream in &snapshot.streams {
-            if let Some(plugin) = &stream.plugin {
-                out.sample(name, &[("stream", &stream.name)], figure(plugin));
-            }
+        for (stream, plugin) in &with_plugins {
+            out.sample(name, &[("stream", stream)], figure(plugin));
         }
     }
     out.gauge(

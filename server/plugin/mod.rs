@@ -266,5 +266,29 @@ impl StreamControl {
     }
 }
 
+/// Reads one line from a plugin as the supervisor does, and the properties in it as a
+/// stream takes them. For fuzzing and tests: any input is an answer, never a panic.
+///
+/// # Returns
+///
+/// `None` when the line is not understood; otherwise whether every properties object in it
+/// (if any) reads back the same from the JSON it is shown as.
+pub fn read_line_summary(line: &str) -> Option<bool> {
+    let properties = match wire::parse(line).ok()? {
+        wire::FromPlugin::Properties(params) => params,
+        wire::FromPlugin::Response {
+            outcome: Ok(result),
+            ..
+        } => result,
+        _ => return Some(true),
+    };
+    let Ok(read) = Properties::from_json(&properties, &mut Vec::new()) else {
+        return Some(true);
+    };
+    let mut problems = Vec::new();
+    let again = Properties::from_json(&read.to_json(), &mut problems);
+    Some(problems.is_empty() && again.is_ok_and(|again| again == read))
+}
+
 #[cfg(test)]
 mod tests;

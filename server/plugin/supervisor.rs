@@ -91,7 +91,7 @@ fn describe(status: Option<ExitStatus>) -> String {
 /// `<script> [controlscriptparams] --stream=<id> --snapcast-port=<port> --snapcast-host=<host>`.
 fn spawn(control: &StreamControl, script: &ControlScript) -> std::io::Result<Child> {
     let env = &control.env;
-    let child = Command::new(&script.path)
+    let child = crate::child::end_with_relay(&mut Command::new(&script.path))
         .args(&script.params)
         .arg(format!("--stream={}", control.stream))
         .arg(format!("--snapcast-port={}", env.http_port))

@@ -42,7 +42,7 @@ impl ProcessReader {
     }
 
     fn spawn(&mut self) -> io::Result<()> {
-        let mut child = Command::new(&self.path)
+        let mut child = crate::child::end_with_relay(&mut Command::new(&self.path))
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

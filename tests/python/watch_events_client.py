@@ -62,8 +62,9 @@ def main():
         except grpc.RpcError:
             pass
 
+    # The server sends its headers once it has subscribed: nothing after this is missed.
+    call.initial_metadata()
     threading.Thread(target=pump, daemon=True).start()
-    time.sleep(0.3)  # the call is open on the server before the changes are made
 
     jsonrpc("Client.SetVolume", {"id": CLIENT_ID, "volume": {"percent": 23}})
     notification = {
