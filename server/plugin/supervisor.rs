@@ -49,7 +49,7 @@ pub(super) async fn run(
         match spawn(&control, &script) {
             Ok(child) => {
                 control.stats.running.store(true, Ordering::Relaxed);
-                let outcome = Run::new(&control, child)
+                let outcome = Run::new(control.clone(), child)
                     .serve(&mut requests, &cancel)
                     .await;
                 control.stats.running.store(false, Ordering::Relaxed);
@@ -114,16 +114,16 @@ enum Pending {
 }
 
 /// One run of the plugin process.
-struct Run<'a> {
-    control: &'a StreamControl,
+struct Run {
+    control: Arc<StreamControl>,
     child: Child,
     pending: HashMap<u64, Pending>,
     next_id: u64,
     bad_lines: u64,
 }
 
-impl<'a> Run<'a> {
-    fn new(control: &'a StreamControl, child: Child) -> Self {
+impl Run {
+    fn new(control: Arc<StreamControl>, child: Child) -> Self {
         Self {
             control,
             child,
@@ -158,7 +158,7 @@ impl<'a> Run<'a> {
                 () = cancel.cancelled() => break None,
                 status = self.child.wait() => break status.ok(),
                 line = stdout.next() => match line {
-                    Some(Ok(line)) => self.line(&line, &lines_out),
+                    Some(Ok(line)) => self.line(&line, &lines_out).await,
                     Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
                         self.bad_line(&format!("a line over {MAX_LINE} bytes"));
                     }
@@ -211,7 +211,7 @@ impl<'a> Run<'a> {
         id
     }
 
-    fn line(&mut self, line: &str, lines: &mpsc::Sender<String>) {
+    async fn line(&mut self, line: &str, lines: &mpsc::Sender<String>) {
         if line.trim().is_empty() {
             return;
         }
@@ -231,7 +231,7 @@ impl<'a> Run<'a> {
                     self.pending.insert(id, Pending::Properties);
                 }
             }
-            FromPlugin::Properties(params) => self.control.apply(&params),
+            FromPlugin::Properties(params) => self.apply(params).await,
             FromPlugin::Log { severity, message } => match severity {
                 Severity::Trace => trace!(stream = %stream, "stream plugin: {message}"),
                 Severity::Debug => debug!(stream = %stream, "stream plugin: {message}"),
@@ -247,7 +247,7 @@ impl<'a> Run<'a> {
                             .map_err(|(code, message)| ControlError::Plugin { code, message }),
                     );
                 }
-                (Some(Pending::Properties), Ok(properties)) => self.control.apply(&properties),
+                (Some(Pending::Properties), Ok(properties)) => self.apply(properties).await,
                 (Some(Pending::Properties), Err((code, message))) => {
                     warn!(stream = %stream, code, "stream plugin refused GetProperties: {message}");
                 }
@@ -261,6 +261,16 @@ impl<'a> Run<'a> {
                     let _ = lines.try_send(wire::method_not_found(&id, &method));
                 }
             }
+        }
+    }
+
+    /// Takes a properties object, off the runtime's workers: decoding and hashing inline
+    /// cover art (up to megabytes) must not hold up the sessions' time-sync replies. One at
+    /// a time, so they apply in the plugin's order.
+    async fn apply(&self, properties: serde_json::Value) {
+        let control = self.control.clone();
+        if let Err(err) = tokio::task::spawn_blocking(move || control.apply(&properties)).await {
+            error!(stream = %self.control.stream, error = %err, "applying plugin properties failed");
         }
     }
 
