@@ -1,8 +1,9 @@
 //! Cover art a stream plugin sent inline (`artData`), kept in memory and served over HTTP at
-//! `/__image_cache?name=<md5>.<ext>` (snapserver-streams.md §1). One image per stream: a new
-//! one replaces the stream's old one, so the cache is bounded by the number of streams times
-//! [`MAX_IMAGE_BYTES`], and by [`MAX_TOTAL_BYTES`] over all of them. Only names this cache
-//! made are ever served.
+//! `/__image_cache?name=<md5>.<ext>` (snapserver-streams.md §1). One image per owner (a
+//! stream's control side; a stream removed and added again under its name is a new owner, so
+//! the old one can never touch the new one's image): a new one replaces the owner's old one,
+//! so the cache is bounded by the number of streams times [`MAX_IMAGE_BYTES`], and by
+//! [`MAX_TOTAL_BYTES`] over all of them. Only names this cache made are ever served.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -51,14 +52,18 @@ pub(crate) struct Image {
     pub(crate) data: Bytes,
 }
 
+/// Who an image belongs to: one per stream control side ([`ImageCache::owner`]).
+pub(crate) type Owner = u64;
+
 #[derive(Debug, Default)]
 struct Entries {
-    /// Stream id → its image's name.
-    by_stream: HashMap<String, String>,
-    /// Name → (image, when it was stored).
-    images: HashMap<String, (Image, u64)>,
+    /// Owner → its image's name.
+    by_owner: HashMap<Owner, String>,
+    /// Name → (image, its owner, when it was stored).
+    images: HashMap<String, (Image, Owner, u64)>,
     bytes: usize,
     stored: u64,
+    owners: u64,
 }
 
 /// The cache; one per relay.
@@ -68,24 +73,33 @@ pub(crate) struct ImageCache {
 }
 
 impl ImageCache {
-    /// Stores `data` as `stream`'s image, replacing its previous one; returns the name it is
-    /// served under (`<md5 of stream id and image>.<ext>`).
+    /// A new owner, for one stream's control side.
+    pub(crate) fn owner(&self) -> Owner {
+        let mut entries = self.lock();
+        entries.owners += 1;
+        entries.owners
+    }
+
+    /// Stores `data` as `owner`'s image (of stream `stream`), replacing its previous one;
+    /// returns the name it is served under: `<md5 of stream id and image>.<ext>`, the name
+    /// snapserver gives it (the extension keeps its case).
     ///
     /// # Errors
     ///
     /// The image is empty, too large, or of a type not served.
     pub(crate) fn put(
         &self,
+        owner: Owner,
         stream: &str,
         data: Vec<u8>,
         extension: &str,
     ) -> Result<String, ImageError> {
-        let extension = extension.trim_start_matches('.').to_ascii_lowercase();
+        let extension = extension.strip_prefix('.').unwrap_or(extension);
         let content_type = TYPES
             .iter()
-            .find(|(ext, _)| *ext == extension)
+            .find(|(ext, _)| ext.eq_ignore_ascii_case(extension))
             .map(|(_, t)| *t)
-            .ok_or_else(|| ImageError::Extension(extension.clone()))?;
+            .ok_or_else(|| ImageError::Extension(extension.to_owned()))?;
         if data.is_empty() {
             return Err(ImageError::Empty);
         }
@@ -100,10 +114,16 @@ impl ImageCache {
             let _ = write!(name, "{byte:02x}");
         }
         name.push('.');
-        name.push_str(&extension);
+        name.push_str(extension);
 
         let mut entries = self.lock();
-        entries.remove_stream(stream);
+        entries.remove_owner(owner);
+        // The same image on a stream of the same name (removed and added again): the
+        // newest owner has it.
+        if let Some((image, previous, _)) = entries.images.remove(&name) {
+            entries.bytes -= image.data.len();
+            entries.by_owner.remove(&previous);
+        }
         entries.stored += 1;
         let stored = entries.stored;
         entries.bytes += data.len();
@@ -111,31 +131,34 @@ impl ImageCache {
             content_type,
             data: Bytes::from(data),
         };
-        entries.images.insert(name.clone(), (image, stored));
-        entries.by_stream.insert(stream.to_owned(), name.clone());
+        entries.images.insert(name.clone(), (image, owner, stored));
+        entries.by_owner.insert(owner, name.clone());
         while entries.bytes > MAX_TOTAL_BYTES {
             let Some(oldest) = entries
-                .by_stream
-                .iter()
-                .filter(|(s, _)| s.as_str() != stream)
-                .min_by_key(|(_, n)| entries.images.get(*n).map_or(0, |(_, at)| *at))
-                .map(|(s, _)| s.clone())
+                .images
+                .values()
+                .filter(|(_, o, _)| *o != owner)
+                .min_by_key(|(_, _, at)| *at)
+                .map(|(_, o, _)| *o)
             else {
                 break;
             };
-            entries.remove_stream(&oldest);
+            entries.remove_owner(oldest);
         }
         Ok(name)
     }
 
-    /// Forgets `stream`'s image.
-    pub(crate) fn clear(&self, stream: &str) {
-        self.lock().remove_stream(stream);
+    /// Forgets `owner`'s image.
+    pub(crate) fn clear(&self, owner: Owner) {
+        self.lock().remove_owner(owner);
     }
 
     /// The image served under `name`, if this cache made that name.
     pub(crate) fn get(&self, name: &str) -> Option<Image> {
-        self.lock().images.get(name).map(|(image, _)| image.clone())
+        self.lock()
+            .images
+            .get(name)
+            .map(|(image, ..)| image.clone())
     }
 
     /// (images, bytes) held now.
@@ -152,10 +175,12 @@ impl ImageCache {
 }
 
 impl Entries {
-    fn remove_stream(&mut self, stream: &str) {
-        if let Some(name) = self.by_stream.remove(stream) {
-            if let Some((image, _)) = self.images.remove(&name) {
-                self.bytes -= image.data.len();
+    fn remove_owner(&mut self, owner: Owner) {
+        if let Some(name) = self.by_owner.remove(&owner) {
+            if self.images.get(&name).is_some_and(|(_, o, _)| *o == owner) {
+                if let Some((image, ..)) = self.images.remove(&name) {
+                    self.bytes -= image.data.len();
+                }
             }
         }
     }
@@ -168,20 +193,25 @@ mod tests {
     #[test]
     fn an_image_is_served_under_its_name_with_its_type_until_replaced() {
         let cache = ImageCache::default();
-        let name = cache.put("radio", b"\x89PNG".to_vec(), ".PNG").unwrap();
-        assert!(name.ends_with(".png") && name.len() == 36, "{name}");
+        let radio = cache.owner();
+        let name = cache
+            .put(radio, "radio", b"\x89PNG".to_vec(), ".PNG")
+            .unwrap();
+        assert!(name.ends_with(".PNG") && name.len() == 36, "{name}");
         let image = cache.get(&name).unwrap();
         assert_eq!(image.content_type, "image/png");
         assert_eq!(&image.data[..], b"\x89PNG");
         assert_eq!(cache.get("0123.png"), None);
         assert_eq!(cache.get("../etc/passwd"), None);
 
-        let newer = cache.put("radio", b"jpeg bytes".to_vec(), "jpg").unwrap();
+        let newer = cache
+            .put(radio, "radio", b"jpeg bytes".to_vec(), "jpg")
+            .unwrap();
         assert_ne!(newer, name);
         assert_eq!(cache.get(&name), None, "the stream's old image is gone");
         assert_eq!(cache.get(&newer).unwrap().content_type, "image/jpeg");
         assert_eq!(cache.usage(), (1, 10));
-        cache.clear("radio");
+        cache.clear(radio);
         assert_eq!(cache.get(&newer), None);
         assert_eq!(cache.usage(), (0, 0));
     }
@@ -189,33 +219,53 @@ mod tests {
     #[test]
     fn the_same_image_on_two_streams_has_two_names() {
         let cache = ImageCache::default();
-        let a = cache.put("a", b"img".to_vec(), "png").unwrap();
-        let b = cache.put("b", b"img".to_vec(), "png").unwrap();
-        assert_ne!(a, b);
-        cache.clear("a");
-        assert!(cache.get(&b).is_some());
+        let (a, b) = (cache.owner(), cache.owner());
+        let on_a = cache.put(a, "a", b"img".to_vec(), "png").unwrap();
+        let on_b = cache.put(b, "b", b"img".to_vec(), "png").unwrap();
+        assert_ne!(on_a, on_b);
+        cache.clear(a);
+        assert!(cache.get(&on_b).is_some());
+    }
+
+    #[test]
+    fn a_stream_added_again_under_its_name_keeps_its_image_from_the_old_one() {
+        let cache = ImageCache::default();
+        let (old, new) = (cache.owner(), cache.owner());
+        let first = cache.put(old, "radio", b"img".to_vec(), "png").unwrap();
+        let second = cache.put(new, "radio", b"img".to_vec(), "png").unwrap();
+        assert_eq!(
+            first, second,
+            "the name depends on stream id and image only"
+        );
+        cache.clear(old);
+        assert!(
+            cache.get(&second).is_some(),
+            "the old owner cannot clear it"
+        );
+        assert_eq!(cache.usage(), (1, 3));
+        cache.clear(new);
+        assert_eq!(cache.usage(), (0, 0));
     }
 
     #[test]
     fn bad_images_are_refused_and_the_total_is_bounded() {
         let cache = ImageCache::default();
-        assert_eq!(cache.put("a", Vec::new(), "png"), Err(ImageError::Empty));
+        let a = cache.owner();
+        assert_eq!(cache.put(a, "a", Vec::new(), "png"), Err(ImageError::Empty));
         assert!(matches!(
-            cache.put("a", vec![0; MAX_IMAGE_BYTES + 1], "png"),
+            cache.put(a, "a", vec![0; MAX_IMAGE_BYTES + 1], "png"),
             Err(ImageError::TooLarge(_))
         ));
         assert!(matches!(
-            cache.put("a", b"x".to_vec(), "html"),
+            cache.put(a, "a", b"x".to_vec(), "html"),
             Err(ImageError::Extension(_))
         ));
         let streams = MAX_TOTAL_BYTES / MAX_IMAGE_BYTES + 2;
         let mut names = Vec::new();
         for i in 0..streams {
-            names.push(
-                cache
-                    .put(&format!("s{i}"), vec![i as u8; MAX_IMAGE_BYTES], "png")
-                    .unwrap(),
-            );
+            let owner = cache.owner();
+            let image = vec![i as u8; MAX_IMAGE_BYTES];
+            names.push(cache.put(owner, &format!("s{i}"), image, "png").unwrap());
         }
         let (count, bytes) = cache.usage();
         assert!(bytes <= MAX_TOTAL_BYTES && count == MAX_TOTAL_BYTES / MAX_IMAGE_BYTES);

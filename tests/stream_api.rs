@@ -193,7 +193,7 @@ async fn streams_added_at_run_time_run_plugins_only_from_the_plugin_directory() 
     refuse(
         grpc.control_stream(seek).await.unwrap_err(),
         Code::InvalidArgument,
-        "offset_s",
+        "Seek requires parameter 'offset'",
     );
     let unspecified = pb::ControlStreamRequest {
         stream: "A".into(),
@@ -221,7 +221,7 @@ async fn streams_added_at_run_time_run_plugins_only_from_the_plugin_directory() 
     refuse(
         grpc.set_stream_property(loud).await.unwrap_err(),
         Code::InvalidArgument,
-        "0 to 100",
+        "Value for volume must be an int from 0 to 100",
     );
     let empty = pb::SetStreamPropertyRequest {
         stream: "A".into(),
@@ -427,5 +427,68 @@ fn snapctl_shows_now_playing_controls_the_player_and_follows_events() {
     assert!(
         stderr.contains("Stream property canGoPrevious is false"),
         "{stderr}"
+    );
+}
+
+/// A control request waiting for its plugin does not hold up the connection it came on:
+/// other requests on it are answered meanwhile (as with snapserver), then its own answer
+/// comes.
+#[test]
+fn a_slow_plugin_does_not_hold_up_its_callers_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plugins, records) = plugin_setup(dir.path());
+    std::fs::write(
+        records.join("replies.json"),
+        json!({"next": {"result": "ok", "delay_ms": 1500}}).to_string(),
+    )
+    .unwrap();
+    let source = format!(
+        "pipe://{}?name=Radio&controlscript={}&controlscriptparams=--dir%3D{}",
+        dir.path().join("radio.fifo").display(),
+        plugins.join("recording_plugin.py").display(),
+        records.display()
+    );
+    let relay = Relay::start_in(dir, &["--source", &source]);
+    let addr = relay.jsonrpc_addr();
+    common::eventually(
+        Duration::from_secs(10),
+        "the plugin's properties",
+        || relay.log(),
+        || {
+            let status = jsonrpc_call(addr, "Server.GetStatus", json!({}));
+            (status["result"]["server"]["streams"][0]["properties"]["canGoNext"] == true)
+                .then_some(())
+        },
+    );
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let started = std::time::Instant::now();
+    for request in [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "Stream.Control",
+               "params": {"id": "Radio", "command": "next"}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "Server.GetRPCVersion"}),
+    ] {
+        std::io::Write::write_all(&mut writer, format!("{request}\r\n").as_bytes()).unwrap();
+    }
+    let mut lines = BufReader::new(stream).lines();
+    let mut replies = Vec::new();
+    while replies.len() < 2 {
+        let line = lines.next().expect("a reply").unwrap();
+        let message: Value = serde_json::from_str(&line).unwrap();
+        if message.get("id").is_some() {
+            replies.push((message, started.elapsed()));
+        }
+    }
+    assert_eq!(
+        replies[0].0["id"], 2,
+        "the quick request first: {replies:?}"
+    );
+    assert!(replies[0].1 < Duration::from_millis(1000), "{replies:?}");
+    assert_eq!(
+        replies[1].0,
+        json!({"jsonrpc": "2.0", "id": 1, "result": "ok"})
     );
 }

@@ -482,15 +482,17 @@ fn snapservers_meta_mpd_plugin_runs_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let mpd_log = dir.path().join("mpd.log");
     let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/fake_mpd.py");
-    let mut mpd = Command::new("python3")
-        .arg(fake)
-        .arg(&mpd_log)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the fake MPD");
+    let mut mpd = KillOnDrop(
+        Command::new("python3")
+            .arg(fake)
+            .arg(&mpd_log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the fake MPD"),
+    );
     let mut port = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(mpd.stdout.take().unwrap()),
+        &mut std::io::BufReader::new(mpd.0.stdout.take().unwrap()),
         &mut port,
     )
     .unwrap();
@@ -562,6 +564,14 @@ fn snapservers_meta_mpd_plugin_runs_unchanged() {
         assert!(Instant::now() < deadline, "meta_mpd.py outlived the relay");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = mpd.kill();
-    let _ = mpd.wait();
+}
+
+/// A helper process that ends with the test, pass or fail.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -15,10 +15,13 @@ pub async fn run(control: &mut Control, out: &Output) -> Result<(), CliError> {
         .watch_events(pb::WatchEventsRequest {})
         .await?
         .into_inner();
+    // One Ctrl-C future for the whole run, so a press while a line is printed is not lost.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
         let next = tokio::select! {
             next = events.message() => next?,
-            _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
+            _ = &mut interrupted => return Err(CliError::Interrupted),
         };
         let Some(event) = next else {
             return Ok(()); // the server ended the stream (shutting down)

@@ -84,7 +84,7 @@ impl ControlError {
                 StreamControlError::InvalidParams(_) => Code::InvalidArgument,
                 // The server is up; the stream's player is what cannot act (UNAVAILABLE and
                 // DEADLINE_EXCEEDED would read as an unreachable server).
-                StreamControlError::NotAllowed(_) | StreamControlError::NoPlugin(_) => {
+                StreamControlError::NotAllowed(_) | StreamControlError::Unavailable(_) => {
                     Code::FailedPrecondition
                 }
                 StreamControlError::Plugin { .. } | StreamControlError::Timeout(_) => Code::Aborted,

@@ -1,8 +1,10 @@
 //! Stream properties and metadata as protobuf, and the gRPC shapes of control requests.
 
+use serde_json::{json, Value};
+
 use crate::pb;
 use crate::properties::{
-    Command, LoopStatus, Metadata, PlaybackStatus, Properties, PropertyChange,
+    Command, ControlError, LoopStatus, Metadata, PlaybackStatus, Properties, PropertyChange,
 };
 
 impl From<&Properties> for pb::StreamProperties {
@@ -92,83 +94,75 @@ fn metadata(metadata: &Metadata) -> pb::StreamMetadata {
     }
 }
 
-/// The command a `ControlStreamRequest` asks for.
-///
-/// # Errors
-///
-/// No command, or a seek or position without its number: (field, value, what is allowed).
-pub(crate) fn command(
-    request: &pb::ControlStreamRequest,
-) -> Result<Command, (&'static str, String, &'static str)> {
-    use pb::StreamCommand as C;
-    let number = |value: Option<f64>, field: &'static str| {
-        value
-            .filter(|v| v.is_finite())
-            .ok_or((field, format!("{value:?}"), "a number of seconds"))
-    };
-    Ok(
-        match C::try_from(request.command).unwrap_or(C::Unspecified) {
-            C::Unspecified => {
-                return Err((
-                    "command",
-                    request.command.to_string(),
-                    "PLAY, PAUSE, PLAY_PAUSE, STOP, NEXT, PREVIOUS, SEEK or SET_POSITION",
-                ))
-            }
-            C::Play => Command::Play,
-            C::Pause => Command::Pause,
-            C::PlayPause => Command::PlayPause,
-            C::Stop => Command::Stop,
-            C::Next => Command::Next,
-            C::Previous => Command::Previous,
-            C::Seek => Command::Seek {
-                offset_s: number(request.offset_s, "offset_s")?,
-            },
-            C::SetPosition => Command::SetPosition {
-                position_s: number(request.position_s, "position_s")?,
-            },
-        },
-    )
+/// Why a control request is refused before it reaches the stream: (field, value, allowed)
+/// for a missing choice, or the stream rules' own refusal (the same words as JSON-RPC).
+#[derive(Debug)]
+pub(crate) enum BadRequest {
+    /// Nothing chosen.
+    Missing(&'static str, &'static str),
+    /// Refused by the rules every control API shares.
+    Rule(ControlError),
 }
 
-/// The change a `SetStreamPropertyRequest` asks for.
+/// The command a `ControlStreamRequest` asks for, read by the same rules as `Stream.Control`.
 ///
 /// # Errors
 ///
-/// No value, or one out of range: (field, value, what is allowed).
+/// No command, or a seek or position without its number.
+pub(crate) fn command(request: &pb::ControlStreamRequest) -> Result<Command, BadRequest> {
+    use pb::StreamCommand as C;
+    let (name, params) = match C::try_from(request.command).unwrap_or(C::Unspecified) {
+        C::Unspecified => {
+            return Err(BadRequest::Missing(
+                "command",
+                "PLAY, PAUSE, PLAY_PAUSE, STOP, NEXT, PREVIOUS, SEEK or SET_POSITION",
+            ))
+        }
+        C::Play => ("play", None),
+        C::Pause => ("pause", None),
+        C::PlayPause => ("playPause", None),
+        C::Stop => ("stop", None),
+        C::Next => ("next", None),
+        C::Previous => ("previous", None),
+        C::Seek => ("seek", request.offset_s.map(|s| json!({"offset": s}))),
+        C::SetPosition => (
+            "setPosition",
+            request.position_s.map(|s| json!({"position": s})),
+        ),
+    };
+    Command::parse(name, params.as_ref()).map_err(BadRequest::Rule)
+}
+
+/// The change a `SetStreamPropertyRequest` asks for, read by the same rules as
+/// `Stream.SetProperty`.
+///
+/// # Errors
+///
+/// No value, or one out of range.
 pub(crate) fn property_change(
     request: &pb::SetStreamPropertyRequest,
-) -> Result<PropertyChange, (&'static str, String, &'static str)> {
-    use pb::set_stream_property_request::Value;
-    Ok(match request.value {
+) -> Result<PropertyChange, BadRequest> {
+    use pb::set_stream_property_request::Value as V;
+    let (name, value) = match request.value {
         None => {
-            return Err((
+            return Err(BadRequest::Missing(
                 "value",
-                "(unset)".into(),
                 "one of loop_status, shuffle, volume, mute, rate",
             ))
         }
-        Some(Value::LoopStatus(status)) => {
-            PropertyChange::LoopStatus(match pb::LoopStatus::try_from(status) {
-                Ok(pb::LoopStatus::None) => LoopStatus::None,
-                Ok(pb::LoopStatus::Track) => LoopStatus::Track,
-                Ok(pb::LoopStatus::Playlist) => LoopStatus::Playlist,
-                _ => {
-                    return Err((
-                        "loop_status",
-                        status.to_string(),
-                        "LOOP_STATUS_NONE, LOOP_STATUS_TRACK or LOOP_STATUS_PLAYLIST",
-                    ))
-                }
-            })
-        }
-        Some(Value::Shuffle(on)) => PropertyChange::Shuffle(on),
-        Some(Value::Mute(on)) => PropertyChange::Mute(on),
-        Some(Value::Volume(percent)) if percent <= 100 => {
-            PropertyChange::Volume(i64::from(percent))
-        }
-        Some(Value::Volume(percent)) => return Err(("volume", percent.to_string(), "0 to 100")),
-        Some(Value::Rate(rate)) if rate.is_finite() && rate > 0.0 => PropertyChange::Rate(rate),
-        Some(Value::Rate(rate)) => return Err(("rate", rate.to_string(), "a positive number")),
-    })
+        Some(V::LoopStatus(status)) => (
+            "loopStatus",
+            Value::from(match pb::LoopStatus::try_from(status) {
+                Ok(pb::LoopStatus::None) => LoopStatus::None.as_str(),
+                Ok(pb::LoopStatus::Track) => LoopStatus::Track.as_str(),
+                Ok(pb::LoopStatus::Playlist) => LoopStatus::Playlist.as_str(),
+                _ => "unspecified",
+            }),
+        ),
+        Some(V::Shuffle(on)) => ("shuffle", Value::from(on)),
+        Some(V::Mute(on)) => ("mute", Value::from(on)),
+        Some(V::Volume(percent)) => ("volume", Value::from(percent)),
+        Some(V::Rate(rate)) => ("rate", Value::from(rate)),
+    };
+    PropertyChange::parse(name, &value).map_err(BadRequest::Rule)
 }

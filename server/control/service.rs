@@ -116,6 +116,16 @@ impl ControlService {
     }
 }
 
+/// A stream control request refused before it reached the stream.
+fn bad_request(bad: properties::BadRequest) -> ControlError {
+    match bad {
+        properties::BadRequest::Missing(field, allowed) => {
+            ControlError::invalid(field, "(unset)", allowed)
+        }
+        properties::BadRequest::Rule(err) => err.into(),
+    }
+}
+
 type StatsStream = Pin<Box<dyn Stream<Item = Result<pb::Stats, Status>> + Send + 'static>>;
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send + 'static>>;
 
@@ -331,8 +341,7 @@ impl Control for ControlService {
     ) -> Result<Response<pb::ControlStreamResponse>, Status> {
         let request = request.into_inner();
         let stream = self.stream(&request.stream)?;
-        let command = properties::command(&request)
-            .map_err(|(field, value, allowed)| ControlError::invalid(field, value, allowed))?;
+        let command = properties::command(&request).map_err(bad_request)?;
         stream
             .control()
             .control(command)
@@ -350,8 +359,7 @@ impl Control for ControlService {
     ) -> Result<Response<pb::ControlStreamResponse>, Status> {
         let request = request.into_inner();
         let stream = self.stream(&request.stream)?;
-        let change = properties::property_change(&request)
-            .map_err(|(field, value, allowed)| ControlError::invalid(field, value, allowed))?;
+        let change = properties::property_change(&request).map_err(bad_request)?;
         stream
             .control()
             .set_property(change)

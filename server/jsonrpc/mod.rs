@@ -146,7 +146,7 @@ pub(crate) struct Rpc {
 }
 
 /// Per-connection facts a request needs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Caller {
     /// The hub id; changes made by this caller are not notified back to it.
     pub(crate) id: u64,
@@ -219,5 +219,55 @@ impl Rpc {
             Ok(result) => protocol::result(id, result),
             Err(err) => protocol::error(id, &err),
         })
+    }
+}
+
+/// The answers of one connection (TCP, websocket). A request answered at once is answered in
+/// order; one that has to wait (`Stream.Control` and `Stream.SetProperty` wait for the
+/// stream's plugin, up to its deadline) finishes in the background, so the connection goes
+/// on reading requests and receiving notifications meanwhile, as with snapserver.
+#[derive(Debug, Default)]
+pub(crate) struct Answers {
+    waiting: tokio::task::JoinSet<Option<String>>,
+}
+
+impl Answers {
+    /// Answers waiting at most per connection; beyond this the connection waits for the next.
+    const MAX_WAITING: usize = 16;
+
+    /// The reply to `text` when it is ready at once; `None` when there is none (a
+    /// notification) or it will come from [`Answers::finished`].
+    pub(crate) async fn answer(
+        &mut self,
+        rpc: &Arc<Rpc>,
+        text: String,
+        caller: &Caller,
+    ) -> Option<String> {
+        let (rpc, caller) = (rpc.clone(), caller.clone());
+        let mut reply = Box::pin(async move { rpc.handle(&text, &caller).await });
+        let first = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(reply.as_mut(), cx))
+        })
+        .await;
+        match first {
+            std::task::Poll::Ready(reply) => reply,
+            std::task::Poll::Pending if self.waiting.len() >= Self::MAX_WAITING => reply.await,
+            std::task::Poll::Pending => {
+                self.waiting.spawn(reply);
+                None
+            }
+        }
+    }
+
+    /// The next reply that finished in the background; never resolves while none waits, so
+    /// it can sit in a `select!` (cancel safe).
+    pub(crate) async fn finished(&mut self) -> String {
+        loop {
+            match self.waiting.join_next().await {
+                None => std::future::pending::<()>().await,
+                Some(Ok(Some(reply))) => return reply,
+                Some(Ok(None) | Err(_)) => {}
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use super::protocol::{self, RpcError, MAX_REQUEST_BYTES};
-use super::{JsonRpcListener, Rpc};
+use super::{Answers, JsonRpcListener, Rpc};
 
 /// Serves every listener until the relay stops.
 pub(crate) async fn serve(listener: JsonRpcListener, rpc: Arc<Rpc>, tracker: TaskTracker) {
@@ -51,16 +51,18 @@ async fn accept_loop(listener: TcpListener, rpc: Arc<Rpc>, tracker: TaskTracker)
     }
 }
 
-/// One control connection: reads requests and answers them in order, and writes the
-/// notifications the hub queues for it. One task, no timers: an idle connection sleeps in
-/// `select!` on its socket and its queue.
-async fn connection(mut socket: TcpStream, peer: SocketAddr, rpc: &Rpc) {
+/// One control connection: reads requests and answers them (in order, but for those that
+/// wait for a stream plugin: see [`Answers`]), and writes the notifications the hub queues
+/// for it. One task, no timers: an idle connection sleeps in `select!` on its socket and its
+/// queue.
+async fn connection(mut socket: TcpStream, peer: SocketAddr, rpc: &Arc<Rpc>) {
     let _ = socket.set_nodelay(true);
     let mut registration = rpc.hub.register(rpc.open());
     let id = registration.caller.id;
     debug!(%peer, connection = id, "JSON-RPC control client connected");
     let cancel = rpc.relay.cancel.clone();
     let mut input = BytesMut::with_capacity(1024);
+    let mut answers = Answers::default();
     let reason = loop {
         // Every branch is cancel safe: `read_buf` keeps partial input in `input`, `recv`
         // loses nothing.
@@ -73,10 +75,16 @@ async fn connection(mut socket: TcpStream, peer: SocketAddr, rpc: &Rpc) {
                     break "write failed";
                 }
             }
+            reply = answers.finished() => {
+                if send(&mut socket, &reply).await.is_err() {
+                    break "write failed";
+                }
+            }
             read = socket.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => break "closed",
                 Ok(_) => {
-                    match answer_lines(&mut input, rpc, &registration.caller, &mut socket).await {
+                    let caller = &registration.caller;
+                    match answer_lines(&mut input, rpc, caller, &mut answers, &mut socket).await {
                         Ok(()) => {}
                         Err(reason) => break reason,
                     }
@@ -91,8 +99,9 @@ async fn connection(mut socket: TcpStream, peer: SocketAddr, rpc: &Rpc) {
 /// and ends the connection (there is no way to find where the next request starts).
 async fn answer_lines(
     input: &mut BytesMut,
-    rpc: &Rpc,
+    rpc: &Arc<Rpc>,
     caller: &super::Caller,
+    answers: &mut Answers,
     socket: &mut TcpStream,
 ) -> Result<(), &'static str> {
     while let Some(end) = input.iter().position(|b| *b == b'\n') {
@@ -105,7 +114,7 @@ async fn answer_lines(
             continue;
         }
         let reply = match std::str::from_utf8(line) {
-            Ok(text) => rpc.handle(text, caller).await,
+            Ok(text) => answers.answer(rpc, text.to_owned(), caller).await,
             Err(_) => Some(
                 protocol::error(serde_json::Value::Null, &RpcError::parse("not UTF-8")).to_string(),
             ),

@@ -18,7 +18,7 @@ use serde_json::Value;
 use tracing::debug;
 
 use super::protocol::{self, RpcError, MAX_REQUEST_BYTES};
-use super::Rpc;
+use super::{Answers, Rpc};
 
 /// `POST /jsonrpc`. A required token may come as `Authorization: Bearer <token>`, since an
 /// HTTP caller has no connection to authenticate once.
@@ -59,6 +59,7 @@ async fn connection(mut socket: WebSocket, rpc: Arc<Rpc>) {
     let id = registration.caller.id;
     debug!(connection = id, "JSON-RPC websocket client connected");
     let cancel = rpc.relay.cancel.clone();
+    let mut answers = Answers::default();
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -66,6 +67,11 @@ async fn connection(mut socket: WebSocket, rpc: Arc<Rpc>) {
             notification = registration.notifications.recv() => {
                 let Some(text) = notification else { break };
                 if socket.send(Message::Text(text.as_ref().into())).await.is_err() {
+                    break;
+                }
+            }
+            reply = answers.finished() => {
+                if socket.send(Message::Text(reply.into())).await.is_err() {
                     break;
                 }
             }
@@ -86,7 +92,7 @@ async fn connection(mut socket: WebSocket, rpc: Arc<Rpc>) {
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                 };
-                if let Some(reply) = rpc.handle(&text, &registration.caller).await {
+                if let Some(reply) = answers.answer(&rpc, text, &registration.caller).await {
                     if socket.send(Message::Text(reply.into())).await.is_err() {
                         break;
                     }

@@ -25,11 +25,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-use crate::image_cache::ImageCache;
+use crate::image_cache::{ImageCache, Owner};
 use crate::properties::{Command, ControlError, Properties, PropertyChange};
 
 /// How long a caller waits for the plugin's answer.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// First restart delay of a plugin that ended; doubles up to 30 s while it keeps ending fast.
+pub(crate) const RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A stream's `controlscript` and its arguments, as the source URI gives them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +46,9 @@ pub struct ControlScript {
 /// cover art is served there) and the cover art cache.
 #[derive(Debug)]
 pub(crate) struct PluginEnv {
+    /// Whether the HTTP listener runs: plugins are told where it is only then, as by
+    /// snapserver.
+    pub(crate) http_enabled: bool,
     /// `--snapcast-host`.
     pub(crate) http_host: String,
     /// `--snapcast-port`: the HTTP port (JSON-RPC over HTTP and WebSocket).
@@ -54,6 +59,8 @@ pub(crate) struct PluginEnv {
     pub(crate) images: Arc<ImageCache>,
     /// How long a caller waits for the plugin's answer ([`REQUEST_TIMEOUT`]).
     pub(crate) request_timeout: Duration,
+    /// First restart delay ([`RESTART_BACKOFF`]).
+    pub(crate) restart_backoff: Duration,
 }
 
 impl PluginEnv {
@@ -61,11 +68,13 @@ impl PluginEnv {
     #[cfg(test)]
     pub(crate) fn local() -> Arc<Self> {
         Arc::new(Self {
+            http_enabled: true,
             http_host: "127.0.0.1".into(),
             http_port: 1780,
             art_url_base: "http://127.0.0.1:1780".into(),
             images: Arc::default(),
             request_timeout: REQUEST_TIMEOUT,
+            restart_backoff: RESTART_BACKOFF,
         })
     }
 }
@@ -101,6 +110,10 @@ pub(crate) struct StreamControl {
     script: Option<ControlScript>,
     stats: PluginStats,
     env: Arc<PluginEnv>,
+    /// Its cover art in the image cache.
+    image_owner: Owner,
+    /// Fires when the stream stops; nothing is cached for it after that.
+    stopped: CancellationToken,
 }
 
 impl StreamControl {
@@ -127,7 +140,9 @@ impl StreamControl {
             requests,
             script,
             stats: PluginStats::default(),
+            image_owner: env.images.owner(),
             env,
+            stopped: cancel.clone(),
         });
         if let (Some(script), Some(receiver)) = (control.script.clone(), receiver) {
             tracker.spawn(supervisor::run(control.clone(), script, receiver, cancel));
@@ -176,7 +191,7 @@ impl StreamControl {
 
     async fn ask(&self, method: &'static str, params: Value) -> Result<(), ControlError> {
         let Some(requests) = &self.requests else {
-            return Err(ControlError::NoPlugin("it has no stream plugin"));
+            return Err(ControlError::Unavailable("it has no stream plugin"));
         };
         let (reply, answer) = oneshot::channel();
         requests
@@ -185,14 +200,17 @@ impl StreamControl {
                 params,
                 reply,
             })
-            .map_err(|_| ControlError::NoPlugin("its plugin is busy or not running"))?;
+            .map_err(|_| ControlError::Unavailable("its plugin is busy or not running"))?;
         let timeout = self.env.request_timeout;
         let result = match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ControlError::NoPlugin("its plugin ended")),
+            Ok(Err(_)) => Err(ControlError::Unavailable("its plugin ended")),
             Err(_) => Err(ControlError::Timeout(timeout.as_millis() as u64)),
         };
-        if result.is_err() {
+        if matches!(
+            result,
+            Err(ControlError::Plugin { .. } | ControlError::Timeout(_))
+        ) {
             self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
         }
         result
@@ -202,6 +220,9 @@ impl StreamControl {
     /// no `metadata` keeps the current metadata, inline cover art is cached and replaced by
     /// its URL. Announced only when something changed.
     fn apply(&self, value: &Value) {
+        if self.stopped.is_cancelled() {
+            return; // the stream is gone: nothing to show, nothing to cache
+        }
         let mut problems = Vec::new();
         let mut properties = match Properties::from_json(value, &mut problems) {
             Ok(properties) => properties,
@@ -223,7 +244,7 @@ impl StreamControl {
                         .and_then(|bytes| {
                             self.env
                                 .images
-                                .put(&self.stream, bytes, &art.extension)
+                                .put(self.image_owner, &self.stream, bytes, &art.extension)
                                 .map_err(|err| err.to_string())
                         });
                     match cached {
@@ -233,13 +254,13 @@ impl StreamControl {
                         )),
                         Err(err) => {
                             warn!(stream = %self.stream, "stream plugin cover art dropped: {err}");
-                            self.env.images.clear(&self.stream);
+                            self.env.images.clear(self.image_owner);
                             metadata.drop_art_data();
                         }
                     }
                 }
                 _ => {
-                    self.env.images.clear(&self.stream);
+                    self.env.images.clear(self.image_owner);
                     metadata.drop_art_data();
                 }
             },
@@ -251,11 +272,15 @@ impl StreamControl {
             *current = Arc::new(properties);
             true
         });
+        if self.stopped.is_cancelled() {
+            // Stopped while this ran: what it cached goes with the stream.
+            self.env.images.clear(self.image_owner);
+        }
     }
 
     /// The plugin is gone: its player's state with it.
     fn forget_player(&self) {
-        self.env.images.clear(&self.stream);
+        self.env.images.clear(self.image_owner);
         self.properties.send_if_modified(|current| {
             if **current == Properties::default() {
                 return false;

@@ -20,8 +20,8 @@ use super::wire::{self, FromPlugin, Severity};
 use super::{ControlScript, Request, StreamControl};
 use crate::properties::ControlError;
 
-/// First restart delay; doubles up to [`MAX_BACKOFF`] while the plugin keeps dying fast.
-const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest restart delay; the first is the environment's `restart_backoff`, doubling while
+/// the plugin keeps ending fast.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A plugin that ran this long was healthy: the backoff starts over.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
@@ -43,17 +43,21 @@ pub(super) async fn run(
     mut requests: mpsc::Receiver<Request>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = MIN_BACKOFF;
+    let first_backoff = control.env.restart_backoff;
+    let mut backoff = first_backoff;
     loop {
         let started = Instant::now();
+        let mut ran = false;
         match spawn(&control, &script) {
             Ok(child) => {
+                ran = true;
                 control.stats.running.store(true, Ordering::Relaxed);
                 let outcome = Run::new(control.clone(), child)
                     .serve(&mut requests, &cancel)
                     .await;
                 control.stats.running.store(false, Ordering::Relaxed);
                 if cancel.is_cancelled() {
+                    control.forget_player();
                     return;
                 }
                 warn!(stream = %control.stream, status = %describe(outcome), ran = ?started.elapsed(), restart_in = ?backoff, "stream plugin ended; restarting");
@@ -64,7 +68,7 @@ pub(super) async fn run(
         }
         control.forget_player();
         if started.elapsed() >= HEALTHY_RUN {
-            backoff = MIN_BACKOFF;
+            backoff = first_backoff;
         }
         // While it is down, callers get an answer at once rather than a timeout.
         let pause = tokio::time::sleep(backoff);
@@ -74,12 +78,14 @@ pub(super) async fn run(
                 () = &mut pause => break,
                 () = cancel.cancelled() => return,
                 Some(request) = requests.recv() => {
-                    let _ = request.reply.send(Err(ControlError::NoPlugin("its plugin is restarting")));
+                    let _ = request.reply.send(Err(ControlError::Unavailable("its plugin is restarting")));
                 }
             }
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
-        control.stats.restarts.fetch_add(1, Ordering::Relaxed);
+        if ran {
+            control.stats.restarts.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -88,14 +94,20 @@ fn describe(status: Option<ExitStatus>) -> String {
 }
 
 /// Starts the script as snapserver does:
-/// `<script> [controlscriptparams] --stream=<id> --snapcast-port=<port> --snapcast-host=<host>`.
+/// `<script> [controlscriptparams] --stream=<id> --snapcast-port=<port> --snapcast-host=<host>`
+/// (the last two only when the HTTP listener runs).
 fn spawn(control: &StreamControl, script: &ControlScript) -> std::io::Result<Child> {
     let env = &control.env;
-    let child = crate::child::end_with_relay(&mut Command::new(&script.path))
+    let mut command = Command::new(&script.path);
+    command
         .args(&script.params)
-        .arg(format!("--stream={}", control.stream))
-        .arg(format!("--snapcast-port={}", env.http_port))
-        .arg(format!("--snapcast-host={}", env.http_host))
+        .arg(format!("--stream={}", control.stream));
+    if env.http_enabled {
+        command
+            .arg(format!("--snapcast-port={}", env.http_port))
+            .arg(format!("--snapcast-host={}", env.http_host));
+    }
+    let child = crate::child::end_with_relay(&mut command)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -156,7 +168,17 @@ impl Run {
         let status = loop {
             tokio::select! {
                 () = cancel.cancelled() => break None,
-                status = self.child.wait() => break status.ok(),
+                status = self.child.wait() => {
+                    // What it wrote just before it ended is still worth reading (an answer,
+                    // its last properties).
+                    let drain = async {
+                        while let Some(Ok(line)) = stdout.next().await {
+                            self.line(&line, &lines_out).await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(EXIT_GRACE, drain).await;
+                    break status.ok();
+                }
                 line = stdout.next() => match line {
                     Some(Ok(line)) => self.line(&line, &lines_out).await,
                     Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
@@ -187,17 +209,20 @@ impl Run {
         let _ = self.child.wait().await;
         for (_, pending) in self.pending.drain() {
             if let Pending::Caller(reply) = pending {
-                let _ = reply.send(Err(ControlError::NoPlugin("its plugin ended")));
+                let _ = reply.send(Err(ControlError::Unavailable("its plugin ended")));
             }
         }
         status
     }
 
     fn send(&mut self, request: Request, lines: &mpsc::Sender<String>) {
+        if request.reply.is_closed() {
+            return; // its caller gave up waiting: do not carry it out late
+        }
         let id = self.take_id();
         let line = wire::request(id, request.method, Some(request.params));
         if lines.try_send(line).is_err() {
-            let _ = request.reply.send(Err(ControlError::NoPlugin(
+            let _ = request.reply.send(Err(ControlError::Unavailable(
                 "its plugin is not reading its input",
             )));
             return;
@@ -223,6 +248,13 @@ impl Run {
         let stream = &self.control.stream;
         match message {
             FromPlugin::Ready => {
+                if self
+                    .pending
+                    .values()
+                    .any(|p| matches!(p, Pending::Properties))
+                {
+                    return; // one request for its properties at a time
+                }
                 let id = self.take_id();
                 if lines
                     .try_send(wire::request(id, wire::GET_PROPERTIES, None))

@@ -28,11 +28,13 @@ impl TestPlugin {
         std::fs::write(dir.path().join("properties.json"), properties.to_string()).unwrap();
         std::fs::create_dir(dir.path().join("outbox")).unwrap();
         let env = Arc::new(PluginEnv {
+            http_enabled: true,
             http_host: "relay.example".into(),
             http_port: 1780,
             art_url_base: "http://relay.example:1780".into(),
             images: Arc::default(),
             request_timeout: timeout,
+            restart_backoff: Duration::from_secs(3),
         });
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -182,13 +184,13 @@ async fn control_reaches_the_plugin_and_its_answer_the_caller() {
 
 #[tokio::test]
 async fn plugin_errors_and_silence_reach_the_caller() {
-    let plugin = TestPlugin::start(controllable(), Duration::from_millis(400));
+    let plugin = TestPlugin::start(controllable(), Duration::from_secs(2));
     std::fs::write(
         plugin.path("replies.json"),
         json!({
             "next": {"error": {"code": -32603, "message": "Oops", "data": "player gone"}},
             "play": {"error": {"code": -32601, "message": "Method not found"}},
-            "pause": "silent",
+            "pause": {"result": "ok", "delay_ms": 3000},
         })
         .to_string(),
     )
@@ -213,23 +215,27 @@ async fn plugin_errors_and_silence_reach_the_caller() {
     let started = Instant::now();
     assert_eq!(
         plugin.control.control(Command::Pause).await,
-        Err(ControlError::Timeout(400))
+        Err(ControlError::Timeout(2000))
     );
     assert!(started.elapsed() < Duration::from_secs(3));
-    // A late answer to a request nobody waits for any more does no harm; the next works.
+    // The late answer (after 3 s) reaches nobody and counts as a stray line; the next
+    // request gets its own answer.
+    plugin
+        .wait_for("the late answer", |p| {
+            p.control.stats().bad_lines.load(Ordering::Relaxed) == 1
+        })
+        .await;
     plugin
         .control
         .control(Command::Seek { offset_s: 1.0 })
         .await
         .unwrap();
-    assert_eq!(
-        plugin
-            .control
-            .stats()
-            .failed_requests
-            .load(Ordering::Relaxed),
-        3
-    );
+    let failed = plugin
+        .control
+        .stats()
+        .failed_requests
+        .load(Ordering::Relaxed);
+    assert_eq!(failed, 3);
     plugin.stop().await;
 }
 
@@ -247,11 +253,12 @@ async fn a_plugin_that_ends_is_restarted_and_its_player_forgotten_meanwhile() {
         })
         .await;
     assert!(changes.has_changed().unwrap());
-    // Down: refused at once (the flags are gone with the player).
+    // Down (3 s before the restart): refused at once, the flags gone with the player.
     assert_eq!(
         plugin.control.control(Command::Next).await,
         Err(ControlError::NotAllowed(Flag::GoNext))
     );
+    assert!(!plugin.control.stats().running.load(Ordering::Relaxed));
     plugin
         .wait_for("the restart", |p| {
             p.control.stats().restarts.load(Ordering::Relaxed) == 1

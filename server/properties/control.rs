@@ -230,9 +230,9 @@ pub(crate) enum ControlError {
     /// The stream's player does not allow it now.
     #[error("Stream property {} is false", .0.name())]
     NotAllowed(Flag),
-    /// The stream has no running plugin to carry it out (code 1).
+    /// The stream has no plugin, or none that can take a request now (code 1).
     #[error("Stream can not be controlled: {0}")]
-    NoPlugin(&'static str),
+    Unavailable(&'static str),
     /// The plugin answered with an error; its code and message, unchanged.
     #[error("{message}")]
     Plugin {
@@ -273,7 +273,7 @@ impl ControlError {
         match self {
             Self::InvalidParams(_) => -32602,
             Self::NotAllowed(flag) => flag.code(),
-            Self::NoPlugin(_) => 1,
+            Self::Unavailable(_) => 1,
             Self::Plugin { code, .. } => *code,
             Self::Timeout(_) => -32603,
         }

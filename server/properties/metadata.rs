@@ -171,9 +171,8 @@ fn checked(kind: Kind, value: &Value) -> Option<Value> {
             .is_some_and(|items| items.iter().all(Value::is_string)),
         Kind::Number => value.as_f64().is_some_and(f64::is_finite),
         Kind::Count => {
-            return value
-                .as_u64()
-                .filter(|n| *n <= u64::from(u16::MAX))
+            return super::whole(value)
+                .filter(|n| (0..=i64::from(u16::MAX)).contains(n))
                 .map(Value::from)
         }
         Kind::Art => {
@@ -235,6 +234,12 @@ mod tests {
                 extension: "png".into()
             })
         );
+    }
+
+    #[test]
+    fn a_count_written_as_a_whole_float_is_a_count() {
+        let metadata = Metadata::from_json(&json!({"trackNumber": 3.0}), &mut Vec::new()).unwrap();
+        assert_eq!(metadata.to_json(), json!({"trackNumber": 3}));
     }
 
     #[test]

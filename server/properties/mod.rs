@@ -141,7 +141,7 @@ impl Properties {
             }),
             shuffle: read.parsed("shuffle", "a boolean", Value::as_bool),
             volume: read.parsed("volume", "a whole number from 0 to 100", |v| {
-                v.as_i64().filter(|p| (0..=100).contains(p))
+                whole(v).filter(|p| (0..=100).contains(p))
             }),
             mute: read.parsed("mute", "a boolean", Value::as_bool),
             rate: read.parsed("rate", "a number", finite),
@@ -216,6 +216,17 @@ fn finite(value: &Value) -> Option<f64> {
     value.as_f64().filter(|f| f.is_finite())
 }
 
+/// An integer, also when written as a float with nothing after the point (`40.0`), as
+/// snapserver's JSON library reads it.
+pub(crate) fn whole(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+            .map(|f| f as i64)
+    })
+}
+
 /// Reads one key at a time, noting every value of the wrong type.
 struct Reader<'a> {
     object: &'a Map<String, Value>,
@@ -282,7 +293,7 @@ mod tests {
     #[test]
     fn wrong_types_are_dropped_one_key_at_a_time() {
         let input = json!({
-            "playbackStatus": "rewinding", "shuffle": "yes", "volume": 101, "canGoNext": 1,
+            "playbackStatus": "rewinding", "shuffle": "yes", "volume": 101.0, "canGoNext": 1,
             "canPlay": true, "position": "x", "speed": 2, "metadata": "T",
         });
         let mut problems = Vec::new();
@@ -294,5 +305,7 @@ mod tests {
         assert_eq!(properties.volume, None);
         assert_eq!(properties.metadata, None);
         assert!(Properties::from_json(&json!("x"), &mut problems).is_err());
+        let volume = Properties::from_json(&json!({"volume": 40.0}), &mut problems).unwrap();
+        assert_eq!(volume.volume, Some(40));
     }
 }

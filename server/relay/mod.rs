@@ -26,7 +26,7 @@ pub(crate) use streams::{AddStreamError, RemoveStreamError};
 
 use crate::config::Config;
 use crate::image_cache::ImageCache;
-use crate::plugin::{PluginEnv, REQUEST_TIMEOUT};
+use crate::plugin::{PluginEnv, REQUEST_TIMEOUT, RESTART_BACKOFF};
 use crate::pool::BufferPool;
 use crate::session::{self, SessionEnv, SessionRegistry};
 use crate::settings::{LiveSettings, LogReload};
@@ -239,10 +239,12 @@ fn plugin_env(config: &Config, http_port: u16, images: Arc<ImageCache>) -> Plugi
         prefix.replace("<hostname>", &host)
     };
     PluginEnv {
+        http_enabled: config.http.enabled,
         http_host: host,
         http_port,
         art_url_base,
         images,
         request_timeout: REQUEST_TIMEOUT,
+        restart_backoff: RESTART_BACKOFF,
     }
 }

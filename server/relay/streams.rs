@@ -9,7 +9,7 @@ use tracing::info;
 use super::Relay;
 use crate::source::{SourceError, SourceSpec};
 use crate::state::{Event, StateError};
-use crate::stream::{Stream, StreamError};
+use crate::stream::{Removal, Stream, StreamError};
 
 /// Why a stream could not be added at run time.
 #[derive(Debug, thiserror::Error)]
@@ -114,16 +114,10 @@ impl Relay {
         id: &str,
         origin: Option<u64>,
     ) -> Result<Vec<String>, RemoveStreamError> {
-        if self.stream(id).is_none() {
-            return Err(RemoveStreamError::NotFound);
-        }
-        if self.streams.len() <= 1 {
-            return Err(RemoveStreamError::Last);
-        }
-        if self.streams.remove(id).is_none() {
-            return Err(RemoveStreamError::NotFound); // removed meanwhile
-        }
-        self.images.clear(id);
+        self.streams.remove(id).map_err(|removal| match removal {
+            Removal::NotFound => RemoveStreamError::NotFound,
+            Removal::Last => RemoveStreamError::Last,
+        })?;
         self.state
             .announce(Event::StreamRemoved(id.to_owned()), origin);
         let names = self.streams.names();

@@ -16,6 +16,15 @@ struct Entry {
     cancel: CancellationToken,
 }
 
+/// Why a stream was not removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Removal {
+    /// No stream has the name.
+    NotFound,
+    /// It is the only stream.
+    Last,
+}
+
 /// Every running stream, in configuration order, then in order of addition.
 #[derive(Debug, Default)]
 pub(crate) struct StreamList {
@@ -57,11 +66,6 @@ impl StreamList {
             .into_iter()
     }
 
-    /// How many streams run.
-    pub(crate) fn len(&self) -> usize {
-        self.read().len()
-    }
-
     /// The default stream.
     pub(crate) fn first(&self) -> Option<Stream> {
         self.read().first().map(|e| e.stream.clone())
@@ -97,15 +101,22 @@ impl StreamList {
         Ok(())
     }
 
-    /// Removes a stream and stops its source. `None` when there is no such stream.
-    pub(crate) fn remove(&self, name: &str) -> Option<Stream> {
+    /// Removes a stream and stops its source, unless it is the last one (checked under the
+    /// same lock, so two removals at once cannot empty the list).
+    pub(crate) fn remove(&self, name: &str) -> Result<Stream, Removal> {
         let entry = {
             let mut list = self.write();
-            let index = list.iter().position(|e| e.stream.name() == name)?;
+            let index = list
+                .iter()
+                .position(|e| e.stream.name() == name)
+                .ok_or(Removal::NotFound)?;
+            if list.len() <= 1 {
+                return Err(Removal::Last);
+            }
             list.remove(index)
         };
         entry.cancel.cancel();
-        Some(entry.stream)
+        Ok(entry.stream)
     }
 }
 

@@ -13,7 +13,7 @@
 
 mod list;
 
-pub(crate) use list::StreamList;
+pub(crate) use list::{Removal, StreamList};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};

@@ -12,7 +12,9 @@ It records what it receives and does what the test asks, through one directory g
   deleted), in name order: properties notifications, log lines, garbage, anything.
 - `DIR/properties.json`: the answer to Plugin.Stream.Player.GetProperties ({} if absent).
 - `DIR/replies.json`: how to answer Control and SetProperty, by command or property name:
-  {"next": {"error": {...}}, "pause": "silent", ...}; the default is {"result": "ok"}.
+  {"next": {"error": {...}}, "pause": "silent", "play": {"result": "ok", "delay_ms": 900}};
+  the default is {"result": "ok"} at once.
+- `DIR/pid`: its process id, written at start.
 - `DIR/exit`: when it appears, the plugin deletes it and exits with status 3.
 
 It says Plugin.Stream.Ready at start.
@@ -36,6 +38,9 @@ os.makedirs(os.path.join(directory, "outbox"), exist_ok=True)
 with open(os.path.join(directory, "argv.json.tmp"), "w") as f:
     json.dump(sys.argv[1:], f)
 os.replace(os.path.join(directory, "argv.json.tmp"), os.path.join(directory, "argv.json"))
+with open(os.path.join(directory, "pid"), "w") as f:
+    f.write(str(os.getpid()))
+delayed = []  # (due, line)
 
 
 def send(line):
@@ -73,9 +78,13 @@ def answer(message):
     if reply == "silent" or ident is None:
         return
     reply = dict(reply)
+    delay = reply.pop("delay_ms", 0) / 1000.0
     reply["jsonrpc"] = "2.0"
     reply["id"] = ident
-    send(json.dumps(reply))
+    if delay > 0:
+        delayed.append((time.monotonic() + delay, json.dumps(reply)))
+    else:
+        send(json.dumps(reply))
 
 
 send(json.dumps({"jsonrpc": "2.0", "method": "Plugin.Stream.Ready"}))
@@ -97,6 +106,9 @@ while True:
                 continue
             record(message)
             answer(message)
+    for entry in [d for d in delayed if d[0] <= time.monotonic()]:
+        delayed.remove(entry)
+        send(entry[1])
     outbox = os.path.join(directory, "outbox")
     for name in sorted(os.listdir(outbox)):
         if not name.endswith(".line"):
