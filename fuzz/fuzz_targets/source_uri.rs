@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
         sample_format: SampleFormat::default(),
         codec: "pcm".to_owned(),
         chunk_ms: 20,
+        ..SourceDefaults::default()
     };
     if let Ok(spec) = SourceSpec::parse(text, &defaults) {
         // What status reports show must itself be printable.
