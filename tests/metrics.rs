@@ -5,8 +5,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -72,26 +72,14 @@ fn ensure_parser() {
 
 /// One HTTP/1.1 GET; returns (status code, headers lower-cased, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP listener");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("HTTP response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .expect("headers end with a blank line");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("status line");
-    (status, head.to_lowercase(), body.to_owned())
+    let response = common::http_get(addr, path);
+    let head = response
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {}\n", value.to_lowercase()))
+        .collect();
+    let body = String::from_utf8(response.body).expect("a text body");
+    (response.status, head, body)
 }
 
 /// Scrapes `/metrics` and parses it with prometheus_client.

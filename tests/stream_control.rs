@@ -35,20 +35,25 @@ fn plugin_dir(parent: &Path) -> PathBuf {
     dir
 }
 
-fn require_python_snapcast() {
-    let probe = Command::new("python3")
-        .args(["-c", "import snapcast.control"])
+/// Fails (never skips) when `python` cannot import `modules`; `what` says what to install.
+fn require_python(python: &str, modules: &str, what: &str) {
+    let probe = Command::new(python)
+        .args(["-c", &format!("import {modules}")])
         .output()
         .expect("python3 must be installed for this test");
     assert!(
         probe.status.success(),
-        "the python `snapcast` library is missing; run scripts/test.sh or `pip install snapcast`"
+        "{what} missing; run scripts/test.sh"
     );
 }
 
 /// Runs tests/python/stream_control_client.py against a server's JSON-RPC port.
 fn client_report(port: u16, plugin_dir: &Path) -> Value {
-    require_python_snapcast();
+    require_python(
+        "python3",
+        "snapcast.control",
+        "the python `snapcast` library (PyPI) is",
+    );
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/stream_control_client.py");
     let output = Command::new("python3")
@@ -366,13 +371,10 @@ fn normalize_cover(metadata: &mut Value, http_port: u16) {
 /// knows the API through reflection only, and as `Stream.OnProperties` on a WebSocket.
 #[test]
 fn changes_are_pushed_to_grpc_watchers_and_websockets() {
-    let probe = Command::new("python3")
-        .args(["-c", "import grpc, grpc_reflection.v1alpha"])
-        .output()
-        .expect("python3 must be installed for this test");
-    assert!(
-        probe.status.success(),
-        "the Python gRPC packages are missing; run scripts/test.sh"
+    require_python(
+        "python3",
+        "grpc, grpc_reflection.v1alpha",
+        "grpcio and grpcio-reflection (PyPI) are",
     );
     let dir = tempfile::tempdir().unwrap();
     let plugin = plugin_dir(dir.path());
@@ -470,14 +472,10 @@ fn snapservers_meta_mpd_plugin_runs_unchanged() {
         plugin.display()
     );
     // The plugin runs with `env python3`: Debian's, which has its modules.
-    let deps = Command::new("/usr/bin/python3")
-        .args(["-c", "import mpd, musicbrainzngs, dbus, gi"])
-        .output()
-        .expect("Debian's python3");
-    assert!(
-        deps.status.success(),
-        "meta_mpd.py's modules are missing; run scripts/test.sh or `apt-get install \
-         python3-mpd python3-musicbrainzngs python3-dbus python3-gi`"
+    require_python(
+        "/usr/bin/python3",
+        "mpd, musicbrainzngs, dbus, gi",
+        "meta_mpd.py's modules (python3-mpd, python3-musicbrainzngs, python3-dbus, python3-gi) are",
     );
     let dir = tempfile::tempdir().unwrap();
     let mpd_log = dir.path().join("mpd.log");
