@@ -216,6 +216,12 @@ impl StreamControl {
         result
     }
 
+    /// Takes properties a stream's source reports (librespot's log says what it plays), as
+    /// if its plugin had sent them.
+    pub(crate) fn report(&self, properties: &Value) {
+        self.apply(properties);
+    }
+
     /// Takes a properties object from the plugin: unreadable keys are logged and dropped,
     /// no `metadata` keeps the current metadata, inline cover art is cached and replaced by
     /// its URL. Announced only when something changed.

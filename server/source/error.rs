@@ -74,14 +74,15 @@ mod tests {
         };
         assert_eq!(
             unknown.to_string(),
-            "unknown source scheme 'gopher' (supported: pipe, file, tcp, process, tone)"
+            "unknown source scheme 'gopher' (supported: pipe, file, tcp, process, tone, librespot, spotify)"
         );
         let unsupported = SourceError::UnsupportedScheme {
             scheme: "alsa".into(),
         };
         assert_eq!(
             unsupported.to_string(),
-            "source scheme 'alsa' is not supported yet (supported: pipe, file, tcp, process, tone)"
+            "source scheme 'alsa' is not supported yet (supported: pipe, file, tcp, process, tone, \
+             librespot, spotify)"
         );
     }
 }

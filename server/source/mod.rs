@@ -4,6 +4,7 @@
 
 mod error;
 mod file;
+mod librespot;
 pub(crate) mod pacer;
 mod pipe;
 mod process;
@@ -15,6 +16,9 @@ mod tone;
 mod uri;
 
 use std::io;
+use std::sync::Arc;
+
+use crate::plugin::StreamControl;
 
 pub use error::SourceError;
 pub(crate) use redact::redacted_uri_string;
@@ -34,10 +38,12 @@ pub(crate) enum Reader {
 }
 
 impl Reader {
-    /// The reader a spec asks for. Pipes are created and tcp servers bound now, so that a bad
-    /// path or a taken port is a start-up error rather than a log line. Must run inside the
-    /// tokio runtime (tcp listeners register with it).
-    pub(crate) fn open(spec: &SourceSpec) -> io::Result<Self> {
+    /// The reader a spec asks for. Pipes are created, tcp servers bound and players looked
+    /// up now, so that a bad path, a taken port or a missing player is a start-up error
+    /// rather than a log line. What a player's log says about the track goes to `control`
+    /// (the stream's properties). Must run inside the tokio runtime (tcp listeners register
+    /// with it).
+    pub(crate) fn open(spec: &SourceSpec, control: &Arc<StreamControl>) -> io::Result<Self> {
         Ok(match &spec.kind {
             SourceKind::Pipe { path, create } => {
                 let reader = pipe::PipeReader::new(path.clone(), *create);
@@ -58,6 +64,39 @@ impl Reader {
                 path.clone(),
                 args.clone(),
             )),
+            SourceKind::Player {
+                path,
+                args,
+                killall,
+                watchdog,
+                player: librespot::Player::Librespot,
+            } => {
+                let program = librespot::find_program(path, "librespot").ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!(
+                            "librespot not found ({} nor librespot on PATH)",
+                            path.display()
+                        ),
+                    )
+                })?;
+                let control = control.clone();
+                let on_stderr = process::OnStderr(Arc::new(move |line: &str| {
+                    if let Some(metadata) = librespot::track_metadata(line) {
+                        control.report(&serde_json::json!({ "metadata": metadata }));
+                    }
+                }));
+                Self::Process(process::ProcessReader::supervised(
+                    &spec.name,
+                    program,
+                    args.clone(),
+                    process::Supervision {
+                        on_stderr: Some(on_stderr),
+                        watchdog: *watchdog,
+                        killall: *killall,
+                    },
+                ))
+            }
             SourceKind::Tone {
                 frequencies,
                 amplitude,

@@ -1,15 +1,41 @@
-//! Process input (snapcast-protocol.md §4.3 `process`): runs a command and reads raw PCM
-//! from its stdout; its stderr goes to our log; when it exits it is restarted with backoff.
-//! Process sources come only from the config file (never from the network).
+//! Process input (snapcast-protocol.md §4.3 `process`, and the players librespot runs as):
+//! runs a command and reads raw PCM from its stdout; each stderr line goes to our log and to
+//! an optional handler (a player's log says what it plays); when it exits it is restarted
+//! with backoff. A watchdog can restart it when its log stays silent too long (librespot's
+//! `wd_timeout`), and `killall` can end stray instances before the first start. Process
+//! sources come only from the config file (never from the network).
 
 use std::io;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tracing::{info, warn};
+
+/// What is done with each line the process writes to stderr (besides logging it).
+#[derive(Clone)]
+pub(crate) struct OnStderr(pub(crate) Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for OnStderr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnStderr")
+    }
+}
+
+/// How a process is run beyond its command line.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Supervision {
+    /// Called with every stderr line.
+    pub(crate) on_stderr: Option<OnStderr>,
+    /// Restart it when stderr has been silent this long.
+    pub(crate) watchdog: Option<Duration>,
+    /// `killall <program>` before the first start.
+    pub(crate) killall: bool,
+}
 
 /// First restart delay; doubles up to [`MAX_BACKOFF`] while the process keeps dying fast.
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -27,10 +53,23 @@ pub(crate) struct ProcessReader {
     backoff: Duration,
     /// Starts, for tests and logs.
     starts: u64,
+    supervision: Supervision,
+    /// When stderr last said something, ms after `epoch`.
+    last_stderr_ms: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl ProcessReader {
     pub(crate) fn new(name: &str, path: PathBuf, args: Vec<String>) -> Self {
+        Self::supervised(name, path, args, Supervision::default())
+    }
+
+    pub(crate) fn supervised(
+        name: &str,
+        path: PathBuf,
+        args: Vec<String>,
+        supervision: Supervision,
+    ) -> Self {
         Self {
             name: name.to_owned(),
             path,
@@ -38,7 +77,29 @@ impl ProcessReader {
             running: None,
             backoff: MIN_BACKOFF,
             starts: 0,
+            supervision,
+            last_stderr_ms: Arc::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Ends stray instances of the program (snapserver's `killall=true`); a missing
+    /// `killall` or none running is fine.
+    async fn kill_strays(&self) {
+        let Some(program) = self.path.file_name() else {
+            return;
+        };
+        match Command::new("killall").arg(program).output().await {
+            Ok(_) => {
+                info!(stream = %self.name, program = ?program, "killall before the first start")
+            }
+            Err(err) => warn!(stream = %self.name, error = %err, "killall not run"),
+        }
+    }
+
+    fn note_stderr(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_stderr_ms.store(now, Ordering::Relaxed);
     }
 
     fn spawn(&mut self) -> io::Result<()> {
@@ -53,13 +114,21 @@ impl ProcessReader {
             .stdout
             .take()
             .ok_or_else(|| io::Error::other("child has no stdout"))?;
+        self.note_stderr();
         if let Some(stderr) = child.stderr.take() {
             let name = self.name.clone();
+            let on_stderr = self.supervision.on_stderr.clone();
+            let (last, epoch) = (self.last_stderr_ms.clone(), self.epoch);
             // Ends by itself when the child's stderr closes.
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stderr).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
+                    let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    last.store(now, Ordering::Relaxed);
                     info!(stream = %name, "process: {line}");
+                    if let Some(OnStderr(handle)) = &on_stderr {
+                        handle(&line);
+                    }
                 }
             });
         }
@@ -70,7 +139,15 @@ impl ProcessReader {
     }
 
     pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.supervision.killall && self.starts == 0 {
+            self.supervision.killall = false;
+            self.kill_strays().await;
+        }
         loop {
+            let watchdog_due = self.supervision.watchdog.map(|limit| {
+                let last = Duration::from_millis(self.last_stderr_ms.load(Ordering::Relaxed));
+                tokio::time::Instant::from_std(self.epoch + last + limit)
+            });
             let Some((child, stdout, started)) = self.running.as_mut() else {
                 if let Err(err) = self.spawn() {
                     warn!(stream = %self.name, path = %self.path.display(), error = %err, retry_in = ?self.backoff, "cannot start source process");
@@ -79,7 +156,22 @@ impl ProcessReader {
                 }
                 continue;
             };
-            match stdout.read(buf).await {
+            let read = match watchdog_due {
+                None => stdout.read(buf).await,
+                Some(due) => tokio::select! {
+                    read = stdout.read(buf) => read,
+                    () = tokio::time::sleep_until(due) => {
+                        let last = Duration::from_millis(self.last_stderr_ms.load(Ordering::Relaxed));
+                        if self.epoch + last + self.supervision.watchdog.unwrap_or_default() > Instant::now() {
+                            continue; // it spoke meanwhile
+                        }
+                        warn!(stream = %self.name, silent_for = ?self.supervision.watchdog, "the player's log went silent; restarting it (wd_timeout)");
+                        let _ = child.start_kill();
+                        Err(io::Error::new(io::ErrorKind::TimedOut, "watchdog"))
+                    }
+                },
+            };
+            match read {
                 Ok(n) if n > 0 => return Ok(n),
                 result => {
                     let ran = started.elapsed();
@@ -120,6 +212,44 @@ mod tests {
         }
         assert_eq!(&seen[..6], b"abcabc");
         assert!(reader.starts >= 2);
+    }
+
+    #[tokio::test]
+    async fn a_process_whose_log_goes_silent_is_restarted_by_the_watchdog() {
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = lines.clone();
+        let mut reader = ProcessReader::supervised(
+            "t",
+            "/bin/sh".into(),
+            vec![
+                "-c".into(),
+                "echo started >&2; while :; do printf abcd; sleep 0.05; done".into(),
+            ],
+            Supervision {
+                on_stderr: Some(OnStderr(Arc::new(move |line: &str| {
+                    seen.lock().unwrap().push(line.to_owned());
+                }))),
+                watchdog: Some(Duration::from_millis(700)),
+                killall: false,
+            },
+        );
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        // Audio keeps coming, but the log is silent: restarted about every 0.7 s (plus the
+        // restart backoff).
+        while reader.starts < 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no watchdog restart"
+            );
+            tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert!(started.elapsed() >= Duration::from_millis(700));
+        assert!(lines.lock().unwrap().iter().all(|l| l == "started"));
+        assert!(!lines.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Secrets in source URIs, masked wherever a URI is shown (status reports, logs, replies):
 //! the password of `user:password@` in the authority, and the value of every query parameter
-//! whose key names a password, token or secret (librespot's `password`, for instance).
+//! whose key names a password, token or secret (librespot's `password`, for instance), and
+//! the `username` of an account (librespot's; snapserver masks it too).
 
 use super::SourceUri;
 
@@ -11,10 +12,10 @@ const MASK: &str = "xxx";
 const SECRET_KEYS: &[&str] = &["password", "secret", "token", "passwd"];
 
 /// Whether the query key `key` holds a secret: its name contains `password`, `passwd`,
-/// `token` or `secret`, in any case.
+/// `token` or `secret`, in any case, or it is `username`.
 pub(crate) fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    SECRET_KEYS.iter().any(|s| key.contains(s))
+    key == "username" || SECRET_KEYS.iter().any(|s| key.contains(s))
 }
 
 /// `uri` with every secret replaced by `xxx`: the password of `user:password@` in the host
@@ -93,7 +94,8 @@ mod tests {
             text.contains("bob:xxx@host:4000") && text.contains("password=xxx"),
             "{text}"
         );
-        assert!(text.contains("username=bob"), "{text}");
+        // The account name too, as snapserver shows librespot's.
+        assert!(text.contains("username=xxx"), "{text}");
     }
 
     #[test]

@@ -8,19 +8,19 @@ use super::{SourceError, SourceUri};
 use crate::sample_format::SampleFormat;
 
 /// Every source scheme snaprelay serves, in the order messages list them.
-pub(crate) const SCHEMES: &[&str] = &["pipe", "file", "tcp", "process", "tone"];
+pub(crate) const SCHEMES: &[&str] = &[
+    "pipe",
+    "file",
+    "tcp",
+    "process",
+    "tone",
+    "librespot",
+    "spotify",
+];
 
 /// Schemes snapserver serves that snaprelay does not (yet): refused as unsupported rather
 /// than unknown.
-const SNAPSERVER_ONLY_SCHEMES: &[&str] = &[
-    "alsa",
-    "jack",
-    "pipewire",
-    "librespot",
-    "spotify",
-    "airplay",
-    "meta",
-];
+const SNAPSERVER_ONLY_SCHEMES: &[&str] = &["alsa", "jack", "pipewire", "airplay", "meta"];
 
 /// Default port of `tcp://` sources (§6.2).
 const DEFAULT_TCP_SOURCE_PORT: u16 = 4953;
@@ -56,6 +56,20 @@ pub(crate) enum SourceKind {
         path: PathBuf,
         /// Its arguments (`params=`, split like a shell would on spaces and double quotes).
         args: Vec<String>,
+    },
+    /// A player program (librespot) run as snapserver runs it: PCM on its stdout, what it
+    /// plays in its log (config file only, never from the network).
+    Player {
+        /// Executable (found on `PATH` when not absolute).
+        path: PathBuf,
+        /// Its arguments, as snapserver builds them from the URI.
+        args: Vec<String>,
+        /// `killall` running instances of it before the first start.
+        killall: bool,
+        /// Restart it when its log has been silent this long.
+        watchdog: Option<std::time::Duration>,
+        /// Which player, for what its log means.
+        player: super::librespot::Player,
     },
     /// A built-in sine generator; one frequency per channel (the last repeats).
     Tone {
@@ -113,6 +127,7 @@ impl SourceKind {
                 path: require_path(uri, text)?,
                 args: split_params(param(uri, "params", "")),
             },
+            "librespot" | "spotify" => super::librespot::kind(uri, name)?,
             other => {
                 let scheme = other.to_owned();
                 return Err(if SNAPSERVER_ONLY_SCHEMES.contains(&other) {

@@ -68,6 +68,13 @@ impl SourceSpec {
             .filter(|n| !n.is_empty())
             .cloned()
             .ok_or_else(|| SourceError::MissingName(super::redacted_uri_string(text)))?;
+        if matches!(uri.scheme.as_str(), "librespot" | "spotify") {
+            // The player writes this and nothing else; snapserver forces it too.
+            uri.query.insert(
+                "sampleformat".into(),
+                super::librespot::SAMPLE_FORMAT.to_owned(),
+            );
+        }
         uri.query
             .entry("sampleformat".into())
             .or_insert_with(|| defaults.sample_format.to_string());

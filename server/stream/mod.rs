@@ -153,10 +153,20 @@ impl Stream {
                 name: spec.name.clone(),
                 source,
             })?;
-        let reader = Reader::open(&spec).map_err(|source| StreamError::Open {
-            name: spec.name.clone(),
-            uri: spec.uri.redacted().to_uri_string(),
-            source,
+        let control = StreamControl::start(
+            &spec.name,
+            spec.control_script.clone(),
+            plugins.clone(),
+            cancel.clone(),
+            tracker,
+        );
+        let reader = Reader::open(&spec, &control).map_err(|source| {
+            cancel.cancel(); // its plugin, if it started
+            StreamError::Open {
+                name: spec.name.clone(),
+                uri: spec.uri.redacted().to_uri_string(),
+                source,
+            }
         })?;
         let codec_header = Bytes::from(
             Message::CodecHeader(CodecHeader {
@@ -171,13 +181,6 @@ impl Stream {
         let buffer_chunks = (buffer_ms / spec.chunk_ms.max(1)) as usize;
         let capacity = buffer_chunks.max(pacer::max_burst_chunks(spec.chunk_ms, buffer_ms)) + 16;
         let (chunk_tx, _) = broadcast::channel(capacity);
-        let control = StreamControl::start(
-            &spec.name,
-            spec.control_script.clone(),
-            plugins.clone(),
-            cancel.clone(),
-            tracker,
-        );
         let stream = Self {
             inner: Arc::new(Inner {
                 codec: encoder.name(),
@@ -201,9 +204,12 @@ impl Stream {
         std::thread::Builder::new()
             .name(format!("encode-{}", stream.name()))
             .spawn(move || publisher.encode_loop(encoder, pcm_rx, recycle_tx))
-            .map_err(|source| StreamError::EncoderThread {
-                name: stream.name().to_owned(),
-                source,
+            .map_err(|source| {
+                cancel.cancel(); // its plugin, if it started
+                StreamError::EncoderThread {
+                    name: stream.name().to_owned(),
+                    source,
+                }
             })?;
         let task = stream.clone();
         tracker.spawn(async move {

@@ -96,6 +96,11 @@ pub fn continuity(frames: &[(i16, i16)]) -> Continuity {
 
 /// The strongest frequency in one channel, to within one FFT bin (48000 / n Hz).
 pub fn dominant_frequency(frames: &[(i16, i16)], right: bool) -> f64 {
+    dominant_frequency_at(frames, right, RATE)
+}
+
+/// [`dominant_frequency`] of audio at `rate` Hz.
+pub fn dominant_frequency_at(frames: &[(i16, i16)], right: bool, rate: u32) -> f64 {
     let n = frames.len().min(1 << 15).next_power_of_two() / 2;
     assert!(
         n >= 4096,
@@ -120,7 +125,7 @@ pub fn dominant_frequency(frames: &[(i16, i16)], right: bool) -> f64 {
             (0, 0.0),
             |best, cur| if cur.1 > best.1 { cur } else { best },
         );
-    bin as f64 * f64::from(RATE) / n as f64
+    bin as f64 * f64::from(rate) / n as f64
 }
 
 /// For each whole 50 ms block the player wrote (read in one piece), when it arrived and

@@ -1,0 +1,183 @@
+//! Player sources (issue 17): librespot run as snapserver runs it, with a stand-in player
+//! (`tests/players/librespot`) that behaves like the real one from the outside: its command
+//! line, the track its log names reaching the stream's properties, the watchdog restarting it
+//! when its log goes quiet, and a real snapclient hearing its 44100 Hz audio.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{audio, http_get, jsonrpc_call, Relay, Snapclient};
+use serde_json::{json, Value};
+
+fn fake_player() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/players/librespot")
+}
+
+/// Each start's command line, as the stand-in recorded it.
+fn starts(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("starts.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn start_relay(uri: &str, codec: &str) -> (Relay, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("player");
+    std::fs::create_dir_all(&records).unwrap();
+    let source = format!(
+        "librespot://{}?{uri}&codec={codec}",
+        fake_player().display()
+    );
+    let relay = Relay::start_with_env(
+        dir,
+        &["--source", &source, "--http.host=relay.test"],
+        &[("FAKE_PLAYER_DIR", records.to_str().unwrap())],
+    );
+    (relay, records)
+}
+
+#[test]
+fn librespot_runs_as_snapserver_runs_it_and_its_track_reaches_the_properties() {
+    let (relay, records) = start_relay(
+        "name=Spotify&devicename=Kitchen&bitrate=160&volume=42&username=me&password=hunter2",
+        "pcm",
+    );
+    let started = common::eventually(
+        Duration::from_secs(10),
+        "librespot started",
+        || relay.log(),
+        || starts(&records).first().cloned(),
+    );
+    assert_eq!(
+        started,
+        json!([
+            "--name",
+            "Kitchen",
+            "--username",
+            "me",
+            "--password",
+            "hunter2",
+            "--bitrate",
+            "160",
+            "--backend",
+            "pipe",
+            "--initial-volume",
+            "42",
+            "--verbose"
+        ])
+    );
+
+    let addr = relay.jsonrpc_addr();
+    let stream = common::eventually(
+        Duration::from_secs(10),
+        "the track's metadata",
+        || relay.log(),
+        || {
+            let status = jsonrpc_call(addr, "Server.GetStatus", json!({}));
+            let stream = status["result"]["server"]["streams"][0].clone();
+            (stream["properties"]["metadata"]["title"] == "Test Track").then_some(stream)
+        },
+    );
+    let metadata = &stream["properties"]["metadata"];
+    assert_eq!(metadata["duration"], 200.0);
+    // The credentials never show, and the format is librespot's whatever the defaults say.
+    let raw = stream["uri"]["raw"].as_str().unwrap();
+    assert!(
+        !raw.contains("hunter2") && !raw.contains("username=me"),
+        "{raw}"
+    );
+    assert_eq!(stream["uri"]["query"]["sampleformat"], "44100:16:2");
+    // Spotify's mark as the cover, served by the relay.
+    let url = metadata["artUrl"].as_str().unwrap();
+    let http = relay.http_addr();
+    let path = url
+        .split_once(&format!("relay.test:{}", http.port()))
+        .unwrap()
+        .1;
+    let cover = http_get(http, path);
+    assert_eq!(cover.status, 200);
+    assert_eq!(cover.header("content-type"), Some("image/svg+xml"));
+    assert!(String::from_utf8_lossy(&cover.body).starts_with("<svg"));
+
+    // A real snapclient hears the player's 441/882 Hz at 44100 Hz.
+    let client_dir = tempfile::tempdir().unwrap();
+    let client = Snapclient::start(relay.port(), "kitchen", client_dir.path());
+    let frames = common::eventually(
+        Duration::from_secs(20),
+        "three seconds of audio",
+        || client.log(),
+        || {
+            let (bytes, _) = client.output();
+            let frames = audio::frames(&bytes);
+            (frames.len() > 3 * 44_100).then_some(frames)
+        },
+    );
+    let recent = &frames[frames.len() - 44_100..];
+    let left = audio::dominant_frequency_at(recent, false, 44_100);
+    let right = audio::dominant_frequency_at(recent, true, 44_100);
+    assert!((left - 441.0).abs() < 3.0, "left {left} Hz");
+    assert!((right - 882.0).abs() < 3.0, "right {right} Hz");
+    assert!(client.log().contains("44100:16:2"), "{}", client.log());
+}
+
+#[test]
+fn a_player_whose_log_goes_quiet_is_restarted_by_the_watchdog() {
+    let (relay, records) = start_relay("name=Spotify&wd_timeout=1", "pcm");
+    // The stand-in logs only at start: each second of silence is a restart (plus backoff).
+    common::eventually(
+        Duration::from_secs(15),
+        "two watchdog restarts",
+        || relay.log(),
+        || (starts(&records).len() >= 3).then_some(()),
+    );
+    assert!(relay.log().contains("wd_timeout"), "{}", relay.log());
+}
+
+#[test]
+fn a_missing_player_or_bad_parameters_fail_start_up_clearly() {
+    let check = |source: &str, words: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_snaprelay"))
+            .args(["--check-config", "--source", source])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{source}");
+        assert!(stderr.contains(words), "{source}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    };
+    check(
+        "librespot:///usr/bin/librespot?name=S&username=me",
+        "username and password together",
+    );
+    check(
+        "librespot:///usr/bin/librespot?name=S&password=hunter2",
+        "username and password together",
+    );
+    check(
+        "librespot:///usr/bin/librespot?name=S&params=--onevent%20x",
+        "use onevent=",
+    );
+    // The player itself is looked for when the stream starts.
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_snaprelay"))
+        .args(["--source", "librespot:///nowhere/librespot?name=S"])
+        .args([
+            "--port",
+            "0",
+            "--grpc.port=0",
+            "--http.port=0",
+            "--tcp.port=0",
+        ])
+        .arg("--datadir")
+        .arg(dir.path())
+        .env("PATH", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("librespot not found"), "{stderr}");
+}
