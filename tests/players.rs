@@ -181,3 +181,80 @@ fn a_missing_player_or_bad_parameters_fail_start_up_clearly() {
     assert!(!output.status.success());
     assert!(stderr.contains("librespot not found"), "{stderr}");
 }
+
+/// AirPlay: shairport-sync run as snapserver runs it, moved to the next port when another
+/// instance holds its own, its metadata pipe's items (garbage among them) reaching the
+/// stream's properties, the cover served as JPEG.
+#[test]
+fn shairport_sync_runs_as_snapserver_runs_it_and_its_metadata_reaches_the_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("player");
+    std::fs::create_dir_all(&records).unwrap();
+    let player = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/players/shairport-sync");
+    let port = common::free_port();
+    let source = format!(
+        "airplay://{}?name=AirPlay&devicename=Living%20Room&port={port}&password=hunter2&codec=pcm",
+        player.display()
+    );
+    let relay = Relay::start_with_env(
+        dir,
+        &["--source", &source, "--http.host=relay.test"],
+        &[
+            ("FAKE_PLAYER_DIR", records.to_str().unwrap()),
+            ("FAKE_PLAYER_TAKEN_PORT", &port.to_string()),
+        ],
+    );
+    let addr = relay.jsonrpc_addr();
+    let stream = common::eventually(
+        Duration::from_secs(20),
+        "the cover",
+        || relay.log(),
+        || {
+            let status = jsonrpc_call(addr, "Server.GetStatus", json!({}));
+            let stream = status["result"]["server"]["streams"][0].clone();
+            stream["properties"]["metadata"]["artUrl"]
+                .is_string()
+                .then_some(stream)
+        },
+    );
+    let metadata = &stream["properties"]["metadata"];
+    assert_eq!(metadata["title"], "Fake Title", "{stream}");
+    assert_eq!(metadata["artist"], json!(["Fake Artist"]));
+    assert_eq!(metadata["album"], "Fake Album");
+    assert!(!stream["uri"]["raw"].as_str().unwrap().contains("hunter2"));
+    let http = relay.http_addr();
+    let url = metadata["artUrl"].as_str().unwrap();
+    assert!(url.ends_with(".jpg"), "{url}");
+    let path = url
+        .split_once(&format!("relay.test:{}", http.port()))
+        .unwrap()
+        .1;
+    let cover = http_get(http, path);
+    assert_eq!(cover.header("content-type"), Some("image/jpeg"));
+    assert_eq!(cover.body, b"\xff\xd8\xff\xe0 fake jpeg");
+
+    // The first start found its port taken and the next went one up, pipe and all.
+    let all = starts(&records);
+    assert!(all.len() >= 2, "{all:?}");
+    let pipe = |p: u16| format!("--metadata-pipename=/tmp/shairmeta.{}.{p}", relay.pid());
+    let expected = |p: u16| {
+        json!([
+            "--name=Living Room",
+            "--output=stdout",
+            "--get-coverart",
+            "--password",
+            "hunter2",
+            pipe(p),
+            format!("--port={p}")
+        ])
+    };
+    assert_eq!(all[0], expected(port));
+    assert_eq!(all[1], expected(port + 1));
+    assert!(
+        relay
+            .log()
+            .contains("unreadable items on the metadata pipe"),
+        "{}",
+        relay.log()
+    );
+}

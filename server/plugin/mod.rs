@@ -216,6 +216,11 @@ impl StreamControl {
         result
     }
 
+    /// Fires when the stream stops.
+    pub(crate) fn stopped(&self) -> CancellationToken {
+        self.stopped.clone()
+    }
+
     /// Takes properties a stream's source reports (librespot's log says what it plays), as
     /// if its plugin had sent them.
     pub(crate) fn report(&self, properties: &Value) {

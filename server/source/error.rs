@@ -74,7 +74,8 @@ mod tests {
         };
         assert_eq!(
             unknown.to_string(),
-            "unknown source scheme 'gopher' (supported: pipe, file, tcp, process, tone, librespot, spotify)"
+            "unknown source scheme 'gopher' (supported: pipe, file, tcp, process, tone, librespot, \
+             spotify, airplay)"
         );
         let unsupported = SourceError::UnsupportedScheme {
             scheme: "alsa".into(),
@@ -82,7 +83,7 @@ mod tests {
         assert_eq!(
             unsupported.to_string(),
             "source scheme 'alsa' is not supported yet (supported: pipe, file, tcp, process, tone, \
-             librespot, spotify)"
+             librespot, spotify, airplay)"
         );
     }
 }

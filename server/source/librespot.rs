@@ -110,15 +110,8 @@ pub(super) fn kind(uri: &SourceUri, name: &str) -> Result<SourceKind, SourceErro
         args,
         killall: flag("killall")?,
         watchdog: Some(Duration::from_secs(watchdog)),
-        player: Player::Librespot,
+        player: super::Player::Librespot,
     })
-}
-
-/// Which player a player source runs, for what its log says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Player {
-    /// librespot.
-    Librespot,
 }
 
 /// The path as written, or `librespot` to be found on `PATH` when none is given.

@@ -2,6 +2,8 @@
 //! timestamped PCM chunks. Readers never block a runtime worker and never return EOF: they
 //! reopen on their own and simply wait while no data flows.
 
+mod airplay;
+mod airplay_metadata;
 mod error;
 mod file;
 mod librespot;
@@ -22,7 +24,7 @@ use crate::plugin::StreamControl;
 
 pub use error::SourceError;
 pub(crate) use redact::redacted_uri_string;
-pub(crate) use schemes::{SourceKind, SCHEMES};
+pub(crate) use schemes::{Player, SourceKind, SCHEMES};
 pub use spec::{SourceDefaults, SourceSpec, DEFAULT_PLUGIN_DIR};
 pub use uri::SourceUri;
 
@@ -33,7 +35,8 @@ pub(crate) enum Reader {
     File(file::FileReader),
     TcpServer(tcp::TcpServerReader),
     TcpClient(tcp::TcpClientReader),
-    Process(process::ProcessReader),
+    /// Boxed: a supervised process carries more than the other readers.
+    Process(Box<process::ProcessReader>),
     Tone(tone::ToneReader),
 }
 
@@ -59,17 +62,15 @@ impl Reader {
             SourceKind::TcpClient { addr } => {
                 Self::TcpClient(tcp::TcpClientReader::new(&spec.name, *addr))
             }
-            SourceKind::Process { path, args } => Self::Process(process::ProcessReader::new(
-                &spec.name,
-                path.clone(),
-                args.clone(),
+            SourceKind::Process { path, args } => Self::Process(Box::new(
+                process::ProcessReader::new(&spec.name, path.clone(), args.clone()),
             )),
             SourceKind::Player {
                 path,
                 args,
                 killall,
                 watchdog,
-                player: librespot::Player::Librespot,
+                player: Player::Librespot,
             } => {
                 let program = librespot::find_program(path, "librespot").ok_or_else(|| {
                     io::Error::new(
@@ -86,7 +87,7 @@ impl Reader {
                         control.report(&serde_json::json!({ "metadata": metadata }));
                     }
                 }));
-                Self::Process(process::ProcessReader::supervised(
+                Self::Process(Box::new(process::ProcessReader::supervised(
                     &spec.name,
                     program,
                     args.clone(),
@@ -94,8 +95,51 @@ impl Reader {
                         on_stderr: Some(on_stderr),
                         watchdog: *watchdog,
                         killall: *killall,
+                        args_of: None,
                     },
-                ))
+                )))
+            }
+            SourceKind::Player {
+                path,
+                args,
+                player: Player::Airplay { port },
+                ..
+            } => {
+                let program = librespot::find_program(path, "shairport-sync").ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!(
+                            "shairport-sync not found ({} nor shairport-sync on PATH)",
+                            path.display()
+                        ),
+                    )
+                })?;
+                let ports = airplay::Ports::new(*port, args.clone());
+                tokio::spawn(airplay_metadata::run(
+                    spec.name.clone(),
+                    ports.clone(),
+                    control.clone(),
+                ));
+                let (name, on_port) = (spec.name.clone(), ports.clone());
+                let on_stderr = process::OnStderr(Arc::new(move |line: &str| {
+                    if on_port.on_stderr(line) {
+                        tracing::error!(stream = %name, port = on_port.port(), "another shairport-sync holds the port; moving to this one");
+                    } else if line.contains("Invalid audio output specified") {
+                        tracing::error!(stream = %name, "shairport-sync was built without the stdout backend (--with-stdout)");
+                    }
+                }));
+                let args_of = process::ArgsOf(Arc::new(move || ports.args()));
+                Self::Process(Box::new(process::ProcessReader::supervised(
+                    &spec.name,
+                    program,
+                    Vec::new(),
+                    process::Supervision {
+                        on_stderr: Some(on_stderr),
+                        watchdog: None,
+                        killall: false,
+                        args_of: Some(args_of),
+                    },
+                )))
             }
             SourceKind::Tone {
                 frequencies,

@@ -26,9 +26,22 @@ impl std::fmt::Debug for OnStderr {
     }
 }
 
+/// The command line for each start, when it can change between starts (shairport-sync's
+/// port moves on when another instance holds it).
+#[derive(Clone)]
+pub(crate) struct ArgsOf(pub(crate) Arc<dyn Fn() -> Vec<String> + Send + Sync>);
+
+impl std::fmt::Debug for ArgsOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ArgsOf")
+    }
+}
+
 /// How a process is run beyond its command line.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Supervision {
+    /// Its arguments at each start, instead of the fixed ones.
+    pub(crate) args_of: Option<ArgsOf>,
     /// Called with every stderr line.
     pub(crate) on_stderr: Option<OnStderr>,
     /// Restart it when stderr has been silent this long.
@@ -103,8 +116,12 @@ impl ProcessReader {
     }
 
     fn spawn(&mut self) -> io::Result<()> {
+        let args = match &self.supervision.args_of {
+            Some(ArgsOf(args_of)) => args_of(),
+            None => self.args.clone(),
+        };
         let mut child = crate::child::end_with_relay(&mut Command::new(&self.path))
-            .args(&self.args)
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -231,6 +248,7 @@ mod tests {
                 }))),
                 watchdog: Some(Duration::from_millis(700)),
                 killall: false,
+                args_of: None,
             },
         );
         let started = Instant::now();

@@ -16,14 +16,27 @@ pub(crate) const SCHEMES: &[&str] = &[
     "tone",
     "librespot",
     "spotify",
+    "airplay",
 ];
 
 /// Schemes snapserver serves that snaprelay does not (yet): refused as unsupported rather
 /// than unknown.
-const SNAPSERVER_ONLY_SCHEMES: &[&str] = &["alsa", "jack", "pipewire", "airplay", "meta"];
+const SNAPSERVER_ONLY_SCHEMES: &[&str] = &["alsa", "jack", "pipewire", "meta"];
 
 /// Default port of `tcp://` sources (§6.2).
 const DEFAULT_TCP_SOURCE_PORT: u16 = 4953;
+
+/// Which player a player source runs, for what its log and metadata mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Player {
+    /// librespot.
+    Librespot,
+    /// shairport-sync, first tried on this port.
+    Airplay {
+        /// `port=` (default 5000).
+        port: u16,
+    },
+}
 
 /// What kind of input a stream reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,7 +70,7 @@ pub(crate) enum SourceKind {
         /// Its arguments (`params=`, split like a shell would on spaces and double quotes).
         args: Vec<String>,
     },
-    /// A player program (librespot) run as snapserver runs it: PCM on its stdout, what it
+    /// A player program (librespot, shairport-sync) run as snapserver runs it: PCM on its stdout, what it
     /// plays in its log (config file only, never from the network).
     Player {
         /// Executable (found on `PATH` when not absolute).
@@ -69,7 +82,7 @@ pub(crate) enum SourceKind {
         /// Restart it when its log has been silent this long.
         watchdog: Option<std::time::Duration>,
         /// Which player, for what its log means.
-        player: super::librespot::Player,
+        player: Player,
     },
     /// A built-in sine generator; one frequency per channel (the last repeats).
     Tone {
@@ -128,6 +141,7 @@ impl SourceKind {
                 args: split_params(param(uri, "params", "")),
             },
             "librespot" | "spotify" => super::librespot::kind(uri, name)?,
+            "airplay" => super::airplay::kind(uri, name)?,
             other => {
                 let scheme = other.to_owned();
                 return Err(if SNAPSERVER_ONLY_SCHEMES.contains(&other) {

@@ -68,7 +68,7 @@ impl SourceSpec {
             .filter(|n| !n.is_empty())
             .cloned()
             .ok_or_else(|| SourceError::MissingName(super::redacted_uri_string(text)))?;
-        if matches!(uri.scheme.as_str(), "librespot" | "spotify") {
+        if matches!(uri.scheme.as_str(), "librespot" | "spotify" | "airplay") {
             // The player writes this and nothing else; snapserver forces it too.
             uri.query.insert(
                 "sampleformat".into(),

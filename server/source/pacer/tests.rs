@@ -391,7 +391,7 @@ time.sleep(5)
         PathBuf::from("python3"),
         vec!["-c".into(), script.into()],
     );
-    let process = (Reader::Process(process), None);
+    let process = (Reader::Process(Box::new(process)), None);
 
     for (mut reader, writer) in [tcp, process] {
         let mut pacer = Pacer::new(format(), CHUNK_MS, 1000, true);
