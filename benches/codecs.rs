@@ -16,8 +16,6 @@ use criterion::{criterion_group, Criterion};
 use snaprelay::encoder::new_encoder;
 use snaprelay::sample_format::SampleFormat;
 
-/// 20 ms at 48 kHz, the default read.
-const READ_FRAMES: usize = 960;
 /// Seconds of audio per measurement.
 const SECONDS: usize = 10;
 /// Bytes of a WireChunk message around its payload: base header 26 + timestamp 8 + length 4.
@@ -35,12 +33,18 @@ const CODECS: &[(&str, &str)] = &[
 
 /// `SECONDS` of 440 Hz left / 660 Hz right with low-level pseudo-random noise, 20 ms reads.
 fn signal() -> Vec<Vec<u8>> {
+    signal_at(48_000)
+}
+
+/// [`signal`] at another rate (20 ms reads of `rate / 50` frames).
+fn signal_at(rate: usize) -> Vec<Vec<u8>> {
+    let read_frames = rate / 50;
     let mut seed = 0x1234_5678u32;
     (0..SECONDS * 50)
         .map(|read| {
-            let mut pcm = Vec::with_capacity(READ_FRAMES * 4);
-            for i in 0..READ_FRAMES {
-                let t = (read * READ_FRAMES + i) as f64 / 48000.0;
+            let mut pcm = Vec::with_capacity(read_frames * 4);
+            for i in 0..read_frames {
+                let t = (read * read_frames + i) as f64 / rate as f64;
                 seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
                 let noise = f64::from((seed >> 24) as u8) - 128.0;
                 let l = (std::f64::consts::TAU * 440.0 * t).sin() * 12000.0 + noise;
@@ -55,8 +59,17 @@ fn signal() -> Vec<Vec<u8>> {
 
 /// Encodes all reads once; returns (CPU-ish wall time, payload bytes, chunks).
 fn encode_all(codec: &str, options: &str, reads: &[Vec<u8>]) -> (Duration, usize, usize) {
-    let mut encoder =
-        new_encoder(codec, options, SampleFormat::default()).expect("codec builds at 48000:16:2");
+    encode_all_from(codec, options, SampleFormat::default(), reads)
+}
+
+/// [`encode_all`] of input in `format` (resampled first where the codec needs it).
+fn encode_all_from(
+    codec: &str,
+    options: &str,
+    format: SampleFormat,
+    reads: &[Vec<u8>],
+) -> (Duration, usize, usize) {
+    let mut encoder = new_encoder(codec, options, format).expect("codec builds");
     let (mut bytes, mut chunks) = (0, 0);
     let start = Instant::now();
     for (n, pcm) in reads.iter().enumerate() {
@@ -91,6 +104,18 @@ fn summary() {
             chunks as f64 / SECONDS as f64
         );
     }
+    // Opus from a 44100 Hz source (librespot, AirPlay): resampled once per stream, then
+    // encoded. Its × realtime against plain opus's is the resampler's share.
+    let reads = signal_at(44_100);
+    let format: SampleFormat = "44100:16:2".parse().expect("a sample format");
+    let (elapsed, _, _) = (0..3)
+        .map(|_| encode_all_from("opus", "", format, &reads))
+        .min_by_key(|run| run.0)
+        .expect("three runs");
+    println!(
+        "opus from 44100  {:>18.0}   (resampled to 48000 first)",
+        SECONDS as f64 / elapsed.as_secs_f64()
+    );
 }
 
 fn per_read(c: &mut Criterion) {

@@ -258,3 +258,38 @@ fn shairport_sync_runs_as_snapserver_runs_it_and_its_metadata_reaches_the_proper
         relay.log()
     );
 }
+
+/// Opus takes 48000 Hz only: a 44100 Hz player's audio is resampled once in the relay, and a
+/// real snapclient hears the same tones at 48000 Hz.
+#[test]
+fn opus_from_a_44100_hz_player_is_resampled_and_heard() {
+    let (relay, _records) = start_relay("name=Spotify", "opus");
+    let client_dir = tempfile::tempdir().unwrap();
+    let client = Snapclient::start(relay.port(), "kitchen", client_dir.path());
+    let frames = common::eventually(
+        Duration::from_secs(20),
+        "three seconds of audio",
+        || client.log(),
+        || {
+            let (bytes, _) = client.output();
+            let frames = audio::frames(&bytes);
+            (frames.len() > 3 * 48_000).then_some(frames)
+        },
+    );
+    assert!(client.log().contains("48000:16:2"), "{}", client.log());
+    let recent = &frames[frames.len() - 48_000..];
+    let left = audio::dominant_frequency(recent, false);
+    let right = audio::dominant_frequency(recent, true);
+    assert!((left - 441.0).abs() < 3.0, "left {left} Hz");
+    assert!((right - 882.0).abs() < 3.0, "right {right} Hz");
+    // Continuous: no dropouts once playing (a second of it has no silent stretch).
+    let longest_quiet = recent
+        .split(|f| f.0.unsigned_abs() > 1000)
+        .map(<[(i16, i16)]>::len)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest_quiet < 100,
+        "a silent stretch of {longest_quiet} frames"
+    );
+}

@@ -10,6 +10,7 @@ mod flac;
 mod ogg;
 mod opus;
 mod pcm;
+mod resample;
 mod timeline;
 
 use crate::sample_format::SampleFormat;
@@ -130,6 +131,17 @@ pub fn new_encoder(
         "pcm" if options.is_empty() => Ok(Box::new(pcm::PcmEncoder::new(format))),
         "pcm" => Err(EncoderError::bad_options(codec, options, "pcm takes none")),
         "flac" => Ok(Box::new(flac::FlacEncoder::new(options, format)?)),
+        // Opus takes 48000 Hz only: other rates are resampled first, as snapserver does.
+        "opus" if format.rate != opus::RATE && format.channels == 2 => {
+            let target = SampleFormat::new(opus::RATE, 16, 2)
+                .map_err(|err| EncoderError::unsupported(codec, format, err.to_string()))?;
+            let opus = opus::OpusEncoder::new(options, target)?;
+            Ok(Box::new(resample::Resampling::new(
+                Box::new(opus),
+                format,
+                target,
+            )?))
+        }
         "opus" => Ok(Box::new(opus::OpusEncoder::new(options, format)?)),
         "ogg" => Ok(Box::new(ogg::OggEncoder::new(options, format)?)),
         other => Err(EncoderError::UnknownCodec(other.into())),

@@ -4,9 +4,8 @@
 //! The encoder is libopus 1.3.1 (the version Debian's snapclient decodes with) transpiled to
 //! Rust (`unsafe-libopus`), so no C library or C toolchain is needed.
 //!
-//! Input must be 48000 Hz stereo. snapserver resamples anything else; we refuse it at
-//! start-up with an error naming the format instead, because a resampler would add latency
-//! and a dependency for a case a source can avoid by producing 48 kHz (sox/ffmpeg do). Any
+//! Input must be 48000 Hz stereo: other stereo rates are resampled in front of it
+//! (`resample.rs`, as snapserver does); mono is refused at start-up naming the format. Any
 //! bit depth is accepted: samples go to libopus as floats, so 24-bit keeps its precision,
 //! and the header always says 16 bits as snapserver's does (the client's output depth).
 
@@ -21,7 +20,7 @@ use super::{full_scale, sample_at, Encoder, EncoderError, Unit};
 use crate::sample_format::SampleFormat;
 
 /// The only rate Opus runs at here (§3.4).
-const RATE: u32 = 48000;
+pub(super) const RATE: u32 = 48000;
 /// Opus carries stereo only in snapcast (§3.4, §7.12).
 const CHANNELS: u16 = 2;
 /// snapserver's defaults (§3.4).
@@ -79,8 +78,8 @@ impl OpusEncoder {
             return Err(EncoderError::unsupported(
                 "opus",
                 format,
-                "opus needs 48000 Hz stereo input (48000:16:2, 48000:24:2 or 48000:32:2); \
-                 resample the source or use codec=flac",
+                "opus needs stereo input (other rates are resampled to 48000 Hz); \
+                 use a stereo source or codec=flac",
             ));
         }
         let init_error = |what: &str, code: i32| EncoderError::Init {

@@ -1,0 +1,248 @@
+//! Resampling in front of a codec that needs another rate (opus takes 48000 Hz only; librespot
+//! and AirPlay sources are 44100 Hz), as snapserver does. It runs on the stream's encoder
+//! thread, once per stream, never per client. An FFT resampler (rubato) with a fixed ratio;
+//! its delay is taken off the timestamps, so every output sample keeps the capture time of
+//! the input it came from. A jump in the input's timeline (the pacer restarted it) starts the
+//! resampler afresh rather than blending two moments.
+
+use audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Resampler as _};
+use tracing::warn;
+
+use super::{push_samples_i32, Encoder, EncoderError, Unit};
+use crate::sample_format::SampleFormat;
+
+/// Resamples `from` to the inner encoder's format, then encodes.
+pub(super) struct Resampling {
+    inner: Box<dyn Encoder>,
+    from: SampleFormat,
+    to: SampleFormat,
+    fft: Fft<f32>,
+    /// Interleaved input not yet resampled, as floats in [-1, 1].
+    pending: Vec<f32>,
+    /// Capture time of `pending`'s first frame.
+    pending_start_us: Option<i64>,
+    /// The resampler's delay, µs.
+    delay_us: i64,
+    samples: Vec<i32>,
+    output: Vec<f32>,
+    pcm: Vec<u8>,
+}
+
+impl std::fmt::Debug for Resampling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resampling")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resampling {
+    /// `inner` encodes `to` (16-bit); input comes in `from` (same channels, any bits).
+    pub(super) fn new(
+        inner: Box<dyn Encoder>,
+        from: SampleFormat,
+        to: SampleFormat,
+    ) -> Result<Self, EncoderError> {
+        let (rate_in, rate_out) = (from.rate as usize, to.rate as usize);
+        // The smallest whole-ratio block at or above 20 ms of input.
+        let step = rate_in / gcd(rate_in, rate_out);
+        let chunk = (rate_in / 50).div_ceil(step) * step;
+        let channels = usize::from(from.channels);
+        let fft = Fft::<f32>::new(rate_in, rate_out, chunk, channels, FixedSync::Input).map_err(
+            |err| EncoderError::Init {
+                codec: inner.name().to_owned(),
+                reason: format!("resampler {rate_in} → {rate_out} Hz: {err}"),
+            },
+        )?;
+        let delay_us = fft.output_delay() as i64 * 1_000_000 / rate_out as i64;
+        let output = vec![0.0; fft.output_frames_max() * channels];
+        Ok(Self {
+            inner,
+            from,
+            to,
+            fft,
+            pending: Vec::new(),
+            pending_start_us: None,
+            delay_us,
+            samples: Vec::new(),
+            output,
+            pcm: Vec::new(),
+        })
+    }
+
+    fn pending_frames(&self) -> usize {
+        self.pending.len() / usize::from(self.from.channels)
+    }
+
+    fn frames_us(&self, frames: usize) -> i64 {
+        (frames as i64 * 1_000_000) / i64::from(self.from.rate)
+    }
+
+    fn restart(&mut self) {
+        self.fft.reset();
+        self.pending.clear();
+        self.pending_start_us = None;
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+impl Encoder for Resampling {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn header(&self) -> &[u8] {
+        self.inner.header()
+    }
+
+    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(Unit<'_>)) {
+        if let Some(start) = self.pending_start_us {
+            let expected = start + self.frames_us(self.pending_frames());
+            if (timestamp_us - expected).abs() > 1_000 {
+                self.restart(); // the timeline jumped
+            }
+        }
+        if self.pending_start_us.is_none() {
+            self.pending_start_us = Some(timestamp_us);
+        }
+        self.samples.clear();
+        push_samples_i32(pcm, self.from, &mut self.samples);
+        let scale = 1.0 / (1u64 << (self.from.bits - 1)) as f32;
+        self.pending
+            .extend(self.samples.iter().map(|s| *s as f32 * scale));
+
+        let channels = usize::from(self.from.channels);
+        while self.pending_frames() >= self.fft.input_frames_next() {
+            let frames = self.pending_frames();
+            let capacity = self.output.len() / channels;
+            let processed = match (
+                InterleavedSlice::new(&self.pending[..], channels, frames),
+                InterleavedSlice::new_mut(&mut self.output[..], channels, capacity),
+            ) {
+                (Ok(input), Ok(mut output)) => {
+                    self.fft.process_into_buffer(&input, &mut output, None)
+                }
+                _ => {
+                    warn!("resampler buffers do not fit; starting afresh");
+                    self.restart();
+                    return;
+                }
+            };
+            let (used, made) = match processed {
+                Ok(counts) => counts,
+                Err(err) => {
+                    warn!(error = %err, "resampling failed; starting afresh");
+                    self.restart();
+                    return;
+                }
+            };
+            let start = self.pending_start_us.unwrap_or(timestamp_us);
+            self.pcm.clear();
+            for sample in &self.output[..made * channels] {
+                let value = (sample * 32767.0).round().clamp(-32768.0, 32767.0) as i16;
+                self.pcm.extend_from_slice(&value.to_le_bytes());
+            }
+            self.inner.encode(start - self.delay_us, &self.pcm, emit);
+            self.pending.drain(..used * channels);
+            self.pending_start_us = Some(start + self.frames_us(used));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects what it is given: (timestamp, 16-bit samples).
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<(i64, Vec<i16>)>>>);
+
+    impl Encoder for Capture {
+        fn name(&self) -> &'static str {
+            "capture"
+        }
+        fn header(&self) -> &[u8] {
+            &[]
+        }
+        fn encode(&mut self, timestamp_us: i64, pcm: &[u8], _emit: &mut dyn FnMut(Unit<'_>)) {
+            let samples = pcm
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            self.0.lock().unwrap().push((timestamp_us, samples));
+        }
+    }
+
+    fn sine(rate: u32, hz: f64, from: usize, frames: usize) -> Vec<u8> {
+        let mut pcm = Vec::new();
+        for i in from..from + frames {
+            let v =
+                (12000.0 * (std::f64::consts::TAU * hz * i as f64 / f64::from(rate)).sin()) as i16;
+            pcm.extend_from_slice(&v.to_le_bytes());
+            pcm.extend_from_slice(&v.to_le_bytes());
+        }
+        pcm
+    }
+
+    #[test]
+    fn a_44100_hz_tone_comes_out_at_48000_hz_with_its_capture_times() {
+        let got = std::sync::Arc::default();
+        let from = SampleFormat::new(44100, 16, 2).unwrap();
+        let to = SampleFormat::new(48000, 16, 2).unwrap();
+        let mut resampling =
+            Resampling::new(Box::new(Capture(std::sync::Arc::clone(&got))), from, to).unwrap();
+        let t0 = 1_000_000_000;
+        // 2 s in 20 ms chunks (882 frames).
+        for chunk in 0..100 {
+            let ts = t0 + chunk * 20_000;
+            let pcm = sine(44100, 1000.0, chunk as usize * 882, 882);
+            resampling.encode(ts, &pcm, &mut |_| {});
+        }
+        let got = got.lock().unwrap();
+        let frames: usize = got.iter().map(|(_, s)| s.len() / 2).sum();
+        assert!(
+            (95_000..=96_000).contains(&frames),
+            "{frames} frames out for 2 s in"
+        );
+        // Contiguous stamps, 48000-frame based, shifted back by the delay.
+        assert_eq!(got[0].0, t0 - resampling.delay_us);
+        for pair in got.windows(2) {
+            let frames = (pair[0].1.len() / 2) as i64;
+            assert!((pair[1].0 - pair[0].0 - frames * 1_000_000 / 48_000).abs() <= 1);
+        }
+        // The tone: 1000 Hz at 48000 Hz is 48 samples per period; count zero crossings over
+        // the last second.
+        let left: Vec<i16> = got
+            .iter()
+            .flat_map(|(_, s)| s.chunks(2).map(|f| f[0]).collect::<Vec<_>>())
+            .collect();
+        let last = &left[left.len() - 48_000..];
+        let crossings = last.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
+        assert!(
+            (999..=1001).contains(&crossings),
+            "{crossings} periods in a second"
+        );
+        assert!(last.iter().map(|s| s.unsigned_abs()).max().unwrap() > 11_000);
+    }
+
+    #[test]
+    fn a_jump_in_the_timeline_starts_afresh() {
+        let got = std::sync::Arc::default();
+        let from = SampleFormat::new(44100, 16, 2).unwrap();
+        let to = SampleFormat::new(48000, 16, 2).unwrap();
+        let mut resampling =
+            Resampling::new(Box::new(Capture(std::sync::Arc::clone(&got))), from, to).unwrap();
+        resampling.encode(0, &sine(44100, 440.0, 0, 882), &mut |_| {});
+        resampling.encode(5_000_000, &sine(44100, 440.0, 0, 882), &mut |_| {});
+        let got = got.lock().unwrap();
+        assert_eq!(got.last().unwrap().0, 5_000_000 - resampling.delay_us);
+    }
+}
