@@ -162,8 +162,11 @@ impl Encoder for Resampling {
 mod tests {
     use super::*;
 
-    /// Collects what it is given: (timestamp, 16-bit samples).
-    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<(i64, Vec<i16>)>>>);
+    /// What the inner encoder was given: (timestamp, 16-bit samples) per call.
+    type Calls = std::sync::Arc<std::sync::Mutex<Vec<(i64, Vec<i16>)>>>;
+
+    /// Collects what it is given.
+    struct Capture(Calls);
 
     impl Encoder for Capture {
         fn name(&self) -> &'static str {
