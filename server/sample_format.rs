@@ -94,6 +94,27 @@ impl SampleFormat {
     pub(crate) fn duration_of(&self, frames: usize) -> Duration {
         Duration::from_nanos((frames as u128 * 1_000_000_000 / u128::from(self.rate)) as u64)
     }
+
+    /// Whether every sample of `pcm` is at most `percent` % of full scale in magnitude
+    /// (snapserver's `silence_threshold_percent`; 0 means exact zeros).
+    pub(crate) fn is_silent(&self, pcm: &[u8], percent: f64) -> bool {
+        if percent <= 0.0 {
+            return pcm.iter().all(|b| *b == 0);
+        }
+        let full_scale = (1u64 << (self.bits - 1)) as f64;
+        let limit = (full_scale * percent / 100.0) as i64;
+        let size = self.sample_size();
+        pcm.chunks_exact(size).all(|s| {
+            let value: i64 = match self.bits {
+                8 => i64::from(s[0] as i8),
+                16 => i64::from(i16::from_le_bytes([s[0], s[1]])),
+                // 24-bit in the low three bytes of four, sign-extended.
+                24 => i64::from(i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8),
+                _ => i64::from(i32::from_le_bytes([s[0], s[1], s[2], s[3]])),
+            };
+            value.abs() <= limit
+        })
+    }
 }
 
 impl Default for SampleFormat {
@@ -147,6 +168,19 @@ impl<'de> serde::Deserialize<'de> for SampleFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_is_exact_zeros_or_below_a_threshold() {
+        let format = SampleFormat::default();
+        let quiet: Vec<u8> = [50i16, -60, 0, 327].iter().flat_map(|s| s.to_le_bytes()).collect();
+        assert!(format.is_silent(&[0; 8], 0.0));
+        assert!(!format.is_silent(&quiet, 0.0));
+        assert!(format.is_silent(&quiet, 1.0), "327 is 1 % of 32768");
+        assert!(!format.is_silent(&quiet, 0.5));
+        let wide = SampleFormat::new(48000, 24, 2).unwrap();
+        let low: Vec<u8> = (-80_000i32).to_le_bytes().to_vec();
+        assert!(wide.is_silent(&low, 1.0) && !wide.is_silent(&low, 0.5));
+    }
 
     #[test]
     fn parses_and_prints_snapserver_default() {

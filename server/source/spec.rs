@@ -52,6 +52,11 @@ pub struct SourceSpec {
     pub(crate) chunk_ms: u32,
     /// No input for this long (plus one chunk) marks the stream idle (§4.2, default 100).
     pub(crate) idle_threshold_ms: u32,
+    /// Samples at most this % of full scale count as silence (`silence_threshold_percent`,
+    /// default 0: exact zeros).
+    pub(crate) silence_threshold_percent: f64,
+    /// Whether chunks are sent while the stream is idle (`send_silence`, default true).
+    pub(crate) send_silence: bool,
     /// The stream plugin (`controlscript`, `controlscriptparams`).
     pub(crate) control_script: Option<ControlScript>,
     /// The parsed URI with defaults filled in, as status reports show it.
@@ -111,6 +116,20 @@ impl SourceSpec {
                 .ok_or_else(|| invalid("idle_threshold", value, "10 to 600000 ms"))?,
             None => 100,
         };
+        let silence_threshold_percent = match uri.query.get("silence_threshold_percent") {
+            Some(value) => value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .ok_or_else(|| invalid("silence_threshold_percent", value, "0 to 100"))?,
+            None => 0.0,
+        };
+        let send_silence = match uri.query.get("send_silence").map(String::as_str) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => return Err(invalid("send_silence", other, "true or false")),
+        };
         let kind = SourceKind::parse(&uri, text, &name, sample_format)?;
         let control_script = control_script(&uri, &defaults.plugin_dir, &name)?;
         Ok(Self {
@@ -121,6 +140,8 @@ impl SourceSpec {
             codec_options: codec_options.to_owned(),
             chunk_ms,
             idle_threshold_ms,
+            silence_threshold_percent,
+            send_silence,
             control_script,
             uri,
         })
@@ -220,6 +241,26 @@ mod tests {
         assert_eq!(spec.sample_format.to_string(), "44100:24:2");
         assert_eq!(spec.chunk_ms, 40);
         assert_eq!(spec.idle_threshold_ms, 500);
+        assert_eq!(spec.silence_threshold_percent, 0.0);
+        assert!(spec.send_silence);
+        let quiet = parse("pipe:///tmp/f?name=a&silence_threshold_percent=0.5&send_silence=false")
+            .unwrap();
+        assert_eq!(quiet.silence_threshold_percent, 0.5);
+        assert!(!quiet.send_silence);
+        assert!(matches!(
+            parse("pipe:///tmp/f?name=a&silence_threshold_percent=101"),
+            Err(SourceError::InvalidParam {
+                key: "silence_threshold_percent",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("pipe:///tmp/f?name=a&send_silence=maybe"),
+            Err(SourceError::InvalidParam {
+                key: "send_silence",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -303,9 +303,13 @@ impl Stream {
         loop {
             match pacer.next(&mut reader).await {
                 Ok(Paced::Chunk(chunk)) => {
-                    // Digital silence for idle_threshold also counts as idle (§4.4); the
-                    // silence is still sent, as snapserver does.
-                    silent_ms = if chunk.data.iter().all(|b| *b == 0) {
+                    // Silence (exact zeros, or below silence_threshold_percent) for
+                    // idle_threshold also counts as idle (§4.4, snapserver 0.28+); the silence
+                    // is still sent unless send_silence=false.
+                    let silent = spec
+                        .sample_format
+                        .is_silent(chunk.data, spec.silence_threshold_percent);
+                    silent_ms = if silent {
                         silent_ms.saturating_add(spec.chunk_ms)
                     } else {
                         0
@@ -318,6 +322,9 @@ impl Stream {
                         } else {
                             info!(stream = %spec.name, "stream idle: digital silence");
                         }
+                    }
+                    if !playing && !spec.send_silence {
+                        continue; // idle, and asked not to send silence
                     }
                     let mut data = recycle_rx.try_recv().unwrap_or_default();
                     data.clear();

@@ -104,3 +104,84 @@ async fn every_codec_keeps_the_encoded_timeline_whole_across_a_pause() {
         assert_eq!(stream.stats().resyncs.load(Ordering::Relaxed), 0, "{codec}");
     }
 }
+
+/// Quiet input below `silence_threshold_percent` makes the stream idle after
+/// `idle_threshold`; with `send_silence=false` nothing is published while it is, and loud
+/// input makes it play and publish again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_input_goes_idle_and_is_not_sent_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let uri = format!(
+        "pipe://{}?name=t&codec=pcm&chunk_ms=20&idle_threshold=100\
+         &silence_threshold_percent=1&send_silence=false",
+        fifo.display()
+    );
+    let spec = SourceSpec::parse(&uri, &SourceDefaults::default()).unwrap();
+    let cancel = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let stream = Stream::start(
+        spec,
+        1000,
+        BufferPool::new(1 << 20),
+        &crate::plugin::PluginEnv::local(),
+        cancel.clone(),
+        &tracker,
+    )
+    .unwrap();
+    let mut chunks = stream.subscribe();
+    let mut playing = stream.watch_playing();
+    // 1 s of hiss at ±200 (0.6 % of full scale), then 1 s of a loud tone, in real time.
+    std::thread::spawn(move || {
+        let mut out = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        let start = std::time::Instant::now();
+        for piece in 0..200u32 {
+            let due = Duration::from_millis(u64::from(piece + 1) * 10);
+            if let Some(wait) = (start + due).checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let level = if piece < 100 { 200.0 } else { 8000.0 };
+            let pcm: Vec<u8> = (0..480u32)
+                .flat_map(|i| {
+                    let t = f64::from(piece * 480 + i) / 48_000.0;
+                    let s = ((std::f64::consts::TAU * 440.0 * t).sin() * level) as i16;
+                    [s.to_le_bytes(), s.to_le_bytes()].concat()
+                })
+                .collect();
+            if out.write_all(&pcm).is_err() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let mut stamps = Vec::new();
+    let mut idle_seen = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            chunk = chunks.recv() => match chunk {
+                Ok(chunk) => stamps.push(chunk.timestamp_us),
+                Err(_) => break,
+            },
+            changed = playing.changed() => {
+                if changed.is_ok() && !*playing.borrow() {
+                    idle_seen = true;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    cancel.cancel();
+    assert!(idle_seen, "the hiss never made the stream idle");
+    // While idle nothing went out: one gap of about the hiss minus the idle threshold.
+    let gaps: Vec<i64> = stamps
+        .windows(2)
+        .map(|p| p[1] - p[0])
+        .filter(|step| *step > 100_000)
+        .collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert!((700_000..=1_000_000).contains(&gaps[0]), "{gaps:?}");
+    // The loud second came through whole.
+    let after = stamps.iter().filter(|t| **t > stamps[0] + 1_000_000).count();
+    assert!(after >= 45, "{after} chunks of the loud second");
+}
