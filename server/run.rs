@@ -37,6 +37,17 @@ pub enum RunError {
         /// Why.
         source: SourceError,
     },
+    /// A meta stream names an input that is not a stream defined before it.
+    #[error(
+        "stream '{name}': meta input '{input}' is not a stream defined before it (list its \
+         inputs' sources first)"
+    )]
+    MetaInput {
+        /// The meta stream.
+        name: String,
+        /// The input it names.
+        input: String,
+    },
     /// Two sources share a name.
     #[error("two sources are named '{0}'; stream names must be unique")]
     DuplicateStream(String),
@@ -76,6 +87,14 @@ pub fn source_specs(config: &Config) -> Result<Vec<SourceSpec>, RunError> {
         })?;
         if specs.iter().any(|s| s.name == spec.name) {
             return Err(RunError::DuplicateStream(spec.name));
+        }
+        if let crate::source::SourceKind::Meta { inputs } = &spec.kind {
+            if let Some(input) = inputs.iter().find(|i| !specs.iter().any(|s| &&s.name == i)) {
+                return Err(RunError::MetaInput {
+                    name: spec.name,
+                    input: input.clone(),
+                });
+            }
         }
         specs.push(spec);
     }

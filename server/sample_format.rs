@@ -172,7 +172,10 @@ mod tests {
     #[test]
     fn silence_is_exact_zeros_or_below_a_threshold() {
         let format = SampleFormat::default();
-        let quiet: Vec<u8> = [50i16, -60, 0, 327].iter().flat_map(|s| s.to_le_bytes()).collect();
+        let quiet: Vec<u8> = [50i16, -60, 0, 327]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
         assert!(format.is_silent(&[0; 8], 0.0));
         assert!(!format.is_silent(&quiet, 0.0));
         assert!(format.is_silent(&quiet, 1.0), "327 is 1 % of 32768");

@@ -293,3 +293,67 @@ fn opus_from_a_44100_hz_player_is_resampled_and_heard() {
         "a silent stretch of {longest_quiet} frames"
     );
 }
+
+/// Debian's snapserver.conf with Spotify, AirPlay and a meta stream of them added starts
+/// snaprelay as it is (the players found on PATH, as snapserver finds them); the meta
+/// stream plays Spotify, the first input playing, and shows its track.
+#[test]
+fn debians_snapserver_conf_with_players_and_a_meta_stream_starts_as_it_is() {
+    let debian = include_str!("../server/config/testdata/debian-snapserver.conf");
+    let added = "source = pipe:///tmp/snapfifo?name=default\n\
+                 source = librespot:///usr/bin/librespot?name=Spotify&devicename=Kitchen\n\
+                 source = airplay:///usr/bin/shairport-sync?name=AirPlay&devicename=Kitchen\n\
+                 source = meta:///Spotify/AirPlay/default?name=Mix\n";
+    let conf_text = debian.replace("source = pipe:///tmp/snapfifo?name=default\n", added);
+    assert_ne!(
+        conf_text, debian,
+        "the Debian file names its default source"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("snapserver.conf");
+    std::fs::write(&conf, conf_text).unwrap();
+    let records = dir.path().join("player");
+    std::fs::create_dir_all(&records).unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_snaprelay"))
+        .arg("--check-config")
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let players = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/players");
+    let path = format!(
+        "{}:{}",
+        players.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let conf_arg = conf.display().to_string();
+    let relay = Relay::start_with_env(
+        dir,
+        &["-c", &conf_arg],
+        &[
+            ("PATH", &path),
+            ("FAKE_PLAYER_DIR", records.to_str().unwrap()),
+        ],
+    );
+    let addr = relay.jsonrpc_addr();
+    let mix = common::eventually(
+        Duration::from_secs(20),
+        "Mix playing Spotify's track",
+        || relay.log(),
+        || {
+            let status = jsonrpc_call(addr, "Server.GetStatus", json!({}));
+            let streams = status["result"]["server"]["streams"].as_array()?.clone();
+            let ids: Vec<&str> = streams.iter().filter_map(|s| s["id"].as_str()).collect();
+            assert_eq!(ids, ["default", "Spotify", "AirPlay", "Mix"]);
+            let mix = streams.iter().find(|s| s["id"] == "Mix")?.clone();
+            (mix["status"] == "playing" && mix["properties"]["metadata"]["title"] == "Test Track")
+                .then_some(mix)
+        },
+    );
+    assert_eq!(mix["uri"]["scheme"], "meta");
+}

@@ -11,6 +11,8 @@ mod ogg;
 mod opus;
 mod pcm;
 mod resample;
+
+pub(crate) use resample::PcmResampler;
 mod timeline;
 
 use crate::sample_format::SampleFormat;

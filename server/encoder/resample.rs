@@ -15,8 +15,54 @@ use crate::sample_format::SampleFormat;
 /// Resamples `from` to the inner encoder's format, then encodes.
 pub(super) struct Resampling {
     inner: Box<dyn Encoder>,
+    resampler: PcmResampler,
+}
+
+impl std::fmt::Debug for Resampling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resampling")
+            .field("resampler", &self.resampler)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resampling {
+    /// `inner` encodes `to` (16-bit); input comes in `from` (same channels, any bits).
+    pub(super) fn new(
+        inner: Box<dyn Encoder>,
+        from: SampleFormat,
+        to: SampleFormat,
+    ) -> Result<Self, EncoderError> {
+        let resampler = PcmResampler::new(from, to.rate).map_err(|reason| EncoderError::Init {
+            codec: inner.name().to_owned(),
+            reason,
+        })?;
+        Ok(Self { inner, resampler })
+    }
+}
+
+impl Encoder for Resampling {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn header(&self) -> &[u8] {
+        self.inner.header()
+    }
+
+    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(Unit<'_>)) {
+        let inner = &mut self.inner;
+        self.resampler.process(timestamp_us, pcm, &mut |ts, out| {
+            inner.encode(ts, out, emit)
+        });
+    }
+}
+
+/// Interleaved PCM in one format to 16-bit PCM at another rate (same channels), with each
+/// output block's capture time.
+pub(crate) struct PcmResampler {
     from: SampleFormat,
-    to: SampleFormat,
+    to_rate: u32,
     fft: Fft<f32>,
     /// Interleaved input not yet resampled, as floats in [-1, 1].
     pending: Vec<f32>,
@@ -29,39 +75,34 @@ pub(super) struct Resampling {
     pcm: Vec<u8>,
 }
 
-impl std::fmt::Debug for Resampling {
+impl std::fmt::Debug for PcmResampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resampling")
+        f.debug_struct("PcmResampler")
             .field("from", &self.from)
-            .field("to", &self.to)
+            .field("to_rate", &self.to_rate)
             .finish_non_exhaustive()
     }
 }
 
-impl Resampling {
-    /// `inner` encodes `to` (16-bit); input comes in `from` (same channels, any bits).
-    pub(super) fn new(
-        inner: Box<dyn Encoder>,
-        from: SampleFormat,
-        to: SampleFormat,
-    ) -> Result<Self, EncoderError> {
-        let (rate_in, rate_out) = (from.rate as usize, to.rate as usize);
+impl PcmResampler {
+    /// From `from` to 16-bit at `to_rate`, same channels.
+    ///
+    /// # Errors
+    ///
+    /// The resampler cannot be built for these rates (what rubato said).
+    pub(crate) fn new(from: SampleFormat, to_rate: u32) -> Result<Self, String> {
+        let (rate_in, rate_out) = (from.rate as usize, to_rate as usize);
         // The smallest whole-ratio block at or above 20 ms of input.
         let step = rate_in / gcd(rate_in, rate_out);
         let chunk = (rate_in / 50).div_ceil(step) * step;
         let channels = usize::from(from.channels);
-        let fft = Fft::<f32>::new(rate_in, rate_out, chunk, channels, FixedSync::Input).map_err(
-            |err| EncoderError::Init {
-                codec: inner.name().to_owned(),
-                reason: format!("resampler {rate_in} → {rate_out} Hz: {err}"),
-            },
-        )?;
+        let fft = Fft::<f32>::new(rate_in, rate_out, chunk, channels, FixedSync::Input)
+            .map_err(|err| format!("resampler {rate_in} → {rate_out} Hz: {err}"))?;
         let delay_us = fft.output_delay() as i64 * 1_000_000 / rate_out as i64;
         let output = vec![0.0; fft.output_frames_max() * channels];
         Ok(Self {
-            inner,
             from,
-            to,
+            to_rate,
             fft,
             pending: Vec::new(),
             pending_start_us: None,
@@ -95,16 +136,15 @@ fn gcd(a: usize, b: usize) -> usize {
     }
 }
 
-impl Encoder for Resampling {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn header(&self) -> &[u8] {
-        self.inner.header()
-    }
-
-    fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(Unit<'_>)) {
+impl PcmResampler {
+    /// Takes a block of input captured from `timestamp_us`; hands each resampled block and
+    /// its capture time to `out`.
+    pub(crate) fn process(
+        &mut self,
+        timestamp_us: i64,
+        pcm: &[u8],
+        out: &mut dyn FnMut(i64, &[u8]),
+    ) {
         if let Some(start) = self.pending_start_us {
             let expected = start + self.frames_us(self.pending_frames());
             if (timestamp_us - expected).abs() > 1_000 {
@@ -151,7 +191,7 @@ impl Encoder for Resampling {
                 let value = (sample * 32767.0).round().clamp(-32768.0, 32767.0) as i16;
                 self.pcm.extend_from_slice(&value.to_le_bytes());
             }
-            self.inner.encode(start - self.delay_us, &self.pcm, emit);
+            out(start - self.delay_us, &self.pcm);
             self.pending.drain(..used * channels);
             self.pending_start_us = Some(start + self.frames_us(used));
         }
@@ -216,7 +256,7 @@ mod tests {
             "{frames} frames out for 2 s in"
         );
         // Contiguous stamps, 48000-frame based, shifted back by the delay.
-        assert_eq!(got[0].0, t0 - resampling.delay_us);
+        assert_eq!(got[0].0, t0 - resampling.resampler.delay_us);
         for pair in got.windows(2) {
             let frames = (pair[0].1.len() / 2) as i64;
             assert!((pair[1].0 - pair[0].0 - frames * 1_000_000 / 48_000).abs() <= 1);
@@ -246,6 +286,9 @@ mod tests {
         resampling.encode(0, &sine(44100, 440.0, 0, 882), &mut |_| {});
         resampling.encode(5_000_000, &sine(44100, 440.0, 0, 882), &mut |_| {});
         let got = got.lock().unwrap();
-        assert_eq!(got.last().unwrap().0, 5_000_000 - resampling.delay_us);
+        assert_eq!(
+            got.last().unwrap().0,
+            5_000_000 - resampling.resampler.delay_us
+        );
     }
 }

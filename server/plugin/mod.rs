@@ -112,6 +112,8 @@ pub(crate) struct StreamControl {
     env: Arc<PluginEnv>,
     /// Its cover art in the image cache.
     image_owner: Owner,
+    /// Where control requests go instead of a plugin: a meta stream's active input.
+    delegate: std::sync::Mutex<Option<Arc<StreamControl>>>,
     /// Fires when the stream stops; nothing is cached for it after that.
     stopped: CancellationToken,
 }
@@ -141,6 +143,7 @@ impl StreamControl {
             script,
             stats: PluginStats::default(),
             image_owner: env.images.owner(),
+            delegate: std::sync::Mutex::new(None),
             env,
             stopped: cancel.clone(),
         });
@@ -171,8 +174,12 @@ impl StreamControl {
     }
 
     /// Carries out a `Stream.Control` command: refused unless its flag is set, then asked of
-    /// the plugin, whose answer (or silence) is the result.
+    /// the plugin, whose answer (or silence) is the result; a meta stream passes it to its
+    /// active input.
     pub(crate) async fn control(&self, command: Command) -> Result<(), ControlError> {
+        if let Some(delegate) = self.delegate() {
+            return Box::pin(delegate.control(command)).await;
+        }
         let flag = command.flag();
         if !self.properties().allows(flag) {
             return Err(ControlError::NotAllowed(flag));
@@ -182,6 +189,9 @@ impl StreamControl {
 
     /// Carries out a `Stream.SetProperty` change (needs `canControl`).
     pub(crate) async fn set_property(&self, change: PropertyChange) -> Result<(), ControlError> {
+        if let Some(delegate) = self.delegate() {
+            return Box::pin(delegate.set_property(change)).await;
+        }
         let flag = crate::properties::Flag::Control;
         if !self.properties().allows(flag) {
             return Err(ControlError::NotAllowed(flag));
@@ -214,6 +224,37 @@ impl StreamControl {
             self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+
+    fn delegate(&self) -> Option<Arc<StreamControl>> {
+        self.delegate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes this stream show `source`'s properties and pass control requests to it (a meta
+    /// stream's active input; `None`: back to its own).
+    pub(crate) fn follow(&self, source: Option<Arc<StreamControl>>) {
+        let properties = source
+            .as_ref()
+            .map_or_else(|| Arc::new(Properties::default()), |s| s.properties());
+        *self
+            .delegate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = source;
+        self.mirror(properties);
+    }
+
+    /// Shows `properties` as they are (a meta stream's active input's).
+    pub(crate) fn mirror(&self, properties: Arc<Properties>) {
+        self.properties.send_if_modified(|current| {
+            if *current == properties {
+                return false;
+            }
+            *current = properties;
+            true
+        });
     }
 
     /// Fires when the stream stops.

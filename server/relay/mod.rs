@@ -101,18 +101,30 @@ impl Relay {
         let pool = BufferPool::new(config.server.pool_max_bytes);
         let images = Arc::new(ImageCache::default());
         let plugins = Arc::new(plugin_env(config, http_port, images.clone()));
-        let mut streams = Vec::new();
+        let mut streams: Vec<(Stream, CancellationToken)> = Vec::new();
         for spec in specs {
             let stream_cancel = cancel.child_token();
-            let stream = Stream::start(
+            // A meta stream's inputs are the streams started before it.
+            let earlier: Vec<Stream> = streams.iter().map(|(s, _)| s.clone()).collect();
+            let started = Stream::start(
                 spec,
                 settings.buffer_ms(),
                 pool.clone(),
                 &plugins,
+                &earlier,
                 stream_cancel.clone(),
                 &tracker,
-            )?;
-            streams.push((stream, stream_cancel));
+            );
+            match started {
+                Ok(stream) => streams.push((stream, stream_cancel)),
+                Err(err) => {
+                    // Those already running stop with it (their plugins, their feeders).
+                    for (_, cancel) in &streams {
+                        cancel.cancel();
+                    }
+                    return Err(err);
+                }
+            }
         }
         let datadir = config
             .server

@@ -80,11 +80,13 @@ impl Relay {
         }
         let shown = spec.uri.redacted().to_uri_string();
         let cancel = self.cancel.child_token();
+        let earlier: Vec<Stream> = self.streams.iter().collect();
         let stream = Stream::start(
             spec,
             self.settings.buffer_ms(),
             self.pool.clone(),
             &self.plugins,
+            &earlier,
             cancel.clone(),
             &self.tracker,
         )?;

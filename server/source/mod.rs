@@ -4,6 +4,7 @@
 
 mod airplay;
 mod airplay_metadata;
+mod channel;
 mod error;
 mod file;
 mod librespot;
@@ -38,6 +39,8 @@ pub(crate) enum Reader {
     /// Boxed: a supervised process carries more than the other readers.
     Process(Box<process::ProcessReader>),
     Tone(tone::ToneReader),
+    /// PCM handed over by another task (a meta stream's active input).
+    Channel(channel::ChannelReader),
 }
 
 impl Reader {
@@ -141,6 +144,12 @@ impl Reader {
                     },
                 )))
             }
+            SourceKind::Meta { .. } => {
+                // Fed by the stream layer, which knows the inputs ([`Reader::channel`]).
+                return Err(io::Error::other(
+                    "a meta stream's reader is made by its stream",
+                ));
+            }
             SourceKind::Tone {
                 frequencies,
                 amplitude,
@@ -152,11 +161,20 @@ impl Reader {
         })
     }
 
+    /// A reader of PCM blocks sent on `blocks` (a meta stream's input).
+    pub(crate) fn channel(blocks: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+        Self::Channel(channel::ChannelReader::new(blocks))
+    }
+
     /// Whether a read that has to wait means data produced in real time, just now (a writer
     /// or a process feeding us), rather than I/O latency (a file) or nothing (the tone).
     pub(crate) fn is_live(&self) -> bool {
         match self {
-            Self::Pipe(_) | Self::TcpServer(_) | Self::TcpClient(_) | Self::Process(_) => true,
+            Self::Pipe(_)
+            | Self::TcpServer(_)
+            | Self::TcpClient(_)
+            | Self::Process(_)
+            | Self::Channel(_) => true,
             Self::File(_) | Self::Tone(_) => false,
         }
     }
@@ -170,6 +188,7 @@ impl Reader {
             Self::TcpClient(tcp) => tcp.read(buf).await,
             Self::Process(process) => process.read(buf).await,
             Self::Tone(tone) => Ok(tone.read(buf)),
+            Self::Channel(channel) => channel.read(buf).await,
         }
     }
 }

@@ -17,11 +17,12 @@ pub(crate) const SCHEMES: &[&str] = &[
     "librespot",
     "spotify",
     "airplay",
+    "meta",
 ];
 
 /// Schemes snapserver serves that snaprelay does not (yet): refused as unsupported rather
 /// than unknown.
-const SNAPSERVER_ONLY_SCHEMES: &[&str] = &["alsa", "jack", "pipewire", "meta"];
+const SNAPSERVER_ONLY_SCHEMES: &[&str] = &["alsa", "jack", "pipewire"];
 
 /// Default port of `tcp://` sources (§6.2).
 const DEFAULT_TCP_SOURCE_PORT: u16 = 4953;
@@ -84,6 +85,11 @@ pub(crate) enum SourceKind {
         /// Which player, for what its log means.
         player: Player,
     },
+    /// Plays the first of its inputs (streams defined before it) that is playing.
+    Meta {
+        /// The input streams' names, in order of preference.
+        inputs: Vec<String>,
+    },
     /// A built-in sine generator; one frequency per channel (the last repeats).
     Tone {
         /// Frequencies in Hz.
@@ -142,6 +148,22 @@ impl SourceKind {
             },
             "librespot" | "spotify" => super::librespot::kind(uri, name)?,
             "airplay" => super::airplay::kind(uri, name)?,
+            "meta" => {
+                let inputs: Vec<String> = uri
+                    .path
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if inputs.is_empty() {
+                    return Err(invalid(
+                        "path",
+                        &uri.path,
+                        "the input streams, e.g. meta:///Spotify/AirPlay?name=Mix",
+                    ));
+                }
+                Self::Meta { inputs }
+            }
             other => {
                 let scheme = other.to_owned();
                 return Err(if SNAPSERVER_ONLY_SCHEMES.contains(&other) {

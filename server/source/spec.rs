@@ -243,8 +243,8 @@ mod tests {
         assert_eq!(spec.idle_threshold_ms, 500);
         assert_eq!(spec.silence_threshold_percent, 0.0);
         assert!(spec.send_silence);
-        let quiet = parse("pipe:///tmp/f?name=a&silence_threshold_percent=0.5&send_silence=false")
-            .unwrap();
+        let quiet =
+            parse("pipe:///tmp/f?name=a&silence_threshold_percent=0.5&send_silence=false").unwrap();
         assert_eq!(quiet.silence_threshold_percent, 0.5);
         assert!(!quiet.send_silence);
         assert!(matches!(

@@ -12,6 +12,7 @@
 //! core forwards changes to the state, so this layer never calls up into it.
 
 mod list;
+mod meta;
 
 pub(crate) use list::{Removal, StreamList};
 
@@ -31,7 +32,7 @@ use crate::pool::BufferPool;
 use crate::protocol::{CodecHeader, Message, Tv, WireChunk};
 use crate::sample_format::SampleFormat;
 use crate::source::pacer::{self, Paced, Pacer};
-use crate::source::{Reader, SourceSpec};
+use crate::source::{Reader, SourceKind, SourceSpec};
 
 /// A serialized WireChunk, shared by every session of its stream.
 #[derive(Debug, Clone)]
@@ -85,6 +86,14 @@ pub enum StreamError {
         /// Why.
         source: std::io::Error,
     },
+    /// A meta stream's input is not a stream started before it, or cannot feed it.
+    #[error("stream '{name}': meta input {reason}")]
+    MetaInput {
+        /// Stream name.
+        name: String,
+        /// Which input and why.
+        reason: String,
+    },
     /// Its stream plugin (`controlscript`) is not there.
     #[error("stream '{name}': control script not found: {}", .path.display())]
     ControlScript {
@@ -128,6 +137,8 @@ struct Inner {
     control: Arc<StreamControl>,
     /// Fires when the stream stops (removed, or the relay shuts down).
     cancel: CancellationToken,
+    /// Its PCM chunks, for meta streams that play it (sent only while one listens).
+    pcm_tx: broadcast::Sender<Arc<[u8]>>,
 }
 
 impl Stream {
@@ -137,6 +148,7 @@ impl Stream {
         buffer_ms: u32,
         pool: BufferPool,
         plugins: &Arc<PluginEnv>,
+        earlier: &[Stream],
         cancel: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> Result<Self, StreamError> {
@@ -160,14 +172,23 @@ impl Stream {
             cancel.clone(),
             tracker,
         );
-        let reader = Reader::open(&spec, &control).map_err(|source| {
-            cancel.cancel(); // its plugin, if it started
-            StreamError::Open {
-                name: spec.name.clone(),
-                uri: spec.uri.redacted().to_uri_string(),
-                source,
-            }
-        })?;
+        // A meta stream reads what its feeder hands over from the active input.
+        let mut meta_feed = None;
+        let reader = if let SourceKind::Meta { inputs } = &spec.kind {
+            let inputs = meta_inputs(&spec, inputs, earlier).inspect_err(|_| cancel.cancel())?;
+            let (blocks_tx, blocks_rx) = tokio::sync::mpsc::channel(64);
+            meta_feed = Some((inputs, blocks_tx));
+            Reader::channel(blocks_rx)
+        } else {
+            Reader::open(&spec, &control).map_err(|source| {
+                cancel.cancel(); // its plugin, if it started
+                StreamError::Open {
+                    name: spec.name.clone(),
+                    uri: spec.uri.redacted().to_uri_string(),
+                    source,
+                }
+            })?
+        };
         let codec_header = Bytes::from(
             Message::CodecHeader(CodecHeader {
                 codec: encoder.name().to_owned(),
@@ -192,6 +213,7 @@ impl Stream {
                 playing_tx: watch::Sender::new(false),
                 control,
                 cancel: cancel.clone(),
+                pcm_tx: broadcast::channel(32).0,
             }),
         };
         // Room for the longest burst the pacer makes (a source pause's hole filled with
@@ -211,6 +233,16 @@ impl Stream {
                     source,
                 }
             })?;
+        if let Some((inputs, blocks)) = meta_feed {
+            tracker.spawn(meta::feed(
+                stream.name().to_owned(),
+                stream.sample_format(),
+                inputs,
+                stream.control().clone(),
+                blocks,
+                cancel.clone(),
+            ));
+        }
         let task = stream.clone();
         tracker.spawn(async move {
             tokio::select! {
@@ -226,6 +258,11 @@ impl Stream {
     /// Stream id (the source's `name`).
     pub(crate) fn name(&self) -> &str {
         &self.inner.spec.name
+    }
+
+    /// Its PCM chunks from now on (for a meta stream playing it).
+    pub(crate) fn pcm(&self) -> broadcast::Receiver<Arc<[u8]>> {
+        self.inner.pcm_tx.subscribe()
     }
 
     /// Fires when the stream stops (removed, or the relay shuts down).
@@ -325,6 +362,9 @@ impl Stream {
                     }
                     if !playing && !spec.send_silence {
                         continue; // idle, and asked not to send silence
+                    }
+                    if self.inner.pcm_tx.receiver_count() > 0 {
+                        let _ = self.inner.pcm_tx.send(Arc::from(chunk.data));
                     }
                     let mut data = recycle_rx.try_recv().unwrap_or_default();
                     data.clear();
@@ -426,3 +466,27 @@ struct PcmBlock {
 
 #[cfg(test)]
 mod tests;
+
+/// A meta stream's inputs: streams started before it, each able to feed its format.
+fn meta_inputs(
+    spec: &SourceSpec,
+    names: &[String],
+    earlier: &[Stream],
+) -> Result<Vec<Stream>, StreamError> {
+    let invalid = |reason: String| StreamError::MetaInput {
+        name: spec.name.clone(),
+        reason,
+    };
+    let inputs = names
+        .iter()
+        .map(|input| {
+            earlier
+                .iter()
+                .find(|s| s.name() == input)
+                .cloned()
+                .ok_or_else(|| invalid(format!("'{input}' is not a stream defined before it")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    meta::check_inputs(&inputs, spec.sample_format).map_err(invalid)?;
+    Ok(inputs)
+}

@@ -59,6 +59,7 @@ async fn every_codec_keeps_the_encoded_timeline_whole_across_a_pause() {
             1000,
             BufferPool::new(1 << 20),
             &crate::plugin::PluginEnv::local(),
+            &[],
             cancel.clone(),
             &tracker,
         )
@@ -125,6 +126,7 @@ async fn quiet_input_goes_idle_and_is_not_sent_when_asked() {
         1000,
         BufferPool::new(1 << 20),
         &crate::plugin::PluginEnv::local(),
+        &[],
         cancel.clone(),
         &tracker,
     )
@@ -182,6 +184,9 @@ async fn quiet_input_goes_idle_and_is_not_sent_when_asked() {
     assert_eq!(gaps.len(), 1, "{gaps:?}");
     assert!((700_000..=1_000_000).contains(&gaps[0]), "{gaps:?}");
     // The loud second came through whole.
-    let after = stamps.iter().filter(|t| **t > stamps[0] + 1_000_000).count();
+    let after = stamps
+        .iter()
+        .filter(|t| **t > stamps[0] + 1_000_000)
+        .count();
     assert!(after >= 45, "{after} chunks of the loud second");
 }

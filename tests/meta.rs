@@ -1,0 +1,137 @@
+//! Meta streams (issue 17): `meta:///A/B?name=Mix` plays the first of its inputs that is
+//! playing. A real snapclient on Mix hears B (a tone) while A has no writer, A when A starts,
+//! B again when A stops, without reconnecting; A's transitions are announced with
+//! `Stream.OnUpdate` and Mix shows the active input's properties.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::audio::{self, Signal};
+use common::{jsonrpc_call, source_fifo, FifoWriter, Relay, Snapclient};
+use serde_json::{json, Value};
+
+/// Dominant frequency of what the client played in its last half second.
+fn recent_frequency(client: &Snapclient) -> Option<f64> {
+    let (bytes, _) = client.output();
+    let frames = audio::frames(&bytes);
+    let take = 24_000;
+    (frames.len() > take).then(|| audio::dominant_frequency(&frames[frames.len() - take..], false))
+}
+
+fn hears(client: &Snapclient, hz: f64, what: &str) {
+    common::eventually(
+        Duration::from_secs(20),
+        what,
+        || client.log(),
+        || recent_frequency(client).filter(|f| (f - hz).abs() < 5.0),
+    );
+}
+
+#[test]
+fn a_meta_stream_plays_whichever_input_plays_first_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = source_fifo(dir.path(), "a");
+    let a = format!("pipe://{}?name=A&codec=pcm", fifo.display());
+    let relay = Relay::start_in(
+        dir,
+        &[
+            "--source",
+            &a,
+            "--source",
+            "tone:///?name=B&freq=440&codec=pcm",
+            "--source",
+            "meta:///A/B?name=Mix&codec=pcm",
+        ],
+    );
+    // Every notification, from the start.
+    let notes = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let listener = TcpStream::connect(relay.jsonrpc_addr()).unwrap();
+    let sink = notes.clone();
+    let reader = listener.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            if let Ok(note) = serde_json::from_str::<Value>(&line) {
+                sink.lock().unwrap().push(note);
+            }
+        }
+    });
+    let client_dir = tempfile::tempdir().unwrap();
+    let client = Snapclient::start(relay.port(), "mix", client_dir.path());
+    let addr = relay.jsonrpc_addr();
+    let group = common::eventually(
+        Duration::from_secs(20),
+        "the client's group",
+        || relay.log(),
+        || {
+            let status = jsonrpc_call(addr, "Server.GetStatus", json!({}));
+            status["result"]["server"]["groups"][0]["id"]
+                .as_str()
+                .map(str::to_owned)
+        },
+    );
+    let reply = jsonrpc_call(
+        addr,
+        "Group.SetStream",
+        json!({"id": group, "stream_id": "Mix"}),
+    );
+    assert_eq!(reply["result"]["stream_id"], "Mix", "{reply}");
+
+    hears(&client, 440.0, "B while A has no writer");
+    let writer = FifoWriter::start(&fifo, Signal::new(880.0, 880.0), 0);
+    hears(&client, 880.0, "A once it plays");
+    let status = jsonrpc_call(addr, "Server.GetStatus", json!({}));
+    let mix = status["result"]["server"]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "Mix")
+        .cloned()
+        .unwrap();
+    assert_eq!(mix["status"], "playing");
+    writer.stop();
+    hears(&client, 440.0, "B again once A stops");
+
+    // One session all along, and A's comings and goings announced.
+    let connects = client.log().matches("Connected to").count();
+    assert_eq!(connects, 1, "{}", client.log());
+    let notes = notes.lock().unwrap();
+    let a_updates: Vec<&str> = notes
+        .iter()
+        .filter(|n| n["method"] == "Stream.OnUpdate" && n["params"]["id"] == "A")
+        .filter_map(|n| n["params"]["stream"]["status"].as_str())
+        .collect();
+    assert!(
+        a_updates.contains(&"playing") && a_updates.contains(&"idle"),
+        "{a_updates:?}"
+    );
+    drop(listener);
+}
+
+#[test]
+fn a_meta_input_must_be_a_stream_defined_before_it() {
+    for (sources, words) in [
+        (
+            vec!["meta:///Later?name=Mix", "tone:///?name=Later"],
+            "meta input 'Later' is not a stream defined before it",
+        ),
+        (
+            vec!["tone:///?name=A", "meta:///A/Nowhere?name=Mix"],
+            "meta input 'Nowhere' is not a stream defined before it",
+        ),
+        (vec!["meta:///?name=Mix"], "the input streams"),
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snaprelay"));
+        command.arg("--check-config");
+        for source in &sources {
+            command.args(["--source", source]);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{sources:?}");
+        assert!(stderr.contains(words), "{sources:?}: {stderr}");
+    }
+}
