@@ -75,7 +75,7 @@ mod tests {
         assert_eq!(
             unknown.to_string(),
             "unknown source scheme 'gopher' (supported: pipe, file, tcp, process, tone, librespot, \
-             spotify, airplay)"
+             spotify, airplay, meta)"
         );
         let unsupported = SourceError::UnsupportedScheme {
             scheme: "alsa".into(),
@@ -83,7 +83,7 @@ mod tests {
         assert_eq!(
             unsupported.to_string(),
             "source scheme 'alsa' is not supported yet (supported: pipe, file, tcp, process, tone, \
-             librespot, spotify, airplay)"
+             librespot, spotify, airplay, meta)"
         );
     }
 }
