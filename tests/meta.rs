@@ -135,3 +135,37 @@ fn a_meta_input_must_be_a_stream_defined_before_it() {
         assert!(stderr.contains(words), "{sources:?}: {stderr}");
     }
 }
+
+/// Inputs with `codec=null` only feed the meta stream: control clients do not see them, and
+/// a new client lands on the first stream it can play, the meta stream.
+#[test]
+fn null_codec_inputs_are_hidden_and_clients_land_on_the_meta_stream() {
+    let relay = Relay::start(&[
+        "--source",
+        "tone:///?name=A&freq=660&codec=null",
+        "--source",
+        "tone:///?name=B&freq=440&codec=null",
+        "--source",
+        "meta:///A/B?name=Mix&codec=pcm",
+    ]);
+    let status = jsonrpc_call(relay.jsonrpc_addr(), "Server.GetStatus", json!({}));
+    let ids: Vec<&str> = status["result"]["server"]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["Mix"]);
+    let reply = jsonrpc_call(
+        relay.jsonrpc_addr(),
+        "Stream.AddStream",
+        json!({"streamUri": "tone:///?name=C&codec=mp3"}),
+    );
+    assert!(
+        reply["error"]["data"].as_str().unwrap().contains("or null"),
+        "{reply}"
+    );
+    let client_dir = tempfile::tempdir().unwrap();
+    let client = Snapclient::start(relay.port(), "lands", client_dir.path());
+    hears(&client, 660.0, "A through Mix");
+}

@@ -21,6 +21,10 @@ use crate::sample_format::SampleFormat;
 /// list: config validation and source-URI parsing both check against it.
 pub(crate) const SUPPORTED_CODECS: &[&str] = &["flac", "ogg", "opus", "pcm"];
 
+/// The "codec" of a stream no client plays: it only feeds meta streams and is hidden from
+/// clients and notifications (snapserver's `codec=null`). Not a default codec.
+pub(crate) const NULL_CODEC: &str = "null";
+
 /// The codec a stream uses when neither its URI nor `[stream] codec` names one; snapserver's
 /// default too (snapcast-protocol.md §0).
 pub(crate) const DEFAULT_CODEC: &str = "flac";
@@ -120,6 +124,21 @@ pub trait Encoder: Send {
     fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(Unit<'_>));
 }
 
+/// Encodes nothing: a `codec=null` stream's chunks go only to the meta streams that play it.
+struct NullEncoder;
+
+impl Encoder for NullEncoder {
+    fn name(&self) -> &'static str {
+        NULL_CODEC
+    }
+
+    fn header(&self) -> &[u8] {
+        &[]
+    }
+
+    fn encode(&mut self, _timestamp_us: i64, _pcm: &[u8], _emit: &mut dyn FnMut(Unit<'_>)) {}
+}
+
 /// Builds the encoder for `codec` with `options` (the text after the first `:` of `codec=`).
 ///
 /// # Errors
@@ -131,6 +150,7 @@ pub fn new_encoder(
 ) -> Result<Box<dyn Encoder>, EncoderError> {
     match codec {
         "pcm" if options.is_empty() => Ok(Box::new(pcm::PcmEncoder::new(format))),
+        NULL_CODEC => Ok(Box::new(NullEncoder)),
         "pcm" => Err(EncoderError::bad_options(codec, options, "pcm takes none")),
         "flac" => Ok(Box::new(flac::FlacEncoder::new(options, format)?)),
         // Opus takes 48000 Hz only: other rates are resampled first, as snapserver does.

@@ -210,7 +210,8 @@ fn notification(rpc: &Rpc, event: &Event) -> Option<Value> {
             protocol::notification("Group.OnNameChanged", json!({"id": id, "name": name}))
         }
         Event::StreamState(name) => {
-            let stream = relay.stream(name)?;
+            // codec=null streams are hidden from control clients, as by snapserver.
+            let stream = relay.stream(name).filter(crate::stream::Stream::playable)?;
             protocol::notification(
                 "Stream.OnUpdate",
                 json!({"id": name, "stream": objects::stream(&stream)}),
@@ -221,7 +222,7 @@ fn notification(rpc: &Rpc, event: &Event) -> Option<Value> {
         Event::StreamAdded(_) | Event::StreamRemoved(_) => return None,
         // `params.properties`, as snapserver sends it and python-snapcast and Snapweb read it.
         Event::StreamProperties(name) => {
-            let stream = relay.stream(name)?;
+            let stream = relay.stream(name).filter(crate::stream::Stream::playable)?;
             protocol::notification(
                 "Stream.OnProperties",
                 json!({"id": name, "properties": stream.control().properties().to_json()}),

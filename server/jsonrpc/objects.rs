@@ -24,7 +24,7 @@ pub(crate) fn server(relay: &Relay) -> Value {
     let streams: Vec<Value> = relay
         .streams
         .iter()
-        .filter(|s| s.codec() != "null")
+        .filter(crate::stream::Stream::playable)
         .map(|s| stream(&s))
         .collect();
     json!({

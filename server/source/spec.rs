@@ -102,11 +102,15 @@ impl SourceSpec {
                 })?;
         let codec_text = uri.query["codec"].clone();
         let (codec, codec_options) = codec_text.split_once(':').unwrap_or((&codec_text, ""));
-        if !crate::encoder::SUPPORTED_CODECS.contains(&codec) {
+        if !crate::encoder::SUPPORTED_CODECS.contains(&codec) && codec != crate::encoder::NULL_CODEC
+        {
             return Err(invalid(
                 "codec",
                 codec,
-                &format!("one of {}", crate::encoder::SUPPORTED_CODECS.join(", ")),
+                &format!(
+                    "one of {}, or null (a meta stream's input only)",
+                    crate::encoder::SUPPORTED_CODECS.join(", ")
+                ),
             ));
         }
         let chunk_ms = parse_ranged(&uri.query["chunk_ms"], 10, 1000)

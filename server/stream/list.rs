@@ -66,9 +66,13 @@ impl StreamList {
             .into_iter()
     }
 
-    /// The default stream.
+    /// The default stream: the first that clients can play (`codec=null` streams only feed
+    /// meta streams).
     pub(crate) fn first(&self) -> Option<Stream> {
-        self.read().first().map(|e| e.stream.clone())
+        self.read()
+            .iter()
+            .find(|e| e.stream.playable())
+            .map(|e| e.stream.clone())
     }
 
     /// The stream with this id.
@@ -79,10 +83,11 @@ impl StreamList {
             .map(|e| e.stream.clone())
     }
 
-    /// Every stream id.
+    /// The id of every stream a group can play (not the `codec=null` ones).
     pub(crate) fn names(&self) -> Vec<String> {
         self.read()
             .iter()
+            .filter(|e| e.stream.playable())
             .map(|e| e.stream.name().to_owned())
             .collect()
     }

@@ -260,6 +260,11 @@ impl Stream {
         &self.inner.spec.name
     }
 
+    /// Whether clients can play it: a `codec=null` stream only feeds meta streams.
+    pub(crate) fn playable(&self) -> bool {
+        self.codec() != crate::encoder::NULL_CODEC
+    }
+
     /// Its PCM chunks from now on (for a meta stream playing it).
     pub(crate) fn pcm(&self) -> broadcast::Receiver<Arc<[u8]>> {
         self.inner.pcm_tx.subscribe()
