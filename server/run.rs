@@ -48,6 +48,9 @@ pub enum RunError {
         /// The input it names.
         input: String,
     },
+    /// Every stream has `codec=null`: clients would have nothing to play.
+    #[error("every stream has codec=null; at least one must be playable by clients")]
+    NoPlayableStream,
     /// Two sources share a name.
     #[error("two sources are named '{0}'; stream names must be unique")]
     DuplicateStream(String),
@@ -97,6 +100,9 @@ pub fn source_specs(config: &Config) -> Result<Vec<SourceSpec>, RunError> {
             }
         }
         specs.push(spec);
+    }
+    if specs.iter().all(|s| s.codec == crate::encoder::NULL_CODEC) {
+        return Err(RunError::NoPlayableStream);
     }
     Ok(specs)
 }

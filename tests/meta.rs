@@ -123,6 +123,10 @@ fn a_meta_input_must_be_a_stream_defined_before_it() {
             "meta input 'Nowhere' is not a stream defined before it",
         ),
         (vec!["meta:///?name=Mix"], "the input streams"),
+        (
+            vec!["tone:///?name=A&codec=null"],
+            "at least one must be playable",
+        ),
     ] {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snaprelay"));
         command.arg("--check-config");
@@ -168,4 +172,52 @@ fn null_codec_inputs_are_hidden_and_clients_land_on_the_meta_stream() {
     let client_dir = tempfile::tempdir().unwrap();
     let client = Snapclient::start(relay.port(), "lands", client_dir.path());
     hears(&client, 660.0, "A through Mix");
+}
+
+/// An input removed at run time is gone for the meta stream: it plays the next input that
+/// plays, without its clients reconnecting.
+#[test]
+fn a_removed_input_hands_over_to_the_next() {
+    let relay = Relay::start(&[
+        "--source",
+        "tone:///?name=A&freq=660&codec=pcm",
+        "--source",
+        "tone:///?name=B&freq=440&codec=pcm",
+        "--source",
+        "meta:///A/B?name=Mix&codec=pcm",
+    ]);
+    let addr = relay.jsonrpc_addr();
+    let client_dir = tempfile::tempdir().unwrap();
+    let client = Snapclient::start(relay.port(), "mix", client_dir.path());
+    let group = common::eventually(
+        Duration::from_secs(20),
+        "the client's group",
+        || relay.log(),
+        || {
+            let status = jsonrpc_call(addr, "Server.GetStatus", json!({}));
+            status["result"]["server"]["groups"][0]["id"]
+                .as_str()
+                .map(str::to_owned)
+        },
+    );
+    jsonrpc_call(
+        addr,
+        "Group.SetStream",
+        json!({"id": group, "stream_id": "Mix"}),
+    );
+    hears(&client, 660.0, "A, the first input");
+    let reply = jsonrpc_call(addr, "Stream.RemoveStream", json!({"id": "A"}));
+    assert_eq!(reply["result"], json!({"id": "A"}), "{reply}");
+    hears(&client, 440.0, "B once A is gone");
+    assert_eq!(
+        client.log().matches("Connected to").count(),
+        1,
+        "{}",
+        client.log()
+    );
+    assert!(
+        relay.log().contains("meta input removed"),
+        "{}",
+        relay.log()
+    );
 }

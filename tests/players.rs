@@ -300,11 +300,18 @@ fn opus_from_a_44100_hz_player_is_resampled_and_heard() {
 #[test]
 fn debians_snapserver_conf_with_players_and_a_meta_stream_starts_as_it_is() {
     let debian = include_str!("../server/config/testdata/debian-snapserver.conf");
-    let added = "source = pipe:///tmp/snapfifo?name=default\n\
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("snapfifo");
+    let added = format!(
+        "source = pipe://{}?name=default\n\
                  source = librespot:///usr/bin/librespot?name=Spotify&devicename=Kitchen\n\
                  source = airplay:///usr/bin/shairport-sync?name=AirPlay&devicename=Kitchen\n\
-                 source = meta:///Spotify/AirPlay/default?name=Mix\n";
-    let conf_text = debian.replace("source = pipe:///tmp/snapfifo?name=default\n", added);
+                 source = meta:///Spotify/AirPlay/default?name=Mix\n",
+        fifo.display()
+    );
+    // The file as Debian ships it, but for its FIFO (kept apart from other runs) and the
+    // sources added.
+    let conf_text = debian.replace("source = pipe:///tmp/snapfifo?name=default\n", &added);
     assert_ne!(
         conf_text, debian,
         "the Debian file names its default source"

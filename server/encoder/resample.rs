@@ -66,8 +66,10 @@ pub(crate) struct PcmResampler {
     fft: Fft<f32>,
     /// Interleaved input not yet resampled, as floats in [-1, 1].
     pending: Vec<f32>,
-    /// Capture time of `pending`'s first frame.
-    pending_start_us: Option<i64>,
+    /// Capture time of the first frame since the last (re)start, and the frames consumed
+    /// since: `pending`'s first frame is at `origin + consumed / rate`, computed whole each
+    /// time so that no rounding accumulates.
+    origin: Option<(i64, u64)>,
     /// The resampler's delay, µs.
     delay_us: i64,
     samples: Vec<i32>,
@@ -105,7 +107,7 @@ impl PcmResampler {
             to_rate,
             fft,
             pending: Vec::new(),
-            pending_start_us: None,
+            origin: None,
             delay_us,
             samples: Vec::new(),
             output,
@@ -117,14 +119,15 @@ impl PcmResampler {
         self.pending.len() / usize::from(self.from.channels)
     }
 
-    fn frames_us(&self, frames: usize) -> i64 {
-        (frames as i64 * 1_000_000) / i64::from(self.from.rate)
+    /// Capture time of the frame `frames` after the origin.
+    fn at(&self, origin_us: i64, frames: u64) -> i64 {
+        origin_us + (i128::from(frames) * 1_000_000 / i128::from(self.from.rate)) as i64
     }
 
     fn restart(&mut self) {
         self.fft.reset();
         self.pending.clear();
-        self.pending_start_us = None;
+        self.origin = None;
     }
 }
 
@@ -145,14 +148,14 @@ impl PcmResampler {
         pcm: &[u8],
         out: &mut dyn FnMut(i64, &[u8]),
     ) {
-        if let Some(start) = self.pending_start_us {
-            let expected = start + self.frames_us(self.pending_frames());
+        if let Some((origin_us, consumed)) = self.origin {
+            let expected = self.at(origin_us, consumed + self.pending_frames() as u64);
             if (timestamp_us - expected).abs() > 1_000 {
                 self.restart(); // the timeline jumped
             }
         }
-        if self.pending_start_us.is_none() {
-            self.pending_start_us = Some(timestamp_us);
+        if self.origin.is_none() {
+            self.origin = Some((timestamp_us, 0));
         }
         self.samples.clear();
         push_samples_i32(pcm, self.from, &mut self.samples);
@@ -185,7 +188,8 @@ impl PcmResampler {
                     return;
                 }
             };
-            let start = self.pending_start_us.unwrap_or(timestamp_us);
+            let (origin_us, consumed) = self.origin.unwrap_or((timestamp_us, 0));
+            let start = self.at(origin_us, consumed);
             self.pcm.clear();
             for sample in &self.output[..made * channels] {
                 let value = (sample * 32767.0).round().clamp(-32768.0, 32767.0) as i16;
@@ -193,7 +197,7 @@ impl PcmResampler {
             }
             out(start - self.delay_us, &self.pcm);
             self.pending.drain(..used * channels);
-            self.pending_start_us = Some(start + self.frames_us(used));
+            self.origin = Some((origin_us, consumed + used as u64));
         }
     }
 }

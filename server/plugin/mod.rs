@@ -262,10 +262,13 @@ impl StreamControl {
         self.stopped.clone()
     }
 
-    /// Takes properties a stream's source reports (librespot's log says what it plays), as
-    /// if its plugin had sent them.
-    pub(crate) fn report(&self, properties: &Value) {
-        self.apply(properties);
+    /// Takes the metadata a stream's source reports (librespot's log, shairport-sync's
+    /// metadata pipe): it replaces the metadata, and every other property stays (a plugin of
+    /// the same stream keeps its flags).
+    pub(crate) fn report_metadata(&self, metadata: Value) {
+        let mut properties = self.properties().to_json();
+        properties["metadata"] = metadata;
+        self.apply(&properties);
     }
 
     /// Takes a properties object from the plugin: unreadable keys are logged and dropped,

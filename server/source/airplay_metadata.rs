@@ -45,7 +45,10 @@ pub(super) async fn run(stream: String, ports: Arc<Ports>, control: Arc<StreamCo
             Ok(Ok(n)) => {
                 let text = String::from_utf8_lossy(&buf[..n]);
                 for metadata in parser.feed(&text) {
-                    control.report(&serde_json::json!({ "metadata": metadata }));
+                    // Off the runtime's workers: the cover is decoded and hashed there.
+                    let control = control.clone();
+                    let _ = tokio::task::spawn_blocking(move || control.report_metadata(metadata))
+                        .await;
                 }
                 if parser.bad_items > logged_bad {
                     logged_bad = parser.bad_items;

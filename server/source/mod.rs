@@ -86,8 +86,9 @@ impl Reader {
                 })?;
                 let control = control.clone();
                 let on_stderr = process::OnStderr(Arc::new(move |line: &str| {
+                    // Small (a title and a small SVG mark): cheap enough for this task.
                     if let Some(metadata) = librespot::track_metadata(line) {
-                        control.report(&serde_json::json!({ "metadata": metadata }));
+                        control.report_metadata(metadata);
                     }
                 }));
                 Self::Process(Box::new(process::ProcessReader::supervised(

@@ -53,6 +53,8 @@ pub(crate) struct Supervision {
 /// First restart delay; doubles up to [`MAX_BACKOFF`] while the process keeps dying fast.
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest stderr line taken whole; longer ones are cut there.
+const MAX_STDERR_LINE: u64 = 64 << 10;
 /// A process that ran this long is considered healthy: the backoff starts over.
 const HEALTHY_RUN: Duration = Duration::from_secs(10);
 
@@ -138,13 +140,27 @@ impl ProcessReader {
             let (last, epoch) = (self.last_stderr_ms.clone(), self.epoch);
             // Ends by itself when the child's stderr closes.
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
+                // Byte lines, capped and read lossily: one bad byte or a huge line must not
+                // end the reading (the child would get SIGPIPE, the watchdog go hungry).
+                let mut stderr = BufReader::new(stderr);
+                let mut raw = Vec::new();
+                loop {
+                    raw.clear();
+                    match (&mut stderr)
+                        .take(MAX_STDERR_LINE)
+                        .read_until(b'\n', &mut raw)
+                        .await
+                    {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    let text = String::from_utf8_lossy(&raw);
+                    let line = text.trim_end_matches(['\n', '\r']);
                     let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
                     last.store(now, Ordering::Relaxed);
                     info!(stream = %name, "process: {line}");
                     if let Some(OnStderr(handle)) = &on_stderr {
-                        handle(&line);
+                        handle(line);
                     }
                 }
             });
@@ -268,6 +284,43 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(700));
         assert!(lines.lock().unwrap().iter().all(|l| l == "started"));
         assert!(!lines.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn stderr_lines_are_read_on_past_bytes_that_are_not_utf8() {
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = lines.clone();
+        let mut reader = ProcessReader::supervised(
+            "t",
+            "/bin/sh".into(),
+            vec![
+                "-c".into(),
+                r"printf 'bad \377 byte\nnext line\n' >&2; while :; do printf ab; sleep 0.05; done"
+                    .into(),
+            ],
+            Supervision {
+                on_stderr: Some(OnStderr(Arc::new(move |line: &str| {
+                    seen.lock().unwrap().push(line.to_owned());
+                }))),
+                ..Supervision::default()
+            },
+        );
+        let mut buf = [0u8; 16];
+        let started = Instant::now();
+        while lines.lock().unwrap().len() < 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                lines.lock().unwrap()
+            );
+            tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let lines = lines.lock().unwrap();
+        assert_eq!(lines[0], "bad \u{fffd} byte");
+        assert_eq!(lines[1], "next line");
     }
 
     #[tokio::test]

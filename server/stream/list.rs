@@ -115,7 +115,9 @@ impl StreamList {
                 .iter()
                 .position(|e| e.stream.name() == name)
                 .ok_or(Removal::NotFound)?;
-            if list.len() <= 1 {
+            // Clients need a stream to play: the last playable one stays.
+            let playable = list.iter().filter(|e| e.stream.playable()).count();
+            if list[index].stream.playable() && playable <= 1 {
                 return Err(Removal::Last);
             }
             list.remove(index)

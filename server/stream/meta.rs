@@ -71,21 +71,34 @@ pub(super) async fn feed(
     let mut playing: Vec<watch::Receiver<bool>> =
         inputs.iter().map(Stream::watch_playing).collect();
     let mut gone = vec![false; inputs.len()];
+    // An input removed from the relay is gone for good (its state would stay as it was).
+    let (removed_tx, mut removed_rx) = mpsc::unbounded_channel();
+    for (i, input) in inputs.iter().enumerate() {
+        let (stopped, removed) = (input.stopped(), removed_tx.clone());
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stopped => { let _ = removed.send(i); }
+                () = cancel.cancelled() => {}
+            }
+        });
+    }
     let mut active: Option<Option<usize>> = None; // None: not decided yet
     let mut pcm: Option<broadcast::Receiver<Arc<[u8]>>> = None;
     let mut properties: Option<watch::Receiver<Arc<Properties>>> = None;
     let mut conversion = Conversion::None;
     let mut converted = Vec::new();
-    // The resampler needs a timeline: the forwarded input's duration.
-    let mut fed_us: i64 = 0;
+    // The resampler needs a timeline: the forwarded input's frames.
+    let mut fed_frames: u64 = 0;
     loop {
         let now_active = (0..inputs.len()).find(|&i| !gone[i] && *playing[i].borrow());
         if active != Some(now_active) {
             active = Some(now_active);
             // Properties and control follow the active input, or the first when none plays.
             let shown = &inputs[now_active.unwrap_or(0)];
-            control.follow(Some(shown.control().clone()));
+            // Subscribed first, so no change between reading and watching is missed.
             properties = Some(shown.control().subscribe());
+            control.follow(Some(shown.control().clone()));
             pcm = now_active.map(|i| inputs[i].pcm());
             conversion = match now_active {
                 Some(i) => {
@@ -117,6 +130,10 @@ pub(super) async fn feed(
         };
         tokio::select! {
             () = cancel.cancelled() => return,
+            Some(index) = removed_rx.recv() => {
+                gone[index] = true;
+                warn!(stream = %name, input = %inputs[index].name(), "meta input removed");
+            }
             (index, alive) = any_changed(&mut playing, &gone) => {
                 if !alive {
                     gone[index] = true;
@@ -138,7 +155,9 @@ pub(super) async fn feed(
                         }
                         Conversion::Resample(resampler) => {
                             converted.clear();
-                            resampler.process(fed_us, &block, &mut |_, out| {
+                            let at = fed_frames as i128 * 1_000_000
+                                / i128::from(now_active.map_or(48_000, |i| inputs[i].sample_format().rate));
+                            resampler.process(at as i64, &block, &mut |_, out| {
                                 converted.extend_from_slice(out);
                             });
                             if !converted.is_empty() {
@@ -147,10 +166,8 @@ pub(super) async fn feed(
                         }
                     }
                     if let Some(i) = now_active {
-                        let from = inputs[i].sample_format();
-                        let frames = block.len() / from.frame_size().max(1);
-                        fed_us += i64::try_from(from.duration_of(frames).as_micros())
-                            .unwrap_or(i64::MAX);
+                        let frames = block.len() / inputs[i].sample_format().frame_size().max(1);
+                        fed_frames += frames as u64;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {}

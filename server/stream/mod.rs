@@ -244,6 +244,7 @@ impl Stream {
             ));
         }
         let task = stream.clone();
+        let after = stream.clone();
         tracker.spawn(async move {
             tokio::select! {
                 () = cancel.cancelled() => {}
@@ -251,6 +252,10 @@ impl Stream {
             }
             // Dropping the sender (with the `run` future) closes the channel: the encoder
             // thread finishes what is queued and ends.
+            // Stopped: whoever watches (a meta stream, the notifications) sees it idle.
+            if after.stats().playing.swap(false, Ordering::Relaxed) {
+                after.announce_state(false);
+            }
         });
         Ok(stream)
     }
