@@ -24,6 +24,28 @@ fn starts(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Waits for three seconds of the client's audio at `rate`; checks the last second holds the
+/// stand-in players' 441 Hz (left) and 882 Hz (right); returns that second.
+fn hears_the_player(client: &Snapclient, rate: u32) -> Vec<(i16, i16)> {
+    let second = rate as usize;
+    let frames = common::eventually(
+        Duration::from_secs(20),
+        "three seconds of audio",
+        || client.log(),
+        || {
+            let (bytes, _) = client.output();
+            let frames = audio::frames(&bytes);
+            (frames.len() > 3 * second).then_some(frames)
+        },
+    );
+    let recent = frames[frames.len() - second..].to_vec();
+    let left = audio::dominant_frequency_at(&recent, false, rate);
+    let right = audio::dominant_frequency_at(&recent, true, rate);
+    assert!((left - 441.0).abs() < 3.0, "left {left} Hz");
+    assert!((right - 882.0).abs() < 3.0, "right {right} Hz");
+    recent
+}
+
 fn start_relay(uri: &str, codec: &str) -> (Relay, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let records = dir.path().join("player");
@@ -106,21 +128,7 @@ fn librespot_runs_as_snapserver_runs_it_and_its_track_reaches_the_properties() {
     // A real snapclient hears the player's 441/882 Hz at 44100 Hz.
     let client_dir = tempfile::tempdir().unwrap();
     let client = Snapclient::start(relay.port(), "kitchen", client_dir.path());
-    let frames = common::eventually(
-        Duration::from_secs(20),
-        "three seconds of audio",
-        || client.log(),
-        || {
-            let (bytes, _) = client.output();
-            let frames = audio::frames(&bytes);
-            (frames.len() > 3 * 44_100).then_some(frames)
-        },
-    );
-    let recent = &frames[frames.len() - 44_100..];
-    let left = audio::dominant_frequency_at(recent, false, 44_100);
-    let right = audio::dominant_frequency_at(recent, true, 44_100);
-    assert!((left - 441.0).abs() < 3.0, "left {left} Hz");
-    assert!((right - 882.0).abs() < 3.0, "right {right} Hz");
+    hears_the_player(&client, 44_100);
     assert!(client.log().contains("44100:16:2"), "{}", client.log());
 }
 
@@ -266,22 +274,9 @@ fn opus_from_a_44100_hz_player_is_resampled_and_heard() {
     let (relay, _records) = start_relay("name=Spotify", "opus");
     let client_dir = tempfile::tempdir().unwrap();
     let client = Snapclient::start(relay.port(), "kitchen", client_dir.path());
-    let frames = common::eventually(
-        Duration::from_secs(20),
-        "three seconds of audio",
-        || client.log(),
-        || {
-            let (bytes, _) = client.output();
-            let frames = audio::frames(&bytes);
-            (frames.len() > 3 * 48_000).then_some(frames)
-        },
-    );
+    let recent = hears_the_player(&client, 48_000);
     assert!(client.log().contains("48000:16:2"), "{}", client.log());
-    let recent = &frames[frames.len() - 48_000..];
-    let left = audio::dominant_frequency(recent, false);
-    let right = audio::dominant_frequency(recent, true);
-    assert!((left - 441.0).abs() < 3.0, "left {left} Hz");
-    assert!((right - 882.0).abs() < 3.0, "right {right} Hz");
+    let recent = &recent[..];
     // Continuous: no dropouts once playing (a second of it has no silent stretch).
     let longest_quiet = recent
         .split(|f| f.0.unsigned_abs() > 1000)

@@ -8,6 +8,24 @@ use super::*;
 use crate::encoder::SUPPORTED_CODECS;
 use crate::source::SourceDefaults;
 
+/// Starts the stream `uri` describes, with a 1 s buffer and no plugin; it runs until the
+/// token is cancelled.
+fn start(uri: &str) -> (Stream, CancellationToken) {
+    let spec = SourceSpec::parse(uri, &SourceDefaults::default()).unwrap();
+    let cancel = CancellationToken::new();
+    let stream = Stream::start(
+        spec,
+        1000,
+        BufferPool::new(1 << 20),
+        &crate::plugin::PluginEnv::local(),
+        &[],
+        cancel.clone(),
+        &tokio_util::task::TaskTracker::new(),
+    )
+    .unwrap();
+    (stream, cancel)
+}
+
 /// Writes `before_ms` of a tone, pauses `pause_ms`, then writes `after_ms`, each
 /// 10 ms piece when its last frame is due, as a live source would.
 fn write_with_pause(path: std::path::PathBuf, before_ms: u64, pause_ms: u64, after_ms: u64) {
@@ -51,19 +69,7 @@ async fn every_codec_keeps_the_encoded_timeline_whole_across_a_pause() {
             "pipe://{}?name=t&codec={codec}&sampleformat=48000:16:2&chunk_ms=20",
             fifo.display()
         );
-        let spec = SourceSpec::parse(&uri, &SourceDefaults::default()).unwrap();
-        let cancel = CancellationToken::new();
-        let tracker = tokio_util::task::TaskTracker::new();
-        let stream = Stream::start(
-            spec,
-            1000,
-            BufferPool::new(1 << 20),
-            &crate::plugin::PluginEnv::local(),
-            &[],
-            cancel.clone(),
-            &tracker,
-        )
-        .unwrap();
+        let (stream, cancel) = start(&uri);
         let mut chunks = stream.subscribe();
         write_with_pause(fifo, 1000, 300, 1000);
 
@@ -118,19 +124,7 @@ async fn quiet_input_goes_idle_and_is_not_sent_when_asked() {
          &silence_threshold_percent=1&send_silence=false",
         fifo.display()
     );
-    let spec = SourceSpec::parse(&uri, &SourceDefaults::default()).unwrap();
-    let cancel = CancellationToken::new();
-    let tracker = tokio_util::task::TaskTracker::new();
-    let stream = Stream::start(
-        spec,
-        1000,
-        BufferPool::new(1 << 20),
-        &crate::plugin::PluginEnv::local(),
-        &[],
-        cancel.clone(),
-        &tracker,
-    )
-    .unwrap();
+    let (stream, cancel) = start(&uri);
     let mut chunks = stream.subscribe();
     let mut playing = stream.watch_playing();
     // 1 s of hiss at ±200 (0.6 % of full scale), then 1 s of a loud tone, in real time.
