@@ -141,8 +141,11 @@ fn opus_clients_joining_at_different_moments_agree() {
             let offsets: Vec<f64> = timed.iter().map(|(_, offset)| *offset).collect();
             assert!(
                 offsets.len() >= 5,
-                "pair {n}: only {} of {tried} blocks matched; logs:\n{}\n{}",
+                "pair {n}: only {} of {tried} blocks matched (a played {} frames, b {} from \
+                 frame {from}); logs:\n{}\n{}",
                 offsets.len(),
+                audio::frames(&a.output().0).len(),
+                audio::frames(&bytes_b).len(),
                 a.log(),
                 b.log()
             );
