@@ -5,6 +5,20 @@
 use super::audio::{self, FRAME_BYTES, PLAYER_BLOCK_BYTES, RATE};
 use super::snapclient::Arrival;
 
+/// Where the player's whole blocks start in its output, modulo the block size: snapclient's
+/// first write may be a partial block, after which every write is a whole one.
+fn block_phase(arrivals: &[Arrival]) -> usize {
+    arrivals
+        .windows(2)
+        .find(|p| p[1].offset - p[0].offset == PLAYER_BLOCK_BYTES)
+        .map_or(0, |p| p[0].offset % PLAYER_BLOCK_BYTES)
+}
+
+/// Whether the read between `block` and `next` is exactly one of the player's writes.
+fn whole_block(block: Arrival, next: Arrival, phase: usize) -> bool {
+    next.offset - block.offset == PLAYER_BLOCK_BYTES && block.offset % PLAYER_BLOCK_BYTES == phase
+}
+
 /// When each frame of a client's output was played: the arrival time of the whole 50 ms
 /// player block holding it plus its offset in the block. `None` outside whole blocks.
 pub fn play_time_us(arrivals: &[Arrival], frame: usize) -> Option<f64> {
@@ -13,7 +27,7 @@ pub fn play_time_us(arrivals: &[Arrival], frame: usize) -> Option<f64> {
         .partition_point(|a| a.offset <= byte)
         .checked_sub(1)?;
     let (block, next) = (arrivals[i], arrivals.get(i + 1)?);
-    if next.offset - block.offset != PLAYER_BLOCK_BYTES || block.offset % PLAYER_BLOCK_BYTES != 0 {
+    if !whole_block(block, *next, block_phase(arrivals)) {
         return None;
     }
     let within = (byte - block.offset) / FRAME_BYTES;
@@ -52,14 +66,11 @@ pub fn sync_by_matching(
     let b = audio::frames(bytes_b);
     let mut offsets = Vec::new();
     let mut tried = 0;
+    let phase_a = block_phase(arrivals_a);
     for pair in arrivals_a.windows(2) {
         let (block, next) = (pair[0], pair[1]);
         let start = block.offset / FRAME_BYTES;
-        if next.offset - block.offset != PLAYER_BLOCK_BYTES
-            || block.offset % PLAYER_BLOCK_BYTES != 0
-            || start < from_a
-            || start + WINDOW > a.len()
-        {
+        if !whole_block(block, next, phase_a) || start < from_a || start + WINDOW > a.len() {
             continue;
         }
         let Some(guess) = frame_at(arrivals_b, block.at_us) else {
