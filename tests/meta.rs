@@ -22,6 +22,28 @@ fn recent_frequency(client: &Snapclient) -> Option<f64> {
     (frames.len() > take).then(|| audio::dominant_frequency(&frames[frames.len() - take..], false))
 }
 
+/// Moves the (only) client's group to the stream Mix, once the client is known.
+fn move_to_mix(relay: &Relay) {
+    let addr = relay.jsonrpc_addr();
+    let group = common::eventually(
+        Duration::from_secs(20),
+        "the client's group",
+        || relay.log(),
+        || {
+            let status = jsonrpc_call(addr, "Server.GetStatus", json!({}));
+            status["result"]["server"]["groups"][0]["id"]
+                .as_str()
+                .map(str::to_owned)
+        },
+    );
+    let reply = jsonrpc_call(
+        addr,
+        "Group.SetStream",
+        json!({"id": group, "stream_id": "Mix"}),
+    );
+    assert_eq!(reply["result"]["stream_id"], "Mix", "{reply}");
+}
+
 fn hears(client: &Snapclient, hz: f64, what: &str) {
     common::eventually(
         Duration::from_secs(20),
@@ -62,23 +84,7 @@ fn a_meta_stream_plays_whichever_input_plays_first_live() {
     let client_dir = tempfile::tempdir().unwrap();
     let client = Snapclient::start(relay.port(), "mix", client_dir.path());
     let addr = relay.jsonrpc_addr();
-    let group = common::eventually(
-        Duration::from_secs(20),
-        "the client's group",
-        || relay.log(),
-        || {
-            let status = jsonrpc_call(addr, "Server.GetStatus", json!({}));
-            status["result"]["server"]["groups"][0]["id"]
-                .as_str()
-                .map(str::to_owned)
-        },
-    );
-    let reply = jsonrpc_call(
-        addr,
-        "Group.SetStream",
-        json!({"id": group, "stream_id": "Mix"}),
-    );
-    assert_eq!(reply["result"]["stream_id"], "Mix", "{reply}");
+    move_to_mix(&relay);
 
     hears(&client, 440.0, "B while A has no writer");
     let writer = FifoWriter::start(&fifo, Signal::new(880.0, 880.0), 0);
@@ -189,22 +195,7 @@ fn a_removed_input_hands_over_to_the_next() {
     let addr = relay.jsonrpc_addr();
     let client_dir = tempfile::tempdir().unwrap();
     let client = Snapclient::start(relay.port(), "mix", client_dir.path());
-    let group = common::eventually(
-        Duration::from_secs(20),
-        "the client's group",
-        || relay.log(),
-        || {
-            let status = jsonrpc_call(addr, "Server.GetStatus", json!({}));
-            status["result"]["server"]["groups"][0]["id"]
-                .as_str()
-                .map(str::to_owned)
-        },
-    );
-    jsonrpc_call(
-        addr,
-        "Group.SetStream",
-        json!({"id": group, "stream_id": "Mix"}),
-    );
+    move_to_mix(&relay);
     hears(&client, 660.0, "A, the first input");
     let reply = jsonrpc_call(addr, "Stream.RemoveStream", json!({"id": "A"}));
     assert_eq!(reply["result"], json!({"id": "A"}), "{reply}");

@@ -45,11 +45,7 @@ pub(super) fn kind(uri: &SourceUri, name: &str) -> Result<SourceKind, SourceErro
         .filter(|p| *p > 0 && *p < u16::MAX)
         .ok_or_else(|| SourceError::invalid(name, "port", &port_text, "1 to 65534"))?;
     Ok(SourceKind::Player {
-        path: if uri.path.is_empty() || uri.path == "/" {
-            PathBuf::from("shairport-sync")
-        } else {
-            PathBuf::from(&uri.path)
-        },
+        path: super::process::program_path(&uri.path, "shairport-sync"),
         args,
         killall: false,
         watchdog: None,

@@ -3,7 +3,6 @@
 //! the command line snapserver builds from the URI, and what its log says about the track.
 //! The process itself is run by the process reader (restart, watchdog, `killall`).
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -106,39 +105,12 @@ pub(super) fn kind(uri: &SourceUri, name: &str) -> Result<SourceKind, SourceErro
         .filter(|s| (1..=86_400 * 7).contains(s))
         .ok_or_else(|| invalid("wd_timeout", &watchdog_text, "1 to 604800 seconds"))?;
     Ok(SourceKind::Player {
-        path: player_path(&uri.path),
+        path: super::process::program_path(&uri.path, "librespot"),
         args,
         killall: flag("killall")?,
         watchdog: Some(Duration::from_secs(watchdog)),
         player: super::Player::Librespot,
     })
-}
-
-/// The path as written, or `librespot` to be found on `PATH` when none is given.
-fn player_path(path: &str) -> PathBuf {
-    if path.is_empty() || path == "/" {
-        PathBuf::from("librespot")
-    } else {
-        PathBuf::from(path)
-    }
-}
-
-/// The program at `path`, or the one of that name (then `fallback`) on `PATH`, as snapserver
-/// looks for it.
-pub(crate) fn find_program(path: &Path, fallback: &str) -> Option<PathBuf> {
-    if path.is_absolute() && path.is_file() {
-        return Some(path.to_path_buf());
-    }
-    let on_path = |name: &std::ffi::OsStr| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(name))
-                .find(|candidate| candidate.is_file())
-        })
-    };
-    path.file_name()
-        .and_then(on_path)
-        .or_else(|| on_path(std::ffi::OsStr::new(fallback)))
 }
 
 /// What one line of librespot's log says about the track: its `metadata` object, with

@@ -75,15 +75,7 @@ impl Reader {
                 watchdog,
                 player: Player::Librespot,
             } => {
-                let program = librespot::find_program(path, "librespot").ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!(
-                            "librespot not found ({} nor librespot on PATH)",
-                            path.display()
-                        ),
-                    )
-                })?;
+                let program = process::find_program(path, "librespot")?;
                 let control = control.clone();
                 let on_stderr = process::OnStderr(Arc::new(move |line: &str| {
                     // Small (a title and a small SVG mark): cheap enough for this task.
@@ -109,15 +101,7 @@ impl Reader {
                 player: Player::Airplay { port },
                 ..
             } => {
-                let program = librespot::find_program(path, "shairport-sync").ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!(
-                            "shairport-sync not found ({} nor shairport-sync on PATH)",
-                            path.display()
-                        ),
-                    )
-                })?;
+                let program = process::find_program(path, "shairport-sync")?;
                 let ports = airplay::Ports::new(*port, args.clone());
                 tokio::spawn(airplay_metadata::run(
                     spec.name.clone(),

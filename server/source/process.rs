@@ -6,7 +6,7 @@
 //! sources come only from the config file (never from the network).
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +15,47 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tracing::{info, warn};
+
+/// A player's program as its source URI names it: the path, or `default` (looked up on
+/// `PATH`) when the URI names none.
+pub(crate) fn program_path(uri_path: &str, default: &str) -> PathBuf {
+    if uri_path.is_empty() || uri_path == "/" {
+        PathBuf::from(default)
+    } else {
+        PathBuf::from(uri_path)
+    }
+}
+
+/// The program at `path`, else the one of that file name on `PATH`, else `fallback` on
+/// `PATH`, as snapserver looks for its players.
+///
+/// # Errors
+///
+/// None of them exists (`NotFound`, naming both).
+pub(crate) fn find_program(path: &Path, fallback: &str) -> io::Result<PathBuf> {
+    if path.is_absolute() && path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let on_path = |name: &std::ffi::OsStr| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    path.file_name()
+        .and_then(on_path)
+        .or_else(|| on_path(std::ffi::OsStr::new(fallback)))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{fallback} not found ({} nor {fallback} on PATH)",
+                    path.display()
+                ),
+            )
+        })
+}
 
 /// What is done with each line the process writes to stderr (besides logging it).
 #[derive(Clone)]
@@ -247,25 +288,33 @@ mod tests {
         assert!(reader.starts >= 2);
     }
 
-    #[tokio::test]
-    async fn a_process_whose_log_goes_silent_is_restarted_by_the_watchdog() {
-        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// Every stderr line a process started by [`recording`] wrote.
+    type Lines = Arc<std::sync::Mutex<Vec<String>>>;
+
+    /// A reader of `sh -c script` that records its stderr lines, with `watchdog`.
+    fn recording(script: &str, watchdog: Option<Duration>) -> (ProcessReader, Lines) {
+        let lines = Lines::default();
         let seen = lines.clone();
-        let mut reader = ProcessReader::supervised(
+        let reader = ProcessReader::supervised(
             "t",
             "/bin/sh".into(),
-            vec![
-                "-c".into(),
-                "echo started >&2; while :; do printf abcd; sleep 0.05; done".into(),
-            ],
+            vec!["-c".into(), script.into()],
             Supervision {
                 on_stderr: Some(OnStderr(Arc::new(move |line: &str| {
                     seen.lock().unwrap().push(line.to_owned());
                 }))),
-                watchdog: Some(Duration::from_millis(700)),
-                killall: false,
-                args_of: None,
+                watchdog,
+                ..Supervision::default()
             },
+        );
+        (reader, lines)
+    }
+
+    #[tokio::test]
+    async fn a_process_whose_log_goes_silent_is_restarted_by_the_watchdog() {
+        let (mut reader, lines) = recording(
+            "echo started >&2; while :; do printf abcd; sleep 0.05; done",
+            Some(Duration::from_millis(700)),
         );
         let started = Instant::now();
         let mut buf = [0u8; 64];
@@ -288,22 +337,9 @@ mod tests {
 
     #[tokio::test]
     async fn stderr_lines_are_read_on_past_bytes_that_are_not_utf8() {
-        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = lines.clone();
-        let mut reader = ProcessReader::supervised(
-            "t",
-            "/bin/sh".into(),
-            vec![
-                "-c".into(),
-                r"printf 'bad \377 byte\nnext line\n' >&2; while :; do printf ab; sleep 0.05; done"
-                    .into(),
-            ],
-            Supervision {
-                on_stderr: Some(OnStderr(Arc::new(move |line: &str| {
-                    seen.lock().unwrap().push(line.to_owned());
-                }))),
-                ..Supervision::default()
-            },
+        let (mut reader, lines) = recording(
+            r"printf 'bad \377 byte\nnext line\n' >&2; while :; do printf ab; sleep 0.05; done",
+            None,
         );
         let mut buf = [0u8; 16];
         let started = Instant::now();
