@@ -24,6 +24,15 @@ if [ ! -x /usr/bin/snapserver ] || ! /usr/bin/python3 -c "import mpd, musicbrain
   pkill -x snapserver || true
 fi
 
+# tests/alsa.rs captures through ALSA's own plugins: the `alsa` feature links libasound,
+# found with pkg-config.
+if ! pkg-config --exists alsa 2>/dev/null; then
+  echo "installing libasound2-dev, pkg-config (Debian packages) for the ALSA capture tests" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq libasound2-dev pkg-config
+fi
+
 # The independent gRPC client test (tests/grpc_python.rs) uses Python grpcio with the health
 # and reflection packages; install them only when one is missing.
 if ! python3 -c "import grpc, grpc_health.v1, grpc_reflection.v1alpha" >/dev/null 2>&1; then
@@ -65,7 +74,8 @@ fi
 # Benchmarks in test mode first: each criterion benchmark runs once, the load tool a short
 # smoke. Then every test; the end-to-end tests run real snapclients in real time, and two
 # at once fit two cores. (Both always run; the script fails if either failed.)
+# With every optional feature (ALSA capture), so its code and tests run too.
 status=0
-cargo test --benches --no-fail-fast "$@" || status=$?
-cargo test --lib --bins --tests --no-fail-fast "$@" -- --test-threads=2 || status=$?
+cargo test --features alsa --benches --no-fail-fast "$@" || status=$?
+cargo test --features alsa --lib --bins --tests --no-fail-fast "$@" -- --test-threads=2 || status=$?
 exit "$status"

@@ -59,7 +59,7 @@ fn invalid_values_fail_start_up_naming_key_value_and_allowed() {
         ),
         (&["--source", "pipe:///tmp/x"], &["stream.source", "name="]),
         (
-            &["--source", "alsa:///?name=a"],
+            &["--source", "jack:///?name=a"],
             &["stream.source", "not supported yet"],
         ),
         (&["--stream.bufer=100"], &["stream.bufer", "did you mean"]),

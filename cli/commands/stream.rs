@@ -61,6 +61,10 @@ pub async fn show(control: &mut Control, out: &Output, stream: String) -> Result
             lines.push(format!("cover art    {}", metadata.art_url));
         }
     }
+    lines.push(format!(
+        "input        {} restarts, {} overruns, {} frames dropped",
+        stats.source_restarts, stats.source_overruns, stats.source_frames_dropped
+    ));
     if let Some(plugin) = &stats.plugin {
         lines.push(format!(
             "plugin       {} ({}, {} restarts)",

@@ -174,7 +174,7 @@ mod tests {
             assert!(Rule::Schemes.allowed().contains(scheme));
         }
         assert!(Rule::Schemes.accepts("") && Rule::Schemes.accepts("pipe, tcp"));
-        assert!(!Rule::Schemes.accepts("pipe,alsa"));
+        assert!(!Rule::Schemes.accepts("pipe,jack"));
     }
 
     #[test]

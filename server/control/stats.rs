@@ -152,6 +152,9 @@ impl From<&StreamView> for pb::StreamStats {
             stalls: view.stalls,
             resyncs: view.resyncs,
             encoder_overruns: view.encoder_overruns,
+            source_restarts: view.source_restarts,
+            source_overruns: view.source_overruns,
+            source_frames_dropped: view.source_frames_dropped,
             properties: Some(pb::StreamProperties::from(&*view.properties)),
             plugin: view.plugin.as_ref().map(|plugin| pb::StreamPlugin {
                 script: plugin.script.clone(),

@@ -238,7 +238,7 @@ fn streams(out: &mut Exposition, snapshot: &Snapshot) {
         streams.len() - playing_count,
     );
     type StreamFigure = fn(&StreamView) -> f64;
-    let per_stream: [(&str, Kind, &str, StreamFigure); 10] = [
+    let per_stream: [(&str, Kind, &str, StreamFigure); 13] = [
         (
             "snaprelay_stream_playing",
             Kind::Gauge,
@@ -299,6 +299,24 @@ fn streams(out: &mut Exposition, snapshot: &Snapshot) {
             Kind::Counter,
             "PCM chunks dropped because the stream's encoder was still busy with earlier ones.",
             |s| s.encoder_overruns as f64,
+        ),
+        (
+            "snaprelay_stream_source_restarts_total",
+            Kind::Counter,
+            "Times the stream's input was started again (a source process that ended, a capture device reopened).",
+            |s| s.source_restarts as f64,
+        ),
+        (
+            "snaprelay_stream_source_overruns_total",
+            Kind::Counter,
+            "Capture overruns of the stream's input (the ALSA device's buffer filled before it was read).",
+            |s| s.source_overruns as f64,
+        ),
+        (
+            "snaprelay_stream_source_dropped_frames_total",
+            Kind::Counter,
+            "Captured frames dropped to catch up when the capture fell behind its device.",
+            |s| s.source_frames_dropped as f64,
         ),
     ];
     for (name, kind, help, figure) in per_stream {

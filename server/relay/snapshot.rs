@@ -129,6 +129,12 @@ pub(crate) struct StreamView {
     pub(crate) resyncs: u64,
     /// PCM chunks dropped because its encoder was behind.
     pub(crate) encoder_overruns: u64,
+    /// Times its input was started again (source process, capture device).
+    pub(crate) source_restarts: u64,
+    /// Capture overruns of its input (ALSA xruns).
+    pub(crate) source_overruns: u64,
+    /// Captured frames dropped to catch up with its device.
+    pub(crate) source_frames_dropped: u64,
     /// What its player reports (its stream plugin), metadata included.
     pub(crate) properties: Arc<Properties>,
     /// Its stream plugin, when it has one.
@@ -181,6 +187,9 @@ impl StreamView {
             stalls: stats.stalls.load(Ordering::Relaxed),
             resyncs: stats.resyncs.load(Ordering::Relaxed),
             encoder_overruns: stats.encoder_overruns.load(Ordering::Relaxed),
+            source_restarts: stats.source.restarts.load(Ordering::Relaxed),
+            source_overruns: stats.source.overruns.load(Ordering::Relaxed),
+            source_frames_dropped: stats.source.frames_dropped.load(Ordering::Relaxed),
             properties: control.properties(),
             plugin,
         }

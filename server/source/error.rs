@@ -20,6 +20,17 @@ pub enum SourceError {
         /// The scheme.
         scheme: String,
     },
+    /// A scheme this build leaves out (a cargo feature that links a system library).
+    #[error(
+        "source scheme '{scheme}' needs snaprelay built with the '{feature}' feature \
+         (cargo build --release --features {feature})"
+    )]
+    NotBuilt {
+        /// The scheme.
+        scheme: String,
+        /// The cargo feature that adds it.
+        feature: &'static str,
+    },
     /// A scheme nobody knows.
     #[error(
         "unknown source scheme '{scheme}' (supported: {})",
@@ -72,18 +83,25 @@ mod tests {
         let unknown = SourceError::UnknownScheme {
             scheme: "gopher".into(),
         };
-        assert_eq!(
-            unknown.to_string(),
+        assert!(unknown.to_string().starts_with(
             "unknown source scheme 'gopher' (supported: pipe, file, tcp, process, tone, librespot, \
-             spotify, airplay, meta)"
-        );
+             spotify, airplay, meta"
+        ));
         let unsupported = SourceError::UnsupportedScheme {
+            scheme: "jack".into(),
+        };
+        assert!(unsupported
+            .to_string()
+            .starts_with("source scheme 'jack' is not supported yet (supported: pipe, file, tcp, process, tone, \
+             librespot, spotify, airplay, meta"));
+        let not_built = SourceError::NotBuilt {
             scheme: "alsa".into(),
+            feature: "alsa",
         };
         assert_eq!(
-            unsupported.to_string(),
-            "source scheme 'alsa' is not supported yet (supported: pipe, file, tcp, process, tone, \
-             librespot, spotify, airplay, meta)"
+            not_built.to_string(),
+            "source scheme 'alsa' needs snaprelay built with the 'alsa' feature (cargo build \
+             --release --features alsa)"
         );
     }
 }

@@ -4,6 +4,8 @@
 
 mod airplay;
 mod airplay_metadata;
+#[cfg(feature = "alsa")]
+mod alsa;
 mod channel;
 mod error;
 mod file;
@@ -14,6 +16,7 @@ mod process;
 mod redact;
 mod schemes;
 mod spec;
+mod stats;
 mod tcp;
 mod tone;
 mod uri;
@@ -27,6 +30,7 @@ pub use error::SourceError;
 pub(crate) use redact::redacted_uri_string;
 pub(crate) use schemes::{Player, SourceKind, SCHEMES};
 pub use spec::{SourceDefaults, SourceSpec, DEFAULT_PLUGIN_DIR};
+pub(crate) use stats::SourceStats;
 pub use uri::SourceUri;
 
 /// A source of raw PCM bytes.
@@ -47,9 +51,13 @@ impl Reader {
     /// The reader a spec asks for. Pipes are created, tcp servers bound and players looked
     /// up now, so that a bad path, a taken port or a missing player is a start-up error
     /// rather than a log line. What a player's log says about the track goes to `control`
-    /// (the stream's properties). Must run inside the tokio runtime (tcp listeners register
-    /// with it).
-    pub(crate) fn open(spec: &SourceSpec, control: &Arc<StreamControl>) -> io::Result<Self> {
+    /// (the stream's properties); restarts and overruns to `stats`. Must run inside the tokio
+    /// runtime (tcp listeners register with it).
+    pub(crate) fn open(
+        spec: &SourceSpec,
+        control: &Arc<StreamControl>,
+        stats: &Arc<SourceStats>,
+    ) -> io::Result<Self> {
         Ok(match &spec.kind {
             SourceKind::Pipe { path, create } => {
                 let reader = pipe::PipeReader::new(path.clone(), *create);
@@ -66,7 +74,8 @@ impl Reader {
                 Self::TcpClient(tcp::TcpClientReader::new(&spec.name, *addr))
             }
             SourceKind::Process { path, args } => Self::Process(Box::new(
-                process::ProcessReader::new(&spec.name, path.clone(), args.clone()),
+                process::ProcessReader::new(&spec.name, path.clone(), args.clone())
+                    .counting(stats.clone()),
             )),
             SourceKind::Player {
                 path,
@@ -83,17 +92,20 @@ impl Reader {
                         control.report_metadata(metadata);
                     }
                 }));
-                Self::Process(Box::new(process::ProcessReader::supervised(
-                    &spec.name,
-                    program,
-                    args.clone(),
-                    process::Supervision {
-                        on_stderr: Some(on_stderr),
-                        watchdog: *watchdog,
-                        killall: *killall,
-                        args_of: None,
-                    },
-                )))
+                Self::Process(Box::new(
+                    process::ProcessReader::supervised(
+                        &spec.name,
+                        program,
+                        args.clone(),
+                        process::Supervision {
+                            on_stderr: Some(on_stderr),
+                            watchdog: *watchdog,
+                            killall: *killall,
+                            args_of: None,
+                        },
+                    )
+                    .counting(stats.clone()),
+                ))
             }
             SourceKind::Player {
                 path,
@@ -117,17 +129,33 @@ impl Reader {
                     }
                 }));
                 let args_of = process::ArgsOf(Arc::new(move || ports.args()));
-                Self::Process(Box::new(process::ProcessReader::supervised(
-                    &spec.name,
-                    program,
-                    Vec::new(),
-                    process::Supervision {
-                        on_stderr: Some(on_stderr),
-                        watchdog: None,
-                        killall: false,
-                        args_of: Some(args_of),
-                    },
-                )))
+                Self::Process(Box::new(
+                    process::ProcessReader::supervised(
+                        &spec.name,
+                        program,
+                        Vec::new(),
+                        process::Supervision {
+                            on_stderr: Some(on_stderr),
+                            watchdog: None,
+                            killall: false,
+                            args_of: Some(args_of),
+                        },
+                    )
+                    .counting(stats.clone()),
+                ))
+            }
+            #[cfg(feature = "alsa")]
+            SourceKind::Alsa { device } => Self::Channel(alsa::start(
+                &spec.name,
+                device,
+                spec.sample_format,
+                spec.chunk_ms,
+                stats.clone(),
+            )?),
+            #[cfg(not(feature = "alsa"))]
+            SourceKind::Alsa { .. } => {
+                // Refused when the URI is parsed; kept for the match.
+                return Err(io::Error::other("snaprelay was built without ALSA support"));
             }
             SourceKind::Meta { .. } => {
                 // Fed by the stream layer, which knows the inputs ([`Reader::channel`]).

@@ -16,6 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tracing::{info, warn};
 
+use super::stats::SourceStats;
+
 /// A player's program as its source URI names it: the path, or `default` (looked up on
 /// `PATH`) when the URI names none.
 pub(crate) fn program_path(uri_path: &str, default: &str) -> PathBuf {
@@ -113,6 +115,8 @@ pub(crate) struct ProcessReader {
     /// When stderr last said something, ms after `epoch`.
     last_stderr_ms: Arc<AtomicU64>,
     epoch: Instant,
+    /// The stream's input counters (restarts).
+    stats: Arc<SourceStats>,
 }
 
 impl ProcessReader {
@@ -136,7 +140,14 @@ impl ProcessReader {
             supervision,
             last_stderr_ms: Arc::default(),
             epoch: Instant::now(),
+            stats: Arc::default(),
         }
+    }
+
+    /// Counts its restarts in `stats` (the stream's).
+    pub(crate) fn counting(mut self, stats: Arc<SourceStats>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// Ends stray instances of the program (snapserver's `killall=true`); a missing
@@ -253,6 +264,7 @@ impl ProcessReader {
                     let status = child.wait().await;
                     warn!(stream = %self.name, status = ?status.ok(), error = ?result.err(), ran = ?ran, restart_in = ?self.backoff, "source process ended; restarting");
                     self.running = None;
+                    self.stats.count_restart();
                     if ran >= HEALTHY_RUN {
                         self.backoff = MIN_BACKOFF;
                     }

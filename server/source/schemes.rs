@@ -8,6 +8,21 @@ use super::{SourceError, SourceUri};
 use crate::sample_format::SampleFormat;
 
 /// Every source scheme snaprelay serves, in the order messages list them.
+#[cfg(feature = "alsa")]
+pub(crate) const SCHEMES: &[&str] = &[
+    "pipe",
+    "file",
+    "tcp",
+    "process",
+    "tone",
+    "librespot",
+    "spotify",
+    "airplay",
+    "meta",
+    "alsa",
+];
+/// Every source scheme snaprelay serves, in the order messages list them.
+#[cfg(not(feature = "alsa"))]
 pub(crate) const SCHEMES: &[&str] = &[
     "pipe",
     "file",
@@ -22,7 +37,10 @@ pub(crate) const SCHEMES: &[&str] = &[
 
 /// Schemes snapserver serves that snaprelay does not (yet): refused as unsupported rather
 /// than unknown.
-const SNAPSERVER_ONLY_SCHEMES: &[&str] = &["alsa", "jack", "pipewire"];
+const SNAPSERVER_ONLY_SCHEMES: &[&str] = &["jack", "pipewire"];
+
+/// snapserver's ALSA capture device when the URI names none.
+const DEFAULT_ALSA_DEVICE: &str = "hw:0";
 
 /// Default port of `tcp://` sources (§6.2).
 const DEFAULT_TCP_SOURCE_PORT: u16 = 4953;
@@ -89,6 +107,11 @@ pub(crate) enum SourceKind {
     Meta {
         /// The input streams' names, in order of preference.
         inputs: Vec<String>,
+    },
+    /// Captures from an ALSA device (built with the `alsa` feature).
+    Alsa {
+        /// ALSA device name (`device=`, default `hw:0`).
+        device: String,
     },
     /// A built-in sine generator; one frequency per channel (the last repeats).
     Tone {
@@ -163,6 +186,15 @@ impl SourceKind {
                     ));
                 }
                 Self::Meta { inputs }
+            }
+            "alsa" if cfg!(feature = "alsa") => Self::Alsa {
+                device: param(uri, "device", DEFAULT_ALSA_DEVICE).to_owned(),
+            },
+            "alsa" => {
+                return Err(SourceError::NotBuilt {
+                    scheme: "alsa".into(),
+                    feature: "alsa",
+                })
             }
             other => {
                 let scheme = other.to_owned();
@@ -296,6 +328,41 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "alsa")]
+    #[test]
+    fn alsa_device_defaults_to_snapservers() {
+        let spec = parse("alsa:///?name=LineIn").unwrap();
+        assert_eq!(
+            spec.kind,
+            SourceKind::Alsa {
+                device: "hw:0".into()
+            }
+        );
+        // snapserver's default for a capture: nothing is sent while it is silent.
+        assert!(!spec.send_silence);
+        let spec = parse("alsa:///?name=LineIn&device=hw:1,0&send_silence=true").unwrap();
+        assert_eq!(
+            spec.kind,
+            SourceKind::Alsa {
+                device: "hw:1,0".into()
+            }
+        );
+        assert!(spec.send_silence);
+    }
+
+    #[cfg(not(feature = "alsa"))]
+    #[test]
+    fn alsa_without_the_feature_says_how_to_build_it() {
+        let err = parse("alsa:///?name=LineIn").unwrap_err();
+        assert!(matches!(
+            err,
+            SourceError::NotBuilt {
+                feature: "alsa",
+                ..
+            }
+        ));
+    }
+
     #[test]
     fn pipe_modes() {
         let spec = parse("pipe:///tmp/f?name=a&mode=read").unwrap();
@@ -395,7 +462,7 @@ mod tests {
     #[test]
     fn unserved_schemes_are_unsupported_or_unknown() {
         assert!(matches!(
-            parse("alsa:///?name=a"),
+            parse("jack:///?name=a"),
             Err(SourceError::UnsupportedScheme { .. })
         ));
         assert!(matches!(

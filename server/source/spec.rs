@@ -55,7 +55,8 @@ pub struct SourceSpec {
     /// Samples at most this % of full scale count as silence (`silence_threshold_percent`,
     /// default 0: exact zeros).
     pub(crate) silence_threshold_percent: f64,
-    /// Whether chunks are sent while the stream is idle (`send_silence`, default true).
+    /// Whether chunks are sent while the stream is idle (`send_silence`, default true; false
+    /// for `alsa`, as in snapserver).
     pub(crate) send_silence: bool,
     /// The stream plugin (`controlscript`, `controlscriptparams`).
     pub(crate) control_script: Option<ControlScript>,
@@ -130,7 +131,9 @@ impl SourceSpec {
             None => 0.0,
         };
         let send_silence = match uri.query.get("send_silence").map(String::as_str) {
-            None | Some("true") => true,
+            // A capture device is silent most of the day; snapserver sends nothing then.
+            None => uri.scheme != "alsa",
+            Some("true") => true,
             Some("false") => false,
             Some(other) => return Err(invalid("send_silence", other, "true or false")),
         };

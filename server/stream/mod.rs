@@ -32,7 +32,7 @@ use crate::pool::BufferPool;
 use crate::protocol::{CodecHeader, Message, Tv, WireChunk};
 use crate::sample_format::SampleFormat;
 use crate::source::pacer::{self, Paced, Pacer};
-use crate::source::{Reader, SourceKind, SourceSpec};
+use crate::source::{Reader, SourceKind, SourceSpec, SourceStats};
 
 /// A serialized WireChunk, shared by every session of its stream.
 #[derive(Debug, Clone)]
@@ -65,6 +65,8 @@ pub(crate) struct StreamStats {
     pub(crate) chunks_late: AtomicU64,
     /// Chunks its sessions lost by falling a whole queue behind, over every session.
     pub(crate) chunks_dropped: AtomicU64,
+    /// What its input did (restarts, capture overruns).
+    pub(crate) source: Arc<SourceStats>,
 }
 
 /// Why a stream could not start.
@@ -174,13 +176,14 @@ impl Stream {
         );
         // A meta stream reads what its feeder hands over from the active input.
         let mut meta_feed = None;
+        let stats = StreamStats::default();
         let reader = if let SourceKind::Meta { inputs } = &spec.kind {
             let inputs = meta_inputs(&spec, inputs, earlier).inspect_err(|_| cancel.cancel())?;
             let (blocks_tx, blocks_rx) = tokio::sync::mpsc::channel(64);
             meta_feed = Some((inputs, blocks_tx));
             Reader::channel(blocks_rx)
         } else {
-            Reader::open(&spec, &control).map_err(|source| {
+            Reader::open(&spec, &control, &stats.source).map_err(|source| {
                 cancel.cancel(); // its plugin, if it started
                 StreamError::Open {
                     name: spec.name.clone(),
@@ -208,7 +211,7 @@ impl Stream {
                 spec,
                 codec_header,
                 chunk_tx,
-                stats: StreamStats::default(),
+                stats,
                 pool,
                 playing_tx: watch::Sender::new(false),
                 control,

@@ -165,11 +165,11 @@ fn tls_needs_both_files_and_schemes_are_named_one_by_one() {
         "{error}"
     );
     let error = error_text(load_from(
-        &args(&["--jsonrpc.add_stream_schemes=pipe, alsa"]),
+        &args(&["--jsonrpc.add_stream_schemes=pipe, jack"]),
         env(&[]),
     ));
     assert!(
-        error.starts_with("invalid value 'alsa' for jsonrpc.add_stream_schemes"),
+        error.starts_with("invalid value 'jack' for jsonrpc.add_stream_schemes"),
         "{error}"
     );
     let loaded = load_from(&args(&["--jsonrpc.add_stream_schemes="]), env(&[])).unwrap();
