@@ -143,6 +143,15 @@ fn a_player_whose_log_goes_quiet_is_restarted_by_the_watchdog() {
         || (starts(&records).len() >= 3).then_some(()),
     );
     assert!(relay.log().contains("wd_timeout"), "{}", relay.log());
+    // Counted as the stream's input restarts, where operators look.
+    let metrics =
+        String::from_utf8_lossy(&http_get(relay.http_addr(), "/metrics").body).into_owned();
+    let restarts: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("snaprelay_stream_source_restarts_total{stream=\"Spotify\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no restarts figure in\n{metrics}"));
+    assert!(restarts >= 2.0, "{restarts} restarts counted");
 }
 
 #[test]
