@@ -27,16 +27,18 @@ impl std::fmt::Debug for Resampling {
 }
 
 impl Resampling {
-    /// `inner` encodes `to` (16-bit); input comes in `from` (same channels, any bits).
+    /// `inner` encodes `to` (16-bit); input comes in `from` (any bits; the same channels,
+    /// or mono to or from any).
     pub(super) fn new(
         inner: Box<dyn Encoder>,
         from: SampleFormat,
         to: SampleFormat,
     ) -> Result<Self, EncoderError> {
-        let resampler = PcmResampler::new(from, to.rate).map_err(|reason| EncoderError::Init {
-            codec: inner.name().to_owned(),
-            reason,
-        })?;
+        let resampler =
+            PcmResampler::new(from, to.rate, to.channels).map_err(|reason| EncoderError::Init {
+                codec: inner.name().to_owned(),
+                reason,
+            })?;
         Ok(Self { inner, resampler })
     }
 }
@@ -58,11 +60,13 @@ impl Encoder for Resampling {
     }
 }
 
-/// Interleaved PCM in one format to 16-bit PCM at another rate (same channels), with each
+/// Interleaved PCM in one format to 16-bit PCM at another rate and channel count, with each
 /// output block's capture time.
 pub(crate) struct PcmResampler {
     from: SampleFormat,
     to_rate: u32,
+    /// Output channels; mono is spread to every one, several are mixed down to mono.
+    to_channels: usize,
     fft: Fft<f32>,
     /// Interleaved input not yet resampled, as floats in [-1, 1].
     pending: Vec<f32>,
@@ -87,17 +91,24 @@ impl std::fmt::Debug for PcmResampler {
 }
 
 impl PcmResampler {
-    /// From `from` to 16-bit at `to_rate`, same channels.
+    /// From `from` to 16-bit at `to_rate` with `to_channels`.
     ///
     /// # Errors
     ///
-    /// The resampler cannot be built for these rates (what rubato said).
-    pub(crate) fn new(from: SampleFormat, to_rate: u32) -> Result<Self, String> {
+    /// The channels cannot be mapped (only the same count, from mono, or to mono), or the
+    /// resampler cannot be built for these rates (what rubato said).
+    pub(crate) fn new(from: SampleFormat, to_rate: u32, to_channels: u16) -> Result<Self, String> {
+        if from.channels != to_channels && from.channels != 1 && to_channels != 1 {
+            return Err(format!(
+                "{} channels cannot be mapped to {to_channels} (only from or to mono)",
+                from.channels
+            ));
+        }
         let (rate_in, rate_out) = (from.rate as usize, to_rate as usize);
         // The smallest whole-ratio block at or above 20 ms of input.
         let step = rate_in / gcd(rate_in, rate_out);
         let chunk = (rate_in / 50).div_ceil(step) * step;
-        let channels = usize::from(from.channels);
+        let channels = usize::from(to_channels);
         let fft = Fft::<f32>::new(rate_in, rate_out, chunk, channels, FixedSync::Input)
             .map_err(|err| format!("resampler {rate_in} → {rate_out} Hz: {err}"))?;
         let delay_us = fft.output_delay() as i64 * 1_000_000 / rate_out as i64;
@@ -105,6 +116,7 @@ impl PcmResampler {
         Ok(Self {
             from,
             to_rate,
+            to_channels: channels,
             fft,
             pending: Vec::new(),
             origin: None,
@@ -116,7 +128,7 @@ impl PcmResampler {
     }
 
     fn pending_frames(&self) -> usize {
-        self.pending.len() / usize::from(self.from.channels)
+        self.pending.len() / self.to_channels
     }
 
     /// Capture time of the frame `frames` after the origin.
@@ -160,10 +172,23 @@ impl PcmResampler {
         self.samples.clear();
         push_samples_i32(pcm, self.from, &mut self.samples);
         let scale = 1.0 / (1u64 << (self.from.bits - 1)) as f32;
-        self.pending
-            .extend(self.samples.iter().map(|s| *s as f32 * scale));
+        let (from_channels, channels) = (usize::from(self.from.channels), self.to_channels);
+        if from_channels == channels {
+            self.pending
+                .extend(self.samples.iter().map(|s| *s as f32 * scale));
+        } else if from_channels == 1 {
+            for sample in &self.samples {
+                let value = *sample as f32 * scale;
+                self.pending.extend(std::iter::repeat_n(value, channels));
+            }
+        } else {
+            let mix = scale / from_channels as f32;
+            for frame in self.samples.chunks_exact(from_channels) {
+                self.pending
+                    .push(frame.iter().map(|s| *s as f32).sum::<f32>() * mix);
+            }
+        }
 
-        let channels = usize::from(self.from.channels);
         while self.pending_frames() >= self.fft.input_frames_next() {
             let frames = self.pending_frames();
             let capacity = self.output.len() / channels;
@@ -294,5 +319,51 @@ mod tests {
             got.last().unwrap().0,
             5_000_000 - resampling.resampler.delay_us
         );
+    }
+
+    /// Whole 16-bit output frames of `pcm` resampled once it all went in.
+    fn run(resampler: &mut PcmResampler, pcm: &[u8], frame_bytes: usize) -> Vec<i16> {
+        let mut out = Vec::new();
+        for (i, block) in pcm.chunks(frame_bytes * 960).enumerate() {
+            resampler.process(i as i64 * 20_000, block, &mut |_, pcm| {
+                out.extend(
+                    pcm.chunks_exact(2)
+                        .map(|b| i16::from_le_bytes([b[0], b[1]])),
+                );
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn mono_is_spread_to_both_channels_and_stereo_mixed_down_to_mono() {
+        let mono_format = SampleFormat::new(48000, 16, 1).unwrap();
+        let mono: Vec<u8> = sine(48000, 1000.0, 0, 48_000)
+            .chunks_exact(4)
+            .flat_map(|f| [f[0], f[1]])
+            .collect();
+        let mut spread = PcmResampler::new(mono_format, 48000, 2).unwrap();
+        let stereo = run(&mut spread, &mono, 2);
+        assert!(stereo.len() > 40_000 * 2);
+        assert!(stereo.chunks_exact(2).all(|f| f[0] == f[1]));
+        assert!(stereo.iter().any(|s| s.abs() > 10_000), "the tone is there");
+
+        // Left a tone, right silent: mono is their average, half as loud.
+        let stereo_format = SampleFormat::new(44100, 16, 2).unwrap();
+        let left_only: Vec<u8> = sine(44100, 1000.0, 0, 44_100)
+            .chunks_exact(4)
+            .flat_map(|f| [f[0], f[1], 0, 0])
+            .collect();
+        let mut mix = PcmResampler::new(stereo_format, 48000, 1).unwrap();
+        let mixed = run(&mut mix, &left_only, 4);
+        let peak = mixed[mixed.len() / 2..]
+            .iter()
+            .map(|s| s.abs())
+            .max()
+            .unwrap();
+        assert!((5_500..=6_500).contains(&peak), "peak {peak}");
+
+        let four = SampleFormat::new(48000, 16, 4).unwrap();
+        assert!(PcmResampler::new(four, 48000, 2).is_err());
     }
 }

@@ -22,7 +22,7 @@ use crate::sample_format::SampleFormat;
 enum Conversion {
     /// Same format: as is.
     None,
-    /// Another rate or depth: resampled to the meta's (16-bit) format.
+    /// Another rate, depth or channel count: resampled to the meta's (16-bit) format.
     Resample(Box<PcmResampler>),
 }
 
@@ -31,18 +31,21 @@ impl Conversion {
     ///
     /// # Errors
     ///
-    /// What cannot be converted (channels differ, or the meta's format is not 16-bit).
+    /// What cannot be converted (the meta's format is not 16-bit, or channels other than
+    /// the same, from mono or to mono).
     pub(super) fn new(from: SampleFormat, to: SampleFormat) -> Result<Self, String> {
         if from == to {
             return Ok(Self::None);
         }
-        if from.channels != to.channels || to.bits != 16 {
+        if to.bits != 16 {
             return Err(format!(
-                "{from} cannot be converted to {to} (the channels must match, and a meta \
-                 stream of another rate or depth must be 16-bit)"
+                "{from} cannot be converted to {to} (a meta stream of another rate, depth or \
+                 channel count must be 16-bit)"
             ));
         }
-        Ok(Self::Resample(Box::new(PcmResampler::new(from, to.rate)?)))
+        let resampler = PcmResampler::new(from, to.rate, to.channels)
+            .map_err(|why| format!("{from} cannot be converted to {to}: {why}"))?;
+        Ok(Self::Resample(Box::new(resampler)))
     }
 }
 
@@ -194,4 +197,35 @@ async fn any_changed(receivers: &mut [watch::Receiver<bool>], gone: &[bool]) -> 
         std::task::Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conversion(from: &str, to: &str) -> Result<Conversion, String> {
+        Conversion::new(from.parse().unwrap(), to.parse().unwrap())
+    }
+
+    #[test]
+    fn inputs_are_converted_to_the_meta_format_where_that_is_sound() {
+        assert!(matches!(
+            conversion("48000:16:2", "48000:16:2"),
+            Ok(Conversion::None)
+        ));
+        for from in ["44100:16:2", "48000:24:2", "48000:16:1", "44100:32:1"] {
+            assert!(
+                matches!(conversion(from, "48000:16:2"), Ok(Conversion::Resample(_))),
+                "{from}"
+            );
+        }
+        assert!(matches!(
+            conversion("48000:16:2", "48000:16:1"),
+            Ok(Conversion::Resample(_))
+        ));
+        let why = conversion("48000:16:4", "48000:16:2").err().unwrap();
+        assert!(why.contains("only from or to mono"), "{why}");
+        let why = conversion("44100:16:2", "48000:24:2").err().unwrap();
+        assert!(why.contains("must be 16-bit"), "{why}");
+    }
 }
