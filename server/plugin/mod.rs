@@ -100,6 +100,15 @@ pub(crate) struct PluginStats {
     pub(crate) failed_requests: AtomicU64,
 }
 
+/// One input of a meta stream, as its control sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct MetaInput {
+    /// The input's control side.
+    pub(crate) control: Arc<StreamControl>,
+    /// Whether it plays now.
+    pub(crate) playing: watch::Receiver<bool>,
+}
+
 /// A stream's control side.
 #[derive(Debug)]
 pub(crate) struct StreamControl {
@@ -114,6 +123,9 @@ pub(crate) struct StreamControl {
     image_owner: Owner,
     /// Where control requests go instead of a plugin: a meta stream's active input.
     delegate: std::sync::Mutex<Option<Arc<StreamControl>>>,
+    /// A meta stream's inputs and whether each plays, in order: `play` may go to another
+    /// input than the shown one (snapserver's rule, [`StreamControl::route`]).
+    inputs: std::sync::OnceLock<Vec<MetaInput>>,
     /// Fires when the stream stops; nothing is cached for it after that.
     stopped: CancellationToken,
 }
@@ -144,6 +156,7 @@ impl StreamControl {
             stats: PluginStats::default(),
             image_owner: env.images.owner(),
             delegate: std::sync::Mutex::new(None),
+            inputs: std::sync::OnceLock::new(),
             env,
             stopped: cancel.clone(),
         });
@@ -178,7 +191,8 @@ impl StreamControl {
     /// active input.
     pub(crate) async fn control(&self, command: Command) -> Result<(), ControlError> {
         if let Some(delegate) = self.delegate() {
-            return Box::pin(delegate.control(command)).await;
+            let (target, command) = self.route(delegate, command);
+            return Box::pin(target.control(command)).await;
         }
         let flag = command.flag();
         if !self.properties().allows(flag) {
@@ -224,6 +238,47 @@ impl StreamControl {
             self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+
+    /// Where a meta stream sends `command`, as snapserver does: `playPause` while the shown
+    /// input is idle means `play`; `play` goes to the shown input when it can play and is not
+    /// playing, else to the first idle input that can play, else to the shown one (whose
+    /// answer is the result). Everything else goes to the shown input.
+    fn route(&self, shown: Arc<StreamControl>, command: Command) -> (Arc<StreamControl>, Command) {
+        let Some(inputs) = self.inputs.get() else {
+            return (shown, command);
+        };
+        let plays = |control: &Arc<StreamControl>| {
+            inputs
+                .iter()
+                .find(|input| Arc::ptr_eq(&input.control, control))
+                .is_some_and(|input| *input.playing.borrow())
+        };
+        let command = match command {
+            Command::PlayPause if !plays(&shown) => Command::Play,
+            other => other,
+        };
+        if command != Command::Play {
+            return (shown, command);
+        }
+        let properties = shown.properties();
+        if properties.can_play
+            && properties.playback_status != Some(crate::properties::PlaybackStatus::Playing)
+        {
+            return (shown, command);
+        }
+        let idle_player = inputs
+            .iter()
+            .find(|input| !*input.playing.borrow() && input.control.properties().can_play);
+        match idle_player {
+            Some(input) => (input.control.clone(), command),
+            None => (shown, command),
+        }
+    }
+
+    /// Makes this a meta stream's control over `inputs` (in order); set once.
+    pub(crate) fn set_meta_inputs(&self, inputs: Vec<MetaInput>) {
+        let _ = self.inputs.set(inputs);
     }
 
     fn delegate(&self) -> Option<Arc<StreamControl>> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::properties::Flag;
+use crate::properties::{Flag, PlaybackStatus};
 
 struct TestPlugin {
     dir: tempfile::TempDir,
@@ -380,4 +380,73 @@ async fn without_a_plugin_every_request_is_refused_by_its_flag() {
         Err(ControlError::NotAllowed(Flag::Control))
     );
     assert!(control.script().is_none());
+}
+
+#[tokio::test]
+async fn a_meta_stream_starts_playback_where_snapserver_would() {
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let start =
+        |name: &str| StreamControl::start(name, None, PluginEnv::local(), cancel.clone(), &tracker);
+    let (meta, a, b, c) = (start("Mix"), start("A"), start("B"), start("C"));
+    let can_play = |playing: bool| {
+        Arc::new(Properties {
+            can_play: true,
+            playback_status: Some(if playing {
+                PlaybackStatus::Playing
+            } else {
+                PlaybackStatus::Paused
+            }),
+            ..Properties::default()
+        })
+    };
+    // A shown (it plays, but its player cannot be told to play), B idle and able to play, C
+    // idle and not able.
+    b.mirror(can_play(false));
+    let (a_plays, a_playing) = watch::channel(true);
+    let (_b_plays, b_playing) = watch::channel(false);
+    let (_c_plays, c_playing) = watch::channel(false);
+    meta.set_meta_inputs(vec![
+        MetaInput {
+            control: a.clone(),
+            playing: a_playing,
+        },
+        MetaInput {
+            control: c.clone(),
+            playing: c_playing,
+        },
+        MetaInput {
+            control: b.clone(),
+            playing: b_playing,
+        },
+    ]);
+    meta.follow(Some(a.clone()));
+    let target = |command| {
+        let (to, command) = meta.route(a.clone(), command);
+        (to.stream.clone(), command)
+    };
+    // play: A cannot play, so the first idle input that can (B, after C that cannot).
+    assert_eq!(target(Command::Play), ("B".to_owned(), Command::Play));
+    // playPause on a playing input stays a toggle of it; anything else goes to it too.
+    assert_eq!(
+        target(Command::PlayPause),
+        ("A".to_owned(), Command::PlayPause)
+    );
+    assert_eq!(target(Command::Next), ("A".to_owned(), Command::Next));
+    // An idle shown input: playPause means play.
+    a_plays.send_replace(false);
+    assert_eq!(target(Command::PlayPause), ("B".to_owned(), Command::Play));
+    // A shown input that can play and is paused gets the play itself.
+    a.mirror(can_play(false));
+    assert_eq!(target(Command::Play), ("A".to_owned(), Command::Play));
+    // Nobody else can: the shown input answers.
+    a.mirror(can_play(true));
+    b.mirror(Arc::new(Properties::default()));
+    assert_eq!(target(Command::Play), ("A".to_owned(), Command::Play));
+    // And over the real entry point: B's refusal (no plugin behind its flag) is the answer.
+    b.mirror(can_play(false));
+    assert_eq!(
+        meta.control(Command::Play).await,
+        Err(ControlError::Unavailable("it has no stream plugin"))
+    );
 }

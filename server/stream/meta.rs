@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::Stream;
 use crate::encoder::PcmResampler;
-use crate::plugin::StreamControl;
+use crate::plugin::{MetaInput, StreamControl};
 use crate::properties::Properties;
 use crate::sample_format::SampleFormat;
 
@@ -73,6 +73,15 @@ pub(super) async fn feed(
 ) {
     let mut playing: Vec<watch::Receiver<bool>> =
         inputs.iter().map(Stream::watch_playing).collect();
+    control.set_meta_inputs(
+        inputs
+            .iter()
+            .map(|input| MetaInput {
+                control: input.control().clone(),
+                playing: input.watch_playing(),
+            })
+            .collect(),
+    );
     let mut gone = vec![false; inputs.len()];
     // An input removed from the relay is gone for good (its state would stay as it was).
     let (removed_tx, mut removed_rx) = mpsc::unbounded_channel();
