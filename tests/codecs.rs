@@ -279,9 +279,10 @@ fn unusable_codec_settings_fail_at_start_up_naming_the_value() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("f");
     let uri = |query: &str| format!("pipe://{}?name=a&{query}", fifo.display());
-    // 44100 Hz is resampled for opus (tests/players.rs); mono is not.
-    let err = start_up_error(&uri("sampleformat=48000:16:1&codec=opus"));
-    assert!(err.contains("48000:16:1") && err.contains("opus"), "{err}");
+    // 44100 Hz is resampled for opus (tests/players.rs), mono spread to stereo; six
+    // channels are refused.
+    let err = start_up_error(&uri("sampleformat=48000:16:6&codec=opus"));
+    assert!(err.contains("48000:16:6") && err.contains("opus"), "{err}");
     let err = start_up_error(&uri("sampleformat=48000:32:2&codec=flac"));
     assert!(
         err.contains("48000:32:2") && err.contains("32-bit"),

@@ -153,8 +153,9 @@ pub fn new_encoder(
         NULL_CODEC => Ok(Box::new(NullEncoder)),
         "pcm" => Err(EncoderError::bad_options(codec, options, "pcm takes none")),
         "flac" => Ok(Box::new(flac::FlacEncoder::new(options, format)?)),
-        // Opus takes 48000 Hz only: other rates are resampled first, as snapserver does.
-        "opus" if format.rate != opus::RATE && format.channels == 2 => {
+        // Opus takes 48000 Hz stereo only: other rates are resampled first, as snapserver
+        // does, and mono is spread to both channels.
+        "opus" if format.rate != opus::RATE || format.channels == 1 => {
             let target = SampleFormat::new(opus::RATE, 16, 2)
                 .map_err(|err| EncoderError::unsupported(codec, format, err.to_string()))?;
             let opus = opus::OpusEncoder::new(options, target)?;
@@ -293,5 +294,15 @@ mod tests {
         );
         let err = validate("pcm:x", SampleFormat::default()).unwrap_err();
         assert!(err.to_string().contains("'x'"), "{err}");
+    }
+
+    #[test]
+    fn opus_takes_any_rate_and_mono_but_not_more_than_stereo() {
+        for format in ["44100:16:2", "48000:16:1", "22050:24:1", "48000:32:2"] {
+            let encoder = validate("opus", format.parse().unwrap());
+            assert!(encoder.is_ok(), "{format}: {encoder:?}");
+        }
+        let err = validate("opus", "48000:16:6".parse().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("48000:16:6"), "{err}");
     }
 }

@@ -4,8 +4,9 @@
 //! The encoder is libopus 1.3.1 (the version Debian's snapclient decodes with) transpiled to
 //! Rust (`unsafe-libopus`), so no C library or C toolchain is needed.
 //!
-//! Input must be 48000 Hz stereo: other stereo rates are resampled in front of it
-//! (`resample.rs`, as snapserver does); mono is refused at start-up naming the format. Any
+//! Input must be 48000 Hz stereo: other rates are resampled in front of it (`resample.rs`,
+//! as snapserver does) and mono is spread to both channels there; more channels are refused
+//! at start-up naming the format. Any
 //! bit depth is accepted: samples go to libopus as floats, so 24-bit keeps its precision,
 //! and the header always says 16 bits as snapserver's does (the client's output depth).
 
@@ -78,8 +79,8 @@ impl OpusEncoder {
             return Err(EncoderError::unsupported(
                 "opus",
                 format,
-                "opus needs stereo input (other rates are resampled to 48000 Hz); \
-                 use a stereo source or codec=flac",
+                "opus takes mono or stereo input (other rates are resampled to 48000 Hz, \
+                 mono spread to stereo); use such a source or codec=flac",
             ));
         }
         let init_error = |what: &str, code: i32| EncoderError::Init {
