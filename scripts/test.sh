@@ -33,6 +33,15 @@ if ! pkg-config --exists alsa 2>/dev/null; then
   apt-get install -y -qq libasound2-dev pkg-config
 fi
 
+# tests/snapweb.rs opens the real Snapweb (../shared/testdata/snapweb) in Debian's headless
+# Chromium.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (Debian package) for the Snapweb tests" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium
+fi
+
 # The independent gRPC client test (tests/grpc_python.rs) uses Python grpcio with the health
 # and reflection packages; install them only when one is missing.
 if ! python3 -c "import grpc, grpc_health.v1, grpc_reflection.v1alpha" >/dev/null 2>&1; then

@@ -245,7 +245,11 @@ pub async fn run(
     }
     if let Some(http) = http {
         let rpc = rpc.filter(|_| http_jsonrpc);
-        tracker.spawn(crate::http::serve(http, relay.clone(), rpc));
+        let stream_addresses = stream_addresses.clone();
+        let relay = relay.clone();
+        tracker.spawn(async move {
+            crate::http::serve(http, relay, rpc, &stream_addresses).await;
+        });
     }
     tracker.spawn(crate::diagnostics::run(relay.clone()));
     tracker.spawn(release_startup_pages(cancel.clone()));

@@ -115,10 +115,16 @@ fn an_unmodified_snapserver_conf_starts_the_relay() {
     )
     .unwrap();
     let relay = Relay::start_in(dir, &["-c", conf.to_str().unwrap()]);
-    relay.wait_for_log(
-        &["http.doc_root", "not supported yet"],
-        Duration::from_secs(5),
-    );
+    if !std::path::Path::new("/usr/share/snapserver/snapweb").is_dir() {
+        // Debian names Snapweb's path even where it is not installed: a warning, not a failure.
+        relay.wait_for_log(
+            &[
+                "http.doc_root '/usr/share/snapserver/snapweb'",
+                "serving the status page",
+            ],
+            Duration::from_secs(5),
+        );
+    }
     relay.wait_for_log(
         &["stream started", "stream=default"],
         Duration::from_secs(5),

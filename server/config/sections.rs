@@ -110,6 +110,9 @@ pub struct HttpConfig {
     /// Replaces `http://<host>:<port>` at the start of cover art URLs (e.g. behind a reverse
     /// proxy); empty for none.
     pub url_prefix: String,
+    /// Static files to serve (Snapweb); empty: snapserver's Snapweb path when it exists,
+    /// else a status page of our own.
+    pub doc_root: String,
 }
 
 impl Default for HttpConfig {
@@ -121,6 +124,7 @@ impl Default for HttpConfig {
             metrics: true,
             host: "<hostname>".to_owned(),
             url_prefix: String::new(),
+            doc_root: String::new(),
         }
     }
 }

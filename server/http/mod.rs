@@ -1,12 +1,15 @@
 //! The HTTP listener (snapserver's port 1780, `[http]` keys): Prometheus `/metrics`, the
-//! Snapcast JSON-RPC over HTTP POST and WebSocket at `/jsonrpc`, and stream plugins' cover art
-//! at `/__image_cache`.
+//! Snapcast JSON-RPC over HTTP POST and WebSocket at `/jsonrpc`, the stream protocol over
+//! WebSocket at `/stream` (browser players), stream plugins' cover art at `/__image_cache`,
+//! and static files from `http.doc_root` (Snapweb) for everything else.
 //!
 //! `router` is the one place routes are added. `/metrics` renders the relay core's one
 //! `relay::Snapshot`; the JSON-RPC routes hand over to `jsonrpc::web`.
 
 mod exposition;
+mod files;
 mod metrics;
+mod stream_ws;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -47,6 +50,7 @@ pub enum HttpError {
 pub struct HttpListener {
     listeners: Vec<TcpListener>,
     metrics: bool,
+    doc_root: files::DocRoot,
 }
 
 impl HttpListener {
@@ -80,9 +84,14 @@ pub async fn bind(config: &HttpConfig) -> Result<Option<HttpListener>, HttpError
             crate::net::listen(addr).map_err(|source| HttpError::Bind { addr, source })?;
         listeners.push(listener);
     }
+    let (doc_root, warning) = files::DocRoot::new(&config.doc_root);
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
     Ok(Some(HttpListener {
         listeners,
         metrics: config.metrics,
+        doc_root,
     }))
 }
 
@@ -92,16 +101,29 @@ pub(crate) struct HttpState {
     pub(crate) relay: Arc<Relay>,
     /// False when `http.metrics` is false: `/metrics` is then not routed at all (404).
     pub(crate) metrics: bool,
+    /// Where static files come from.
+    pub(crate) doc_root: files::DocRoot,
 }
 
-/// Every route of the HTTP listener: `/metrics`, and with `rpc` the Snapcast JSON-RPC's
-/// `POST /jsonrpc` and websocket `/jsonrpc` (issue 7).
-pub(crate) fn router(state: HttpState, rpc: Option<Arc<crate::jsonrpc::Rpc>>) -> Router {
-    let mut router = Router::new().route("/__image_cache", get(serve_image));
+/// Every route of the HTTP listener: `/metrics`, `/__image_cache`, websocket `/stream` to
+/// `bridge`, with `rpc` the Snapcast JSON-RPC's `POST /jsonrpc` and websocket `/jsonrpc`
+/// (issue 7), and the doc root's files for any other GET.
+pub(crate) fn router(
+    state: HttpState,
+    rpc: Option<Arc<crate::jsonrpc::Rpc>>,
+    bridge: stream_ws::StreamBridge,
+) -> Router {
+    let mut router = Router::new()
+        .route("/__image_cache", get(serve_image))
+        .fallback(get(files::serve));
     if state.metrics {
         router = router.route("/metrics", get(serve_metrics));
     }
-    let mut app = router.with_state(state);
+    let mut app = router.with_state(state).merge(
+        Router::new()
+            .route("/stream", get(stream_ws::upgrade))
+            .with_state(bridge),
+    );
     if let Some(rpc) = rpc {
         use crate::jsonrpc::web;
         app = app.merge(
@@ -145,18 +167,21 @@ async fn serve_image(State(state): State<HttpState>, uri: axum::http::Uri) -> Re
 
 /// Serves `http` until the relay shuts down: then every listener stops accepting at once and
 /// open requests are let finish (the relay's shutdown grace bounds how long).
+/// Browser players on `/stream` join the stream listener at the first of `stream_addresses`.
 pub(crate) async fn serve(
     http: HttpListener,
     relay: Arc<Relay>,
     rpc: Option<Arc<crate::jsonrpc::Rpc>>,
+    stream_addresses: &[SocketAddr],
 ) {
     let cancel = relay.cancel.clone();
     let state = HttpState {
         relay,
         metrics: http.metrics,
+        doc_root: http.doc_root,
     };
     let jsonrpc = rpc.is_some();
-    let app = router(state, rpc);
+    let app = router(state, rpc, stream_ws::StreamBridge::new(stream_addresses));
     let mut servers = JoinSet::new();
     for listener in http.listeners {
         if let Ok(addr) = listener.local_addr() {

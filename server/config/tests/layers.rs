@@ -138,6 +138,7 @@ fn named_flags_set_their_keys() {
             "--http.metrics=false",
             "--http.host=music.local",
             "--http.url_prefix=https://music.example.com",
+            "--http.doc_root=/srv/snapweb",
             "--tcp.enabled=false",
             "--tcp.bind_to_address=127.0.0.1",
             "--tcp.port=1805",
@@ -193,11 +194,10 @@ fn generic_flag_sets_buffer() {
 #[test]
 fn debian_snapserver_conf_loads_with_notices() {
     let loaded = load_file("snapserver.conf", DEBIAN_CONF).unwrap();
-    assert_eq!(loaded.config, Config::default());
-    assert_eq!(
-        loaded.notices,
-        ["config: http.doc_root is not supported yet; ignored"]
-    );
+    let mut expected = Config::default();
+    expected.http.doc_root = "/usr/share/snapserver/snapweb".into();
+    assert_eq!(loaded.config, expected);
+    assert!(loaded.notices.is_empty(), "{:?}", loaded.notices);
 }
 
 #[test]

@@ -58,6 +58,7 @@ const EVERY_KEY: &[(&str, &str)] = &[
     ("http.metrics", "false"),
     ("http.host", "music.local"),
     ("http.url_prefix", "https://music.example.com"),
+    ("http.doc_root", "/srv/snapweb"),
     ("tcp.enabled", "false"),
     ("tcp.bind_to_address", "127.0.0.1"),
     ("tcp.port", "1805"),
@@ -112,6 +113,7 @@ fn changed_config() -> Config {
             metrics: false,
             host: "music.local".into(),
             url_prefix: "https://music.example.com".into(),
+            doc_root: "/srv/snapweb".into(),
         },
         tcp: TcpConfig {
             enabled: false,
