@@ -50,6 +50,19 @@ if ! python3 -c "import grpc, grpc_health.v1, grpc_reflection.v1alpha" >/dev/nul
     grpcio grpcio-health-checking grpcio-reflection
 fi
 
+# tests/mdns.rs browses the relay's mDNS services with python-zeroconf (Home Assistant's
+# library) inside a private network namespace (unshare, from util-linux; ip, from iproute2).
+if ! python3 -c "import zeroconf" >/dev/null 2>&1; then
+  echo "installing zeroconf (PyPI) for the mDNS tests" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore zeroconf
+fi
+if ! command -v ip >/dev/null 2>&1; then
+  echo "installing iproute2 (Debian package) for the mDNS tests" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq iproute2
+fi
+
 # tests/jsonrpc.rs drives the JSON-RPC API with the python `snapcast` library, the one Home
 # Assistant and Music Assistant use.
 if ! python3 -c "import snapcast.control" >/dev/null 2>&1; then

@@ -39,6 +39,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 mod diagnostics;
+mod discovery;
 pub mod encoder;
 mod host;
 pub mod http;

@@ -225,6 +225,33 @@ pub async fn run(
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
+    let published = if config.server.mdns_enabled {
+        let ports = crate::discovery::Listeners {
+            stream: stream_addresses
+                .first()
+                .map(SocketAddr::port)
+                .filter(|_| config.stream.publish),
+            control: jsonrpc
+                .as_ref()
+                .and_then(crate::jsonrpc::JsonRpcListener::port)
+                .filter(|_| config.tcp.publish),
+            http: http
+                .as_ref()
+                .and_then(crate::http::HttpListener::port)
+                .filter(|_| config.http.publish_http),
+            https: None,
+            grpc: grpc.as_ref().and_then(crate::control::GrpcListener::addr),
+        };
+        let services = ports.services();
+        tokio::task::spawn_blocking(move || {
+            crate::discovery::publish(&services, &crate::host::name())
+        })
+        .await
+        .ok()
+        .flatten()
+    } else {
+        None
+    };
     if let Some(grpc) = grpc {
         tracker.spawn(crate::control::serve(
             grpc,
@@ -276,6 +303,10 @@ pub async fn run(
     // (once, off the runtime's workers) so that it includes the departures of the sessions
     // that just closed.
     cancel.cancel();
+    if let Some(published) = published {
+        // Goodbyes first, so browsers forget the services before the listeners close.
+        let _ = tokio::task::spawn_blocking(move || published.withdraw()).await;
+    }
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await

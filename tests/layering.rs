@@ -35,7 +35,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("configuration and live settings", &["config", "settings"]),
     ("sessions", &["session"]),
     ("relay core", &["relay"]),
-    ("front ends", &["control", "diagnostics", "http", "jsonrpc"]),
+    (
+        "front ends",
+        &["control", "diagnostics", "discovery", "http", "jsonrpc"],
+    ),
     ("running: listeners, start-up, shutdown", &["run"]),
 ];
 

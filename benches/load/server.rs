@@ -91,6 +91,7 @@ impl Server {
                         "--grpc.enabled=false",
                         "--http.enabled=false",
                         "--tcp.enabled=false",
+                        "--server.mdns_enabled=false",
                     ])
                     .args([
                         "--server.diagnostics_interval_s=0",

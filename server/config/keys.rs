@@ -147,7 +147,7 @@ pub(crate) const KEYS: &[Key] = &[
         NotYet, Once),
     key("server.user", "snapserver", ANY, "user to run as when daemonised", NotYet, Once),
     key("server.group", "", ANY, "group to run as when daemonised", NotYet, Once),
-    key("server.mdns_enabled", "true", ANY, "publish services via mDNS", NotYet, Once),
+    key("server.mdns_enabled", "true", BOOL, "publish the services via mDNS / DNS-SD", Implemented, Once),
     // [ssl]
     key("ssl.certificate", "", ANY, "certificate file (PEM)", NotYet, Once),
     key("ssl.certificate_key", "", ANY, "private key file (PEM)", NotYet, Once),
@@ -180,8 +180,9 @@ pub(crate) const KEYS: &[Key] = &[
     key("http.url_prefix", "",
         Rule::checked("an http:// or https:// URL such as https://music.example.com, or empty", rules::url_prefix),
         "replaces http://<host>:<port> in cover art URLs", Implemented, Once),
-    key("http.publish_http", "true", ANY, "publish the HTTP service via mDNS", NotYet, Once),
-    key("http.publish_https", "true", ANY, "publish the HTTPS service via mDNS", NotYet, Once),
+    key("http.publish_http", "true", BOOL, "publish the HTTP service via mDNS", Implemented, Once),
+    key("http.publish_https", "true", BOOL, "publish the HTTPS service via mDNS (when HTTPS is on)",
+        Implemented, Once),
     // [tcp] (snapserver < 0.33; now [tcp-control]): the JSON-RPC TCP listener
     key("tcp.enabled", "true", BOOL, "serve JSON-RPC over TCP", Implemented, Once),
     key("tcp.bind_to_address", "0.0.0.0", IP,
@@ -189,6 +190,7 @@ pub(crate) const KEYS: &[Key] = &[
         Implemented, List),
     key("tcp.port", "1705", PORT, "TCP JSON-RPC port",
         Implemented, Once),
+    key("tcp.publish", "true", BOOL, "publish the control service via mDNS", Implemented, Once),
     // [tcp-control]: snapserver 0.33+ names of the [tcp] keys
     key("tcp_control.enabled", "true", BOOL, "newer name of tcp.enabled; wins over it",
         Overrides("tcp.enabled"), Once),
@@ -196,7 +198,8 @@ pub(crate) const KEYS: &[Key] = &[
         "newer name of tcp.bind_to_address; wins over it", Overrides("tcp.bind_to_address"), List),
     key("tcp_control.port", "1705", PORT,
         "newer name of tcp.port; wins over it", Overrides("tcp.port"), Once),
-    key("tcp_control.publish", "true", ANY, "publish the control service via mDNS", NotYet, Once),
+    key("tcp_control.publish", "true", BOOL, "newer name of tcp.publish; wins over it",
+        Overrides("tcp.publish"), Once),
     // [jsonrpc] (snaprelay): what the Snapcast JSON-RPC API (TCP, HTTP, websocket) allows
     key("jsonrpc.http_enabled", "true", BOOL,
         "serve JSON-RPC at POST /jsonrpc and websocket /jsonrpc on the HTTP listener (snaprelay)",
@@ -216,7 +219,8 @@ pub(crate) const KEYS: &[Key] = &[
         List),
     key("tcp_streaming.port", "1704", PORT,
         "newer name of stream.port; wins over it", Overrides("stream.port"), Once),
-    key("tcp_streaming.publish", "true", ANY, "publish the stream service via mDNS", NotYet, Once),
+    key("tcp_streaming.publish", "true", BOOL, "newer name of stream.publish; wins over it",
+        Overrides("stream.publish"), Once),
     // [stream]
     key("stream.bind_to_address", "0.0.0.0", IP,
         "address the stream listener binds; repeatable", Implemented, List),
@@ -255,6 +259,8 @@ pub(crate) const KEYS: &[Key] = &[
          a tenth of stream.buffer", Implemented, Once),
     key("stream.plugin_dir", "/usr/share/snapserver/plug-ins", Rule::text("a directory path"),
         "stream plugins (controlscript): relative paths start here; Stream.AddStream's must be inside",
+        Implemented, Once),
+    key("stream.publish", "true", BOOL, "publish the stream listener via mDNS (snaprelay's name of tcp_streaming.publish)",
         Implemented, Once),
     key("stream.sandbox_dir", "/usr/share/snapserver/sandbox", ANY,
         "directory of executable process sources", NotYet, Once),

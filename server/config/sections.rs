@@ -43,6 +43,8 @@ pub(crate) struct TcpConfig {
     pub(crate) bind_to_address: Vec<String>,
     /// TCP port (snapserver's 1705); 0 picks a free one (the log line says which).
     pub(crate) port: u16,
+    /// Publish it via mDNS (`_snapcast-ctrl._tcp` and the older names).
+    pub(crate) publish: bool,
 }
 
 impl Default for TcpConfig {
@@ -51,6 +53,7 @@ impl Default for TcpConfig {
             enabled: true,
             bind_to_address: vec!["0.0.0.0".to_owned()],
             port: crate::DEFAULT_JSONRPC_PORT,
+            publish: true,
         }
     }
 }
@@ -110,6 +113,10 @@ pub struct HttpConfig {
     /// Replaces `http://<host>:<port>` at the start of cover art URLs (e.g. behind a reverse
     /// proxy); empty for none.
     pub url_prefix: String,
+    /// Publish the HTTP service via mDNS (`_snapcast-http._tcp`).
+    pub publish_http: bool,
+    /// Publish the HTTPS service via mDNS (`_snapcast-https._tcp`) when HTTPS is on.
+    pub publish_https: bool,
     /// Static files to serve (Snapweb); empty: snapserver's Snapweb path when it exists,
     /// else a status page of our own.
     pub doc_root: String,
@@ -124,6 +131,8 @@ impl Default for HttpConfig {
             metrics: true,
             host: "<hostname>".to_owned(),
             url_prefix: String::new(),
+            publish_http: true,
+            publish_https: true,
             doc_root: String::new(),
         }
     }
@@ -181,6 +190,8 @@ pub struct ServerConfig {
     pub(crate) diagnostics_interval_s: u64,
     /// Most bytes the chunk buffer pool keeps in its free lists.
     pub(crate) pool_max_bytes: usize,
+    /// Publish the services via mDNS / DNS-SD.
+    pub(crate) mdns_enabled: bool,
 }
 
 impl Default for ServerConfig {
@@ -192,6 +203,7 @@ impl Default for ServerConfig {
             max_clients: 1000,
             diagnostics_interval_s: 30,
             pool_max_bytes: crate::pool::DEFAULT_MAX_POOLED_BYTES,
+            mdns_enabled: true,
         }
     }
 }
@@ -232,6 +244,8 @@ pub(crate) struct StreamConfig {
     /// Where a relative `controlscript` is looked up, and where a `Stream.AddStream`
     /// controlscript must live.
     pub(crate) plugin_dir: PathBuf,
+    /// Publish the stream listener via mDNS (`_snapcast._tcp`, `_snapcast-stream._tcp`).
+    pub(crate) publish: bool,
 }
 
 impl Config {
@@ -262,6 +276,7 @@ impl Default for StreamConfig {
             zerocopy_auto_fallback: true,
             send_batch_ms: 60,
             plugin_dir: PathBuf::from(crate::source::DEFAULT_PLUGIN_DIR),
+            publish: true,
         }
     }
 }

@@ -70,6 +70,13 @@ pub struct GrpcListener {
     tls: Option<ServerTlsConfig>,
 }
 
+impl GrpcListener {
+    /// The address it listens on.
+    pub(crate) fn addr(&self) -> Option<std::net::SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+}
+
 impl std::fmt::Debug for GrpcListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GrpcListener")

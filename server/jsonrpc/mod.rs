@@ -82,6 +82,16 @@ pub struct JsonRpcListener {
     listeners: Vec<TcpListener>,
 }
 
+impl JsonRpcListener {
+    /// The port it listens on (as bound: `tcp.port = 0` picks one).
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+}
+
 /// Binds every `tcp.bind_to_address` on `tcp.port`; `Ok(None)` when `tcp.enabled` is false.
 ///
 /// # Errors

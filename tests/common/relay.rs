@@ -52,6 +52,10 @@ impl Relay {
         if !args.contains(&"--bind") {
             command.args(["--bind", "127.0.0.1"]);
         }
+        if !args.iter().any(|a| a.contains("mdns_enabled")) {
+            // Test relays do not announce themselves on the machine's network.
+            command.arg("--server.mdns_enabled=false");
+        }
         if !args.contains(&"--datadir") {
             // Each relay keeps its clients and groups to itself (never ~/.config).
             command.arg("--datadir").arg(dir.path().join("state"));

@@ -117,12 +117,14 @@ fn named_flags_set_their_keys() {
             "--server.max_clients=7",
             "--server.diagnostics_interval_s=5",
             "--server.pool_max_bytes=4096",
+            "--server.mdns_enabled=false",
             "--stream.send_to_muted=true",
             "-z",
             "--stream.zerocopy_threshold=2048",
             "--stream.zerocopy_auto_fallback=false",
             "--stream.send_batch_ms=40",
             "--stream.plugin_dir=/opt/plugins",
+            "--stream.publish=false",
             "--logging.sink=stderr",
             "--streaming_client.initial_volume=55",
             "--grpc.enabled=false",
@@ -139,9 +141,12 @@ fn named_flags_set_their_keys() {
             "--http.host=music.local",
             "--http.url_prefix=https://music.example.com",
             "--http.doc_root=/srv/snapweb",
+            "--http.publish_http=false",
+            "--http.publish_https=false",
             "--tcp.enabled=false",
             "--tcp.bind_to_address=127.0.0.1",
             "--tcp.port=1805",
+            "--tcp.publish=false",
             "--jsonrpc.http_enabled=false",
             "--jsonrpc.add_stream_schemes=tcp",
             "--jsonrpc.require_token=true",
@@ -203,7 +208,7 @@ fn debian_snapserver_conf_loads_with_notices() {
 #[test]
 fn snapserver_033_sections_and_aliases() {
     let conf = "[tcp-streaming]\nport = 1900\nbind_to_address = ::1\nenabled = false\n\
-                publish = true\n[tcp-control]\nport = 1706\n[tcp]\nport = 1705\n[stream]\n\
+                publish = false\n[tcp-control]\nport = 1706\n[tcp]\nport = 1705\n[stream]\n\
                 port = 1800\nbind_to_address = 0.0.0.0\nstream = pipe:///a?name=a\n\
                 stream_buffer = 50\n";
     let loaded = load_file("snapserver.conf", conf).unwrap();
@@ -220,9 +225,9 @@ fn snapserver_033_sections_and_aliases() {
         [
             "config: tcp_streaming.enabled = false is ignored: snaprelay always has it on \
              (the stream listener; snaprelay always runs it)",
-            "config: tcp_streaming.publish is not supported yet; ignored",
         ]
     );
+    assert!(!stream.publish, "[tcp-streaming] publish is stream.publish");
     // The old [stream] spelling in a later layer still wins over the file.
     let loaded = load_from(
         &args(&["--stream.port=1950"]),
