@@ -56,11 +56,12 @@ if ! python3 -c "import zeroconf" >/dev/null 2>&1; then
   echo "installing zeroconf (PyPI) for the mDNS tests" >&2
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore zeroconf
 fi
-if ! command -v ip >/dev/null 2>&1; then
-  echo "installing iproute2 (Debian package) for the mDNS tests" >&2
+# A snapclient given no host finds the relay through avahi-daemon (run in the namespace).
+if ! command -v ip >/dev/null 2>&1 || [ ! -x /usr/sbin/avahi-daemon ] || ! command -v dbus-daemon >/dev/null 2>&1; then
+  echo "installing iproute2, avahi-daemon, dbus (Debian packages) for the mDNS tests" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq iproute2
+  apt-get install -y -qq iproute2 avahi-daemon dbus
 fi
 
 # tests/jsonrpc.rs drives the JSON-RPC API with the python `snapcast` library, the one Home

@@ -4,6 +4,8 @@
 //! announced when it listens beyond loopback; the records gone at shutdown and back after a
 //! restart. The per-listener `publish` keys and `server.mdns_enabled` leave services out.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -99,4 +101,36 @@ fn publish_keys_leave_services_out() {
     );
     let report = browse(0, &["--server.mdns_enabled=false"]);
     assert!(published_ports(&report).is_empty(), "{report}");
+}
+
+/// A real snapclient given no host browses `_snapcast._tcp` through avahi (run inside the
+/// namespace with its own D-Bus) and plays the relay's tone.
+#[test]
+fn a_snapclient_without_a_host_finds_the_relay_through_avahi() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mdns/avahi_snapclient.sh");
+    let status = Command::new("unshare")
+        .args(["-n", "-m", "--", "sh"])
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_snaprelay"))
+        .arg(dir.path())
+        .args(["--source", "tone:///?name=Chime&freq=440,660"])
+        .status()
+        .expect("run unshare");
+    let log = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    assert!(status.success(), "relay log:\n{}", log("relay.log"));
+    let audio = std::fs::read(dir.path().join("client.raw")).unwrap_or_default();
+    let frames = common::audio::frames(&audio);
+    assert!(
+        frames.len() > common::audio::RATE as usize * 3,
+        "the client played {} frames; its log:\n{}\nrelay log:\n{}",
+        frames.len(),
+        log("client.log"),
+        log("relay.log")
+    );
+    let last_second = &frames[frames.len() - common::audio::RATE as usize..];
+    let left = common::audio::dominant_frequency(last_second, false);
+    let right = common::audio::dominant_frequency(last_second, true);
+    assert!((left - 440.0).abs() < 3.0, "left {left} Hz");
+    assert!((right - 660.0).abs() < 3.0, "right {right} Hz");
 }
