@@ -73,6 +73,8 @@ pub const DEFAULT_GRPC_PORT: u16 = 1710;
 /// §6.1), where `/metrics` is served too rather than on a separate node_exporter-style 9100
 /// (integrations.md §6).
 pub(crate) const DEFAULT_HTTP_PORT: u16 = 1780;
+/// snapserver's HTTPS port.
+pub(crate) const DEFAULT_HTTPS_PORT: u16 = 1788;
 
 /// Default port of the Snapcast JSON-RPC TCP control API (snapcast-protocol.md §5.1, §6.2).
 pub(crate) const DEFAULT_JSONRPC_PORT: u16 = 1705;

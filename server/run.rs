@@ -147,7 +147,7 @@ impl Listeners {
         Ok(Self {
             stream: bind_stream(config).await?,
             grpc: crate::control::bind(&config.grpc).await?,
-            http: crate::http::bind(&config.http).await?,
+            http: crate::http::bind(config).await?,
             jsonrpc: crate::jsonrpc::bind(config).await?,
         })
     }
@@ -239,7 +239,10 @@ pub async fn run(
                 .as_ref()
                 .and_then(crate::http::HttpListener::port)
                 .filter(|_| config.http.publish_http),
-            https: None,
+            https: http
+                .as_ref()
+                .and_then(crate::http::HttpListener::tls_port)
+                .filter(|_| config.http.publish_https),
             grpc: grpc.as_ref().and_then(crate::control::GrpcListener::addr),
         };
         let services = ports.services();

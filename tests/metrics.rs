@@ -283,16 +283,14 @@ fn metrics_off_means_404_and_other_paths_are_404() {
 
 #[tokio::test]
 async fn http_bind_honours_enabled_and_reports_a_port_in_use() {
-    let mut config = snaprelay::config::HttpConfig {
-        enabled: false,
-        ..Default::default()
-    };
+    let mut config = snaprelay::config::Config::default();
+    config.http.enabled = false;
     assert!(snaprelay::http::bind(&config).await.unwrap().is_none());
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    config.enabled = true;
-    config.bind_to_address = vec!["127.0.0.1".into()];
-    config.port = taken.local_addr().unwrap().port();
+    config.http.enabled = true;
+    config.http.bind_to_address = vec!["127.0.0.1".into()];
+    config.http.port = taken.local_addr().unwrap().port();
     let err = snaprelay::http::bind(&config)
         .await
         .unwrap_err()

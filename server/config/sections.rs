@@ -29,6 +29,18 @@ pub struct Config {
     pub(crate) tcp: TcpConfig,
     /// `[jsonrpc]`: what the Snapcast JSON-RPC API allows (snaprelay only).
     pub(crate) jsonrpc: JsonRpcConfig,
+    /// `[ssl]`: the certificate of the HTTPS listener.
+    pub ssl: SslConfig,
+}
+
+/// `[ssl]` keys: the certificate and key the HTTPS listener presents (PEM files).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SslConfig {
+    /// Certificate chain, PEM; empty for none.
+    pub certificate: String,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1, unencrypted); empty for none.
+    pub certificate_key: String,
 }
 
 /// `[tcp]` keys (snapserver 0.33+: `[tcp-control]`): the JSON-RPC TCP listener.
@@ -117,6 +129,13 @@ pub struct HttpConfig {
     pub publish_http: bool,
     /// Publish the HTTPS service via mDNS (`_snapcast-https._tcp`) when HTTPS is on.
     pub publish_https: bool,
+    /// Serve HTTPS (and `wss://`) too, with `[ssl]`'s certificate.
+    pub ssl_enabled: bool,
+    /// HTTPS listen addresses.
+    #[serde(deserialize_with = "string_or_list")]
+    pub ssl_bind_to_address: Vec<String>,
+    /// HTTPS port (snapserver's 1788).
+    pub ssl_port: u16,
     /// Static files to serve (Snapweb); empty: snapserver's Snapweb path when it exists,
     /// else a status page of our own.
     pub doc_root: String,
@@ -133,6 +152,9 @@ impl Default for HttpConfig {
             url_prefix: String::new(),
             publish_http: true,
             publish_https: true,
+            ssl_enabled: false,
+            ssl_bind_to_address: vec!["0.0.0.0".to_owned()],
+            ssl_port: crate::DEFAULT_HTTPS_PORT,
             doc_root: String::new(),
         }
     }

@@ -72,6 +72,22 @@ pub(super) fn validate(
     if grpc.tls_key.is_some() && grpc.tls_cert.is_none() {
         return Err(invalid("grpc.tls_cert", ""));
     }
+    // HTTPS needs a certificate and its key.
+    if config.http.enabled && config.http.ssl_enabled {
+        for (key, value) in [
+            ("ssl.certificate", &config.ssl.certificate),
+            ("ssl.certificate_key", &config.ssl.certificate_key),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: key.to_owned(),
+                    value: String::new(),
+                    origin: describe(figment, key),
+                    allowed: "a PEM file: http.ssl_enabled is true".to_owned(),
+                });
+            }
+        }
+    }
     Ok(())
 }
 

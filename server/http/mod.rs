@@ -1,7 +1,8 @@
 //! The HTTP listener (snapserver's port 1780, `[http]` keys): Prometheus `/metrics`, the
 //! Snapcast JSON-RPC over HTTP POST and WebSocket at `/jsonrpc`, the stream protocol over
 //! WebSocket at `/stream` (browser players), stream plugins' cover art at `/__image_cache`,
-//! and static files from `http.doc_root` (Snapweb) for everything else.
+//! and static files from `http.doc_root` (Snapweb) for everything else; the same routes over
+//! TLS on `http.ssl_port` when `http.ssl_enabled` (`tls.rs`).
 //!
 //! `router` is the one place routes are added. `/metrics` renders the relay core's one
 //! `relay::Snapshot`; the JSON-RPC routes hand over to `jsonrpc::web`.
@@ -10,6 +11,7 @@ mod exposition;
 mod files;
 mod metrics;
 mod stream_ws;
+mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
-use crate::config::HttpConfig;
+use crate::config::Config;
 use crate::relay::Relay;
 
 /// The content type of the Prometheus text exposition format, version 0.0.4.
@@ -43,12 +45,21 @@ pub enum HttpError {
         /// Why.
         source: std::io::Error,
     },
+    /// The HTTPS certificate or key is unusable.
+    #[error("HTTPS: {}: {reason}", .path.display())]
+    Tls {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The bound HTTP listeners and what to serve on them; made by [`bind`], served by `run`.
-#[derive(Debug)]
 pub struct HttpListener {
     listeners: Vec<TcpListener>,
+    /// The HTTPS listeners and their certificate, when `http.ssl_enabled`.
+    tls: Option<(Vec<TcpListener>, tokio_rustls::TlsAcceptor)>,
     metrics: bool,
     doc_root: files::DocRoot,
 }
@@ -61,38 +72,81 @@ impl HttpListener {
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port())
     }
+
+    /// The HTTPS port, when HTTPS is on.
+    pub(crate) fn tls_port(&self) -> Option<u16> {
+        self.tls
+            .as_ref()
+            .and_then(|(listeners, _)| listeners.first())
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
 }
 
-/// Binds every `http.bind_to_address` on `http.port`, so a port in use fails start-up rather
-/// than the first scrape. `Ok(None)` when `http.enabled` is false.
+impl std::fmt::Debug for HttpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpListener")
+            .field("listeners", &self.listeners)
+            .field("tls", &self.tls.as_ref().map(|(l, _)| l))
+            .field("metrics", &self.metrics)
+            .field("doc_root", &self.doc_root)
+            .finish()
+    }
+}
+
+/// Binds every `http.bind_to_address` on `http.port` (and with `http.ssl_enabled` every
+/// `http.ssl_bind_to_address` on `http.ssl_port`, with `[ssl]`'s certificate read now), so a
+/// port in use or a bad certificate fails start-up rather than the first request.
+/// `Ok(None)` when `http.enabled` is false.
 ///
 /// # Errors
 ///
-/// A bind address that is not an IP address, or one that cannot be bound.
-pub async fn bind(config: &HttpConfig) -> Result<Option<HttpListener>, HttpError> {
+/// A bind address that is not an IP address, one that cannot be bound, or an unusable
+/// certificate or key (named).
+pub async fn bind(config: &Config) -> Result<Option<HttpListener>, HttpError> {
+    let ssl = &config.ssl;
+    let config = &config.http;
     if !config.enabled {
         return Ok(None);
     }
-    let mut listeners = Vec::new();
-    for text in &config.bind_to_address {
-        let ip: IpAddr = text
-            .trim()
-            .parse()
-            .map_err(|_| HttpError::BadAddress(text.clone()))?;
-        let addr = SocketAddr::new(ip, config.port);
-        let listener =
-            crate::net::listen(addr).map_err(|source| HttpError::Bind { addr, source })?;
-        listeners.push(listener);
-    }
+    let listeners = bind_all(&config.bind_to_address, config.port)?;
+    let tls = if config.ssl_enabled {
+        let acceptor = tls::acceptor(
+            std::path::Path::new(ssl.certificate.trim()),
+            std::path::Path::new(ssl.certificate_key.trim()),
+        )?;
+        Some((
+            bind_all(&config.ssl_bind_to_address, config.ssl_port)?,
+            acceptor,
+        ))
+    } else {
+        None
+    };
     let (doc_root, warning) = files::DocRoot::new(&config.doc_root);
     if let Some(warning) = warning {
         tracing::warn!("{warning}");
     }
     Ok(Some(HttpListener {
         listeners,
+        tls,
         metrics: config.metrics,
         doc_root,
     }))
+}
+
+/// A listener on `port` at each of `addresses`.
+fn bind_all(addresses: &[String], port: u16) -> Result<Vec<TcpListener>, HttpError> {
+    addresses
+        .iter()
+        .map(|text| {
+            let ip: IpAddr = text
+                .trim()
+                .parse()
+                .map_err(|_| HttpError::BadAddress(text.clone()))?;
+            let addr = SocketAddr::new(ip, port);
+            crate::net::listen(addr).map_err(|source| HttpError::Bind { addr, source })
+        })
+        .collect()
 }
 
 /// What every HTTP handler can read.
@@ -183,6 +237,19 @@ pub(crate) async fn serve(
     let jsonrpc = rpc.is_some();
     let app = router(state, rpc, stream_ws::StreamBridge::new(stream_addresses));
     let mut servers = JoinSet::new();
+    if let Some((listeners, acceptor)) = http.tls {
+        for listener in listeners {
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "listening for HTTPS");
+            }
+            servers.spawn(tls::serve(
+                listener,
+                acceptor.clone(),
+                app.clone(),
+                cancel.clone(),
+            ));
+        }
+    }
     for listener in http.listeners {
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, metrics = http.metrics, jsonrpc, "listening for HTTP");

@@ -143,6 +143,11 @@ fn named_flags_set_their_keys() {
             "--http.doc_root=/srv/snapweb",
             "--http.publish_http=false",
             "--http.publish_https=false",
+            "--http.ssl_enabled=true",
+            "--http.ssl_bind_to_address=127.0.0.2",
+            "--http.ssl_port=1889",
+            "--ssl.certificate=/etc/relay-https.crt",
+            "--ssl.certificate_key=/etc/relay-https.key",
             "--tcp.enabled=false",
             "--tcp.bind_to_address=127.0.0.1",
             "--tcp.port=1805",
@@ -372,21 +377,29 @@ fn env_source_becomes_a_one_element_list() {
 fn not_yet_keys_give_one_notice_each() {
     let (_dir, path) = file(
         "s.conf",
-        b"[http]\nssl_port = 1788\nssl_enabled = true\n[ssl]\nclient_cert = a\nclient_cert = b\n",
+        b"[ssl]\nclient_cert = a\nclient_cert = b\nkey_password = x\n",
     );
     let loaded = load_from(
-        &args(&["-c", path.to_str().unwrap(), "--http.ssl_port=1789"]),
+        &args(&["-c", path.to_str().unwrap(), "--ssl.verify_clients=true"]),
         env(&[("SNAPRELAY_STREAM__SANDBOX_DIR", "/p")]),
     )
     .unwrap();
     assert_eq!(
         loaded.notices,
         [
-            "config: http.ssl_enabled is not supported yet; ignored",
-            "config: http.ssl_port is not supported yet; ignored",
             "config: ssl.client_cert is not supported yet; ignored",
+            "config: ssl.key_password is not supported yet; ignored",
             "config: stream.sandbox_dir is not supported yet; ignored",
+            "config: ssl.verify_clients is not supported yet; ignored",
         ]
+    );
+    // HTTPS needs its certificate and key.
+    let err = load_from(&args(&["--http.ssl_enabled=true"]), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("invalid value '' for ssl.certificate (from default): expected a PEM file"),
+        "{err}"
     );
     for sink in ["system", "null", "file:/var/log/snap.log"] {
         let loaded = load_from(&args(&[&format!("--logging.sink={sink}")]), env(&[])).unwrap();

@@ -63,6 +63,11 @@ const EVERY_KEY: &[(&str, &str)] = &[
     ("http.doc_root", "/srv/snapweb"),
     ("http.publish_http", "false"),
     ("http.publish_https", "false"),
+    ("http.ssl_enabled", "true"),
+    ("http.ssl_bind_to_address", "127.0.0.2"),
+    ("http.ssl_port", "1889"),
+    ("ssl.certificate", "/etc/relay-https.crt"),
+    ("ssl.certificate_key", "/etc/relay-https.key"),
     ("tcp.enabled", "false"),
     ("tcp.bind_to_address", "127.0.0.1"),
     ("tcp.port", "1805"),
@@ -123,6 +128,9 @@ fn changed_config() -> Config {
             doc_root: "/srv/snapweb".into(),
             publish_http: false,
             publish_https: false,
+            ssl_enabled: true,
+            ssl_bind_to_address: vec!["127.0.0.2".into()],
+            ssl_port: 1889,
         },
         tcp: TcpConfig {
             enabled: false,
@@ -134,6 +142,10 @@ fn changed_config() -> Config {
             http_enabled: false,
             add_stream_schemes: "tcp".into(),
             require_token: true,
+        },
+        ssl: SslConfig {
+            certificate: "/etc/relay-https.crt".into(),
+            certificate_key: "/etc/relay-https.key".into(),
         },
     }
 }
