@@ -60,6 +60,7 @@ pub mod source;
 mod startup_pages;
 pub(crate) mod state;
 pub(crate) mod stream;
+pub(crate) mod upstream;
 
 pub use run::{run, Listeners, RunError, RunOptions};
 

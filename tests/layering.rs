@@ -29,7 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "sources, encoders and stream plugins",
-        &["encoder", "plugin", "source"],
+        &["encoder", "plugin", "source", "upstream"],
     ),
     ("streams", &["stream"]),
     ("configuration and live settings", &["config", "settings"]),

@@ -245,12 +245,12 @@ fn check_config_validates_without_starting() {
     // A snapserver.conf (INI) works too, and its notices go to stderr.
     let ini = write(
         "snapserver.conf",
-        "[stream]\nsource = tone:///?name=x\n[http]\ndoc_root = /usr/share/snapweb\n",
+        "[stream]\nsource = tone:///?name=x\n[ssl]\nkey_password = secret\n",
     );
     let (code, stdout, stderr) = snaprelay(&["--check-config", "-c", &ini]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("1 stream(s): x"), "{stdout}");
-    assert!(stderr.contains("http.doc_root"), "{stderr}");
+    assert!(stderr.contains("ssl.key_password"), "{stderr}");
 
     // Each kind of mistake exits 1 with the reason.
     let cases = [

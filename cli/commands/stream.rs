@@ -65,6 +65,25 @@ pub async fn show(control: &mut Control, out: &Output, stream: String) -> Result
         "input        {} restarts, {} overruns, {} frames dropped",
         stats.source_restarts, stats.source_overruns, stats.source_frames_dropped
     ));
+    if let Some(link) = &stats.upstream {
+        lines.push(format!(
+            "upstream     {} ({}, clock offset {:.3} ms ± {:.3}, round trip {:.3} ms, buffer {} ms, \
+             {} chunks, {} dropped, {} reconnects)",
+            link.address,
+            if link.connected {
+                "connected"
+            } else {
+                "reconnecting"
+            },
+            link.clock_offset_us as f64 / 1000.0,
+            link.clock_jitter_us as f64 / 1000.0,
+            link.rtt_us as f64 / 1000.0,
+            link.upstream_buffer_ms,
+            link.chunks_received,
+            link.chunks_dropped,
+            link.reconnects
+        ));
+    }
     if let Some(plugin) = &stats.plugin {
         lines.push(format!(
             "plugin       {} ({}, {} restarts)",

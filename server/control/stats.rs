@@ -155,6 +155,17 @@ impl From<&StreamView> for pb::StreamStats {
             source_restarts: view.source_restarts,
             source_overruns: view.source_overruns,
             source_frames_dropped: view.source_frames_dropped,
+            upstream: view.upstream.as_ref().map(|link| pb::UpstreamLink {
+                address: link.address.clone(),
+                connected: link.connected,
+                clock_offset_us: link.offset_us,
+                clock_jitter_us: link.jitter_us,
+                rtt_us: link.rtt_us,
+                upstream_buffer_ms: link.buffer_ms,
+                chunks_received: link.chunks,
+                chunks_dropped: link.chunks_dropped,
+                reconnects: link.reconnects,
+            }),
             properties: Some(pb::StreamProperties::from(&*view.properties)),
             plugin: view.plugin.as_ref().map(|plugin| pb::StreamPlugin {
                 script: plugin.script.clone(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use tracing::debug;
 
@@ -142,12 +142,17 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// Every GET no other route took: a file of the doc root, or our own page at `/`.
+/// Every request no other route took: for GET (and HEAD) a file of the doc root, or our own
+/// page at `/`; anything else is 404, as for a path nobody serves.
 pub(crate) async fn serve(
     State(state): State<HttpState>,
+    method: Method,
     uri: Uri,
     request_headers: HeaderMap,
 ) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return not_found();
+    }
     let root = match &state.doc_root {
         DocRoot::Dir(root) => root.clone(),
         DocRoot::Builtin if uri.path() == "/" || uri.path() == "/index.html" => {

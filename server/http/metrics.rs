@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use super::exposition::{Exposition, Kind};
 use crate::net::SendMode;
-use crate::relay::{PluginView, Snapshot, StreamView};
+use crate::relay::{PluginView, Snapshot, StreamView, UpstreamView};
 
 /// The whole exposition, as `GET /metrics` returns it.
 pub(crate) fn render(snapshot: &Snapshot) -> String {
@@ -326,6 +326,7 @@ fn streams(out: &mut Exposition, snapshot: &Snapshot) {
         }
     }
     plugins(out, snapshot);
+    upstreams(out, snapshot);
 }
 
 /// Stream plugins (only streams that have one get samples) and the cover art they sent.
@@ -382,4 +383,77 @@ fn plugins(out: &mut Exposition, snapshot: &Snapshot) {
         "Bytes of those images.",
         snapshot.cover_art.1,
     );
+}
+
+/// Per-stream families of relayed streams' upstream links, when there are any.
+fn upstreams(out: &mut Exposition, snapshot: &Snapshot) {
+    type LinkFigure = fn(&UpstreamView) -> f64;
+    let per_link: [(&str, Kind, &str, LinkFigure); 8] = [
+        (
+            "snaprelay_upstream_connected",
+            Kind::Gauge,
+            "1 while the relayed stream is connected to its upstream server.",
+            |u| f64::from(u8::from(u.connected)),
+        ),
+        (
+            "snaprelay_upstream_clock_offset_seconds",
+            Kind::Gauge,
+            "The upstream's clock minus ours (median of Time round trips).",
+            |u| u.offset_us as f64 / 1e6,
+        ),
+        (
+            "snaprelay_upstream_clock_jitter_seconds",
+            Kind::Gauge,
+            "Spread of the clock offset estimates (median absolute deviation).",
+            |u| u.jitter_us as f64 / 1e6,
+        ),
+        (
+            "snaprelay_upstream_rtt_seconds",
+            Kind::Gauge,
+            "Median Time round trip to the upstream.",
+            |u| u.rtt_us as f64 / 1e6,
+        ),
+        (
+            "snaprelay_upstream_buffer_seconds",
+            Kind::Gauge,
+            "The upstream's buffer.",
+            |u| u.buffer_ms as f64 / 1e3,
+        ),
+        (
+            "snaprelay_upstream_chunks_total",
+            Kind::Counter,
+            "Chunks received from the upstream.",
+            |u| u.chunks as f64,
+        ),
+        (
+            "snaprelay_upstream_dropped_chunks_total",
+            Kind::Counter,
+            "Upstream chunks dropped: before the clock offset was known, or too late to play.",
+            |u| u.chunks_dropped as f64,
+        ),
+        (
+            "snaprelay_upstream_reconnects_total",
+            Kind::Counter,
+            "Connections to the upstream made after the first.",
+            |u| u.reconnects as f64,
+        ),
+    ];
+    let links: Vec<(&str, &UpstreamView)> = snapshot
+        .streams
+        .iter()
+        .filter_map(|s| s.upstream.as_ref().map(|u| (s.name.as_str(), u)))
+        .collect();
+    if links.is_empty() {
+        return;
+    }
+    for (name, kind, help, figure) in per_link {
+        out.family(name, kind, help);
+        for (stream, link) in &links {
+            out.sample(
+                name,
+                &[("stream", stream), ("upstream", &link.address)],
+                figure(link),
+            );
+        }
+    }
 }

@@ -169,7 +169,7 @@ pub(crate) fn router(
 ) -> Router {
     let mut router = Router::new()
         .route("/__image_cache", get(serve_image))
-        .fallback(get(files::serve));
+        .fallback(files::serve);
     if state.metrics {
         router = router.route("/metrics", get(serve_metrics));
     }

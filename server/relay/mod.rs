@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-pub(crate) use snapshot::{PluginView, SessionView, Snapshot, StreamView};
+pub(crate) use snapshot::{PluginView, SessionView, Snapshot, StreamView, UpstreamView};
 pub(crate) use streams::{AddStreamError, RemoveStreamError};
 
 use crate::config::Config;
@@ -106,9 +106,10 @@ impl Relay {
             let stream_cancel = cancel.child_token();
             // A meta stream's inputs are the streams started before it.
             let earlier: Vec<Stream> = streams.iter().map(|(s, _)| s.clone()).collect();
+            let live = settings.clone();
             let started = Stream::start(
                 spec,
-                settings.buffer_ms(),
+                Arc::new(move || live.buffer_ms()),
                 pool.clone(),
                 &plugins,
                 &earlier,

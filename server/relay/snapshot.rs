@@ -139,6 +139,31 @@ pub(crate) struct StreamView {
     pub(crate) properties: Arc<Properties>,
     /// Its stream plugin, when it has one.
     pub(crate) plugin: Option<PluginView>,
+    /// Its upstream link, when it relays an upstream server's stream.
+    pub(crate) upstream: Option<UpstreamView>,
+}
+
+/// A relayed stream's link to its upstream server.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamView {
+    /// `host:port` of the upstream.
+    pub(crate) address: String,
+    /// Connected and through the handshake.
+    pub(crate) connected: bool,
+    /// Upstream clock minus ours, µs.
+    pub(crate) offset_us: i64,
+    /// Spread of the offset estimates, µs.
+    pub(crate) jitter_us: i64,
+    /// Median Time round trip, µs.
+    pub(crate) rtt_us: i64,
+    /// The upstream's buffer, ms.
+    pub(crate) buffer_ms: i64,
+    /// Chunks received.
+    pub(crate) chunks: u64,
+    /// Chunks dropped (before the clock was known, or too late to play).
+    pub(crate) chunks_dropped: u64,
+    /// Connections after the first.
+    pub(crate) reconnects: u64,
 }
 
 /// A stream's plugin process.
@@ -192,6 +217,25 @@ impl StreamView {
             source_frames_dropped: stats.source.frames_dropped.load(Ordering::Relaxed),
             properties: control.properties(),
             plugin,
+            upstream: stream.upstream().map(|link| {
+                let address = match &spec.kind {
+                    crate::source::SourceKind::Upstream(upstream) => {
+                        format!("{}:{}", upstream.host, upstream.port)
+                    }
+                    _ => String::new(),
+                };
+                UpstreamView {
+                    address,
+                    connected: link.connected.load(Ordering::Relaxed),
+                    offset_us: link.offset_us.load(Ordering::Relaxed),
+                    jitter_us: link.jitter_us.load(Ordering::Relaxed),
+                    rtt_us: link.rtt_us.load(Ordering::Relaxed),
+                    buffer_ms: link.buffer_ms.load(Ordering::Relaxed),
+                    chunks: link.chunks.load(Ordering::Relaxed),
+                    chunks_dropped: link.chunks_dropped.load(Ordering::Relaxed),
+                    reconnects: link.reconnects.load(Ordering::Relaxed),
+                }
+            }),
         }
     }
 }

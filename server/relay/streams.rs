@@ -81,9 +81,10 @@ impl Relay {
         let shown = spec.uri.redacted().to_uri_string();
         let cancel = self.cancel.child_token();
         let earlier: Vec<Stream> = self.streams.iter().collect();
+        let live = self.settings.clone();
         let stream = Stream::start(
             spec,
-            self.settings.buffer_ms(),
+            std::sync::Arc::new(move || live.buffer_ms()),
             self.pool.clone(),
             &self.plugins,
             &earlier,

@@ -79,9 +79,14 @@ pub(super) async fn run(
                         Message::ServerSettings(settings)
                             .encode_into(&mut scratch, 0, hello_id, clock::now());
                         sender.push_urgent(Payload::copy_from(&scratch));
-                        sender.push_urgent(Payload::Shared(audio_stream.codec_header()));
-                        // Subscribing only now guarantees no chunk precedes the header.
-                        audio = Some((audio_stream.clone(), audio_stream.subscribe()));
+                        // Subscribed before the header is read: a codec change in between
+                        // arrives in the chunk channel, so no chunk goes out under an old
+                        // header (chunks reach the socket only after this header).
+                        let receiver = audio_stream.subscribe();
+                        if let Some(header) = audio_stream.codec_header() {
+                            sender.push_urgent(Payload::Shared(header));
+                        }
+                        audio = Some((audio_stream.clone(), receiver));
                         fresh_decoder = true;
                     }
                     Outbound::Settings(settings) => {
@@ -93,8 +98,11 @@ pub(super) async fn run(
                         // Old-stream audio not yet on the wire would only fail to decode
                         // after the new header (§2.6): drop it, then header, then new chunks.
                         sender.drop_queued_audio();
-                        sender.push_urgent(Payload::Shared(next.codec_header()));
-                        audio = Some((next.clone(), next.subscribe()));
+                        let receiver = next.subscribe();
+                        if let Some(header) = next.codec_header() {
+                            sender.push_urgent(Payload::Shared(header));
+                        }
+                        audio = Some((next.clone(), receiver));
                         fresh_decoder = true;
                     }
                 }
@@ -220,6 +228,13 @@ fn queue_chunk(
     info: &SessionInfo,
     playing: &Stream,
 ) {
+    if let Some(header) = chunk.codec_header {
+        // The stream's codec changed: what is queued would not decode after the new header.
+        sender.drop_queued_audio();
+        sender.push_urgent(Payload::Shared(header));
+        *fresh_decoder = true;
+        return;
+    }
     let stats = &info.stats;
     let cutoff = clock::now_micros() - i64::from(env.settings.buffer_ms()) * 1000 - LATE_MARGIN_US;
     let late = sender.drop_stale_audio(cutoff) + u64::from(chunk.timestamp_us < cutoff);

@@ -163,6 +163,12 @@ impl Reader {
                     "a meta stream's reader is made by its stream",
                 ));
             }
+            SourceKind::Upstream(_) => {
+                // Encoded chunks, not PCM: the stream layer runs the upstream connection.
+                return Err(io::Error::other(
+                    "an upstream stream has no PCM reader; its stream relays it",
+                ));
+            }
             SourceKind::Tone {
                 frequencies,
                 amplitude,

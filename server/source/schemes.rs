@@ -19,6 +19,7 @@ pub(crate) const SCHEMES: &[&str] = &[
     "spotify",
     "airplay",
     "meta",
+    "snapcast",
     "alsa",
 ];
 /// Every source scheme snaprelay serves, in the order messages list them.
@@ -33,6 +34,7 @@ pub(crate) const SCHEMES: &[&str] = &[
     "spotify",
     "airplay",
     "meta",
+    "snapcast",
 ];
 
 /// Schemes snapserver serves that snaprelay does not (yet): refused as unsupported rather
@@ -108,6 +110,8 @@ pub(crate) enum SourceKind {
         /// The input streams' names, in order of preference.
         inputs: Vec<String>,
     },
+    /// Re-serves a stream of an upstream Snapcast server, encoded chunks unchanged.
+    Upstream(crate::upstream::Upstream),
     /// Captures from an ALSA device (built with the `alsa` feature).
     Alsa {
         /// ALSA device name (`device=`, default `hw:0`).
@@ -187,6 +191,7 @@ impl SourceKind {
                 }
                 Self::Meta { inputs }
             }
+            "snapcast" => upstream(uri, invalid)?,
             "alsa" if cfg!(feature = "alsa") => Self::Alsa {
                 device: param(uri, "device", DEFAULT_ALSA_DEVICE).to_owned(),
             },
@@ -206,6 +211,50 @@ impl SourceKind {
             }
         })
     }
+}
+
+/// `snapcast://HOST[:PORT]`: `stream=` (the upstream stream to play; default whatever it
+/// plays to us) and `control_port=` (its JSON-RPC port, default 1705).
+fn upstream(
+    uri: &SourceUri,
+    invalid: impl Fn(&'static str, &str, &str) -> SourceError,
+) -> Result<SourceKind, SourceError> {
+    let host_text = uri.redacted().host;
+    let (host, port) = match uri.host.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => (
+            host.trim_start_matches('[').trim_end_matches(']'),
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| invalid("port", port, "a port number 1-65535"))?,
+        ),
+        _ => (
+            uri.host.trim_start_matches('[').trim_end_matches(']'),
+            crate::upstream::DEFAULT_PORT,
+        ),
+    };
+    if host.is_empty() {
+        return Err(invalid(
+            "host",
+            &host_text,
+            "the upstream server, e.g. snapcast://core.local:1704?name=Edge",
+        ));
+    }
+    let control_port = match uri.query.get("control_port") {
+        Some(text) => text
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| invalid("control_port", text, "a port number 1-65535"))?,
+        None => crate::upstream::DEFAULT_CONTROL_PORT,
+    };
+    let stream = uri.query.get("stream").filter(|s| !s.is_empty()).cloned();
+    Ok(SourceKind::Upstream(crate::upstream::Upstream {
+        host: host.to_owned(),
+        port,
+        control_port,
+        stream,
+    }))
 }
 
 /// `tone://`: `freq=` (comma-separated, default 440) and `amplitude=` (default 0.5).
@@ -361,6 +410,44 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn upstream_sources_name_a_server() {
+        let spec = parse("snapcast://core.local?name=Edge").unwrap();
+        assert_eq!(
+            spec.kind,
+            SourceKind::Upstream(crate::upstream::Upstream {
+                host: "core.local".into(),
+                port: 1704,
+                control_port: 1705,
+                stream: None,
+            })
+        );
+        let spec =
+            parse("snapcast://10.0.0.2:1804?name=Edge&stream=Radio&control_port=1805").unwrap();
+        assert_eq!(
+            spec.kind,
+            SourceKind::Upstream(crate::upstream::Upstream {
+                host: "10.0.0.2".into(),
+                port: 1804,
+                control_port: 1805,
+                stream: Some("Radio".into()),
+            })
+        );
+        let spec = parse("snapcast://[::1]:1704?name=Edge").unwrap();
+        assert!(matches!(spec.kind, SourceKind::Upstream(ref u) if u.host == "::1"));
+        for bad in [
+            "snapcast://?name=Edge",
+            "snapcast://core:0?name=Edge",
+            "snapcast://core:x?name=Edge",
+            "snapcast://core?name=Edge&control_port=99999",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(SourceError::InvalidParam { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

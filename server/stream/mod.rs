@@ -13,6 +13,7 @@
 
 mod list;
 mod meta;
+mod relayed;
 
 pub(crate) use list::{Removal, StreamList};
 
@@ -44,7 +45,14 @@ pub(crate) struct Chunk {
     /// The timestamp to send instead to a client whose decoder starts with this chunk, when
     /// the codec's fresh decoder plays less of it (see [`crate::encoder::Unit`]).
     pub(crate) fresh_decoder_timestamp_us: Option<i64>,
+    /// A new codec: not audio, but the CodecHeader message every session sends before the
+    /// chunks that follow (an upstream's codec changed). In the chunk channel, so no
+    /// session can see a chunk of the new codec before its header.
+    pub(crate) codec_header: Option<Bytes>,
 }
+
+/// The relay's buffer as it is now (`UpdateConfig stream.buffer` changes it), in ms.
+pub(crate) type LiveBuffer = Arc<dyn Fn() -> u32 + Send + Sync>;
 
 /// Live figures of one stream.
 #[derive(Debug, Default)]
@@ -125,9 +133,13 @@ pub(crate) struct Stream {
 #[derive(Debug)]
 struct Inner {
     spec: SourceSpec,
-    codec: &'static str,
-    /// The CodecHeader message, serialized once at init and sent to every joiner (§2.6).
-    codec_header: Bytes,
+    /// Its codec's name; an upstream's changes with the upstream.
+    codec: std::sync::RwLock<&'static str>,
+    /// The CodecHeader message, serialized once and sent to every joiner (§2.6); `None`
+    /// while an upstream has not said its codec yet.
+    codec_header: std::sync::RwLock<Option<Bytes>>,
+    /// Its upstream link, when it relays an upstream server's stream.
+    upstream: Option<Arc<crate::upstream::UpstreamStats>>,
     chunk_tx: broadcast::Sender<Chunk>,
     stats: StreamStats,
     /// Buffers for serialized chunks; each returns when the last session and the kernel
@@ -147,7 +159,7 @@ impl Stream {
     /// Opens the source and starts its task; the task ends when `cancel` fires.
     pub(crate) fn start(
         spec: SourceSpec,
-        buffer_ms: u32,
+        buffer: LiveBuffer,
         pool: BufferPool,
         plugins: &Arc<PluginEnv>,
         earlier: &[Stream],
@@ -162,6 +174,20 @@ impl Stream {
                 });
             }
         }
+        if let SourceKind::Upstream(upstream) = &spec.kind {
+            let upstream = upstream.clone();
+            let control = StreamControl::start(
+                &spec.name,
+                spec.control_script.clone(),
+                plugins.clone(),
+                cancel.clone(),
+                tracker,
+            );
+            return Ok(relayed::start(
+                spec, upstream, buffer, pool, control, cancel, tracker,
+            ));
+        }
+        let buffer_ms = buffer();
         let encoder = encoder::new_encoder(&spec.codec, &spec.codec_options, spec.sample_format)
             .map_err(|source| StreamError::Encoder {
                 name: spec.name.clone(),
@@ -207,9 +233,10 @@ impl Stream {
         let (chunk_tx, _) = broadcast::channel(capacity);
         let stream = Self {
             inner: Arc::new(Inner {
-                codec: encoder.name(),
+                codec: std::sync::RwLock::new(encoder.name()),
                 spec,
-                codec_header,
+                codec_header: std::sync::RwLock::new(Some(codec_header)),
+                upstream: None,
                 chunk_tx,
                 stats,
                 pool,
@@ -295,7 +322,16 @@ impl Stream {
 
     /// Codec name.
     pub(crate) fn codec(&self) -> &'static str {
-        self.inner.codec
+        *self
+            .inner
+            .codec
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Its upstream link, when it relays an upstream server's stream.
+    pub(crate) fn upstream(&self) -> Option<&Arc<crate::upstream::UpstreamStats>> {
+        self.inner.upstream.as_ref()
     }
 
     /// The source as configured, defaults filled in.
@@ -323,8 +359,12 @@ impl Stream {
     }
 
     /// The serialized CodecHeader message.
-    pub(crate) fn codec_header(&self) -> Bytes {
-        self.inner.codec_header.clone()
+    pub(crate) fn codec_header(&self) -> Option<Bytes> {
+        self.inner
+            .codec_header
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// A receiver of chunks published from now on.
@@ -463,6 +503,7 @@ impl Stream {
             timestamp_us,
             message: Bytes::from_owner(message),
             fresh_decoder_timestamp_us: unit.fresh_decoder_timestamp_us,
+            codec_header: None,
         };
         // An error only means no session listens right now; the chunk is simply dropped.
         let _ = self.inner.chunk_tx.send(chunk);
@@ -500,6 +541,12 @@ fn meta_inputs(
                 .ok_or_else(|| invalid(format!("'{input}' is not a stream defined before it")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(relayed) = inputs.iter().find(|input| input.upstream().is_some()) {
+        return Err(invalid(format!(
+            "'{}' relays an upstream's encoded chunks: it has no PCM to mix",
+            relayed.name()
+        )));
+    }
     meta::check_inputs(&inputs, spec.sample_format).map_err(invalid)?;
     Ok(inputs)
 }

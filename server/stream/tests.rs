@@ -15,7 +15,7 @@ fn start(uri: &str) -> (Stream, CancellationToken) {
     let cancel = CancellationToken::new();
     let stream = Stream::start(
         spec,
-        1000,
+        Arc::new(|| 1000),
         BufferPool::new(1 << 20),
         &crate::plugin::PluginEnv::local(),
         &[],

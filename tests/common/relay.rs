@@ -60,10 +60,11 @@ impl Relay {
             // Each relay keeps its clients and groups to itself (never ~/.config).
             command.arg("--datadir").arg(dir.path().join("state"));
         }
+        if !args.contains(&"--port") {
+            command.args(["--port", "0"]);
+        }
         let mut child = command
             .args([
-                "--port",
-                "0",
                 "--log-filter",
                 // Our own debug lines; the gRPC stack's debug output only drowns them.
                 "info,snaprelay=debug",

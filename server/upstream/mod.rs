@@ -1,0 +1,307 @@
+//! An upstream Snapcast server (another snaprelay, or snapserver) as a stream's input:
+//! `snapcast://HOST[:PORT]?name=NAME`. The relay connects as a Snapcast client would (Hello
+//! with a stable id, so the upstream remembers it; Time requests; ServerSettings, CodecHeader
+//! and WireChunks in), keeps the upstream's clock offset with a filtered median of Time round
+//! trips, and hands on the encoded chunks unchanged, stamped on our clock. It reconnects with
+//! backoff when the upstream ends, drops the connection or goes silent; nothing waits
+//! forever.
+
+mod codec;
+mod control;
+mod time_sync;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::clock;
+use crate::protocol::{CodecHeader, Hello, Message, MessageType, Time, Tv};
+use time_sync::{RoundTrip, TimeSync};
+
+/// Default stream port of an upstream.
+pub(crate) const DEFAULT_PORT: u16 = 1704;
+/// Default JSON-RPC port of an upstream.
+pub(crate) const DEFAULT_CONTROL_PORT: u16 = 1705;
+
+/// Giving up on a connection attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// An upstream that sends nothing for this long (not even a Time reply) is gone.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnect delays: doubling from the first to the last.
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Time requests: a quick burst after connecting (the offset settles), then one a second.
+const BURST_REQUESTS: u32 = 20;
+const BURST_INTERVAL: Duration = Duration::from_millis(50);
+const STEADY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where the upstream is and what to ask of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Upstream {
+    /// Host name or address.
+    pub(crate) host: String,
+    /// Its stream port.
+    pub(crate) port: u16,
+    /// Its JSON-RPC (TCP) port, for choosing the stream and holding the volume.
+    pub(crate) control_port: u16,
+    /// The upstream stream to play (`stream=`); `None`: whatever it plays to us.
+    pub(crate) stream: Option<String>,
+}
+
+/// What the upstream connection reports, for gRPC, `snapctl` and `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct UpstreamStats {
+    /// Connected and through the handshake.
+    pub(crate) connected: AtomicBool,
+    /// Upstream clock minus ours, µs (the filtered median).
+    pub(crate) offset_us: AtomicI64,
+    /// How much the offset estimates spread, µs.
+    pub(crate) jitter_us: AtomicI64,
+    /// Median Time round trip, µs.
+    pub(crate) rtt_us: AtomicI64,
+    /// The upstream's buffer, ms (its ServerSettings).
+    pub(crate) buffer_ms: AtomicI64,
+    /// Chunks received.
+    pub(crate) chunks: AtomicU64,
+    /// Chunks dropped: they came before the clock offset was known, or too late to play.
+    pub(crate) chunks_dropped: AtomicU64,
+    /// Connections made after the first.
+    pub(crate) reconnects: AtomicU64,
+}
+
+/// What the connection hands to the stream.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// The upstream's codec (again, after a reconnect, or a new one).
+    Header(CodecHeader),
+    /// One encoded chunk, as the upstream sent it, with its capture time on our clock and
+    /// the upstream's buffer (clients of both play it at capture time + that buffer).
+    Chunk {
+        /// Capture time of its first sample, µs on our clock.
+        timestamp_us: i64,
+        /// The upstream's buffer, ms.
+        upstream_buffer_ms: i64,
+        /// The encoded bytes, unchanged.
+        data: Bytes,
+    },
+    /// The connection is gone; chunks stop until it is back.
+    Disconnected,
+}
+
+/// The client id the relay introduces itself with: stable across restarts, so the upstream
+/// keeps its group and settings for us.
+pub(crate) fn client_id(stream_name: &str) -> String {
+    let host = crate::host::name();
+    let host = if host.is_empty() { "relay" } else { &host };
+    format!("snaprelay-{host}-{stream_name}")
+}
+
+/// Keeps a connection to `upstream` until `cancel` fires, sending what it gets to `events`.
+pub(crate) async fn run(
+    name: String,
+    upstream: Upstream,
+    stats: Arc<UpstreamStats>,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+) {
+    let id = client_id(&name);
+    let mut backoff = MIN_BACKOFF;
+    let mut connections: u64 = 0;
+    loop {
+        let session = tokio::select! {
+            () = cancel.cancelled() => return,
+            session = connect(&upstream) => session,
+        };
+        match session {
+            Ok(socket) => {
+                if connections > 0 {
+                    stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                connections += 1;
+                info!(stream = %name, host = %upstream.host, port = upstream.port, "connected to the upstream");
+                let started = std::time::Instant::now();
+                let ended = serve(&name, &upstream, &id, socket, &stats, &events, &cancel).await;
+                stats.connected.store(false, Ordering::Relaxed);
+                if events.send(Event::Disconnected).await.is_err() {
+                    return;
+                }
+                if cancel.is_cancelled() {
+                    return;
+                }
+                warn!(stream = %name, host = %upstream.host, reason = %ended, retry_in = ?backoff, "upstream connection ended; reconnecting");
+                if started.elapsed() > MAX_BACKOFF {
+                    backoff = MIN_BACKOFF;
+                }
+            }
+            Err(err) => {
+                debug!(stream = %name, host = %upstream.host, error = %err, retry_in = ?backoff, "cannot reach the upstream");
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn connect(upstream: &Upstream) -> std::io::Result<TcpStream> {
+    let address = (upstream.host.as_str(), upstream.port);
+    let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    socket.set_nodelay(true)?;
+    Ok(socket)
+}
+
+/// One connection, until it fails: the reason.
+async fn serve(
+    name: &str,
+    upstream: &Upstream,
+    id: &str,
+    socket: TcpStream,
+    stats: &UpstreamStats,
+    events: &mpsc::Sender<Event>,
+    cancel: &CancellationToken,
+) -> String {
+    let (read, write) = socket.into_split();
+    let mut frames = FramedRead::new(read, codec::Frames);
+    let mut out = FramedWrite::new(write, codec::Frames);
+    let hello = Message::Hello(Hello {
+        mac: "00:00:00:00:00:00".to_owned(),
+        host_name: crate::host::name(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        client_name: "snaprelay".to_owned(),
+        os: std::env::consts::OS.to_owned(),
+        arch: std::env::consts::ARCH.to_owned(),
+        instance: 1,
+        id: id.to_owned(),
+        protocol_version: 2,
+    });
+    if let Err(err) = out.send(hello.encode(0, 0, clock::now())).await {
+        return format!("cannot send Hello: {err}");
+    }
+    // Choosing the stream and holding volume 100/unmuted go through its control API.
+    let control = tokio::spawn(control::hold(
+        name.to_owned(),
+        upstream.clone(),
+        id.to_owned(),
+        cancel.child_token(),
+    ));
+    let _control = AbortOnDrop(control);
+
+    let mut sync = TimeSync::default();
+    let mut pending: Vec<(u16, i64)> = Vec::new();
+    let mut next_request_id: u16 = 1;
+    let mut requests_sent: u32 = 0;
+    let mut next_request = tokio::time::Instant::now();
+    let mut upstream_buffer_ms: i64 = 0;
+    loop {
+        let frame = tokio::select! {
+            () = cancel.cancelled() => return "stopping".to_owned(),
+            () = tokio::time::sleep_until(next_request) => {
+                let sent = clock::now();
+                let request = Message::Time(Time { latency: Tv::default() })
+                    .encode(next_request_id, 0, sent);
+                pending.retain(|(_, at)| sent.as_micros() - at < 10_000_000);
+                pending.push((next_request_id, sent.as_micros()));
+                next_request_id = next_request_id.wrapping_add(1).max(1);
+                requests_sent += 1;
+                next_request += if requests_sent < BURST_REQUESTS { BURST_INTERVAL } else { STEADY_INTERVAL };
+                if let Err(err) = out.send(request).await {
+                    return format!("cannot send a Time request: {err}");
+                }
+                continue;
+            }
+            frame = tokio::time::timeout(SILENCE_TIMEOUT, frames.next()) => frame,
+        };
+        let (header, payload) = match frame {
+            Err(_) => return format!("nothing received for {SILENCE_TIMEOUT:?}"),
+            Ok(None) => return "closed by the upstream".to_owned(),
+            Ok(Some(Err(err))) => return format!("bad data from the upstream: {err}"),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let received_us = clock::now_micros();
+        let message = match Message::decode(&header, &payload) {
+            Ok(message) => message,
+            Err(err) => return format!("bad message from the upstream: {err}"),
+        };
+        match message {
+            Message::ServerSettings(settings) => {
+                upstream_buffer_ms = i64::from(settings.buffer_ms);
+                stats.buffer_ms.store(upstream_buffer_ms, Ordering::Relaxed);
+                stats.connected.store(true, Ordering::Relaxed);
+            }
+            Message::CodecHeader(codec_header) => {
+                info!(stream = %name, codec = %codec_header.codec, "upstream codec");
+                if events.send(Event::Header(codec_header)).await.is_err() {
+                    return "stream stopped".to_owned();
+                }
+            }
+            Message::Time(time) => {
+                let Some(index) = pending.iter().position(|(id, _)| *id == header.refers_to) else {
+                    continue;
+                };
+                // Answered: a reply that comes twice is not counted twice.
+                pending.swap_remove(index);
+                sync.add(RoundTrip {
+                    server_latency_us: time.latency.as_micros(),
+                    server_sent_us: header.sent.as_micros(),
+                    received_us,
+                });
+                if let (Some(offset), Some(jitter), Some(rtt)) =
+                    (sync.offset_us(), sync.jitter_us(), sync.rtt_us())
+                {
+                    stats.offset_us.store(offset, Ordering::Relaxed);
+                    stats.jitter_us.store(jitter, Ordering::Relaxed);
+                    stats.rtt_us.store(rtt, Ordering::Relaxed);
+                }
+            }
+            Message::WireChunk(chunk) => {
+                stats.chunks.fetch_add(1, Ordering::Relaxed);
+                // Until a few round trips are in, the offset is a guess: those chunks
+                // would play at the wrong moment.
+                let Some(offset) = sync.offset_us().filter(|_| sync.samples() >= 3) else {
+                    stats.chunks_dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let event = Event::Chunk {
+                    timestamp_us: chunk.timestamp.as_micros() - offset,
+                    upstream_buffer_ms,
+                    data: chunk.data,
+                };
+                if events.send(event).await.is_err() {
+                    return "stream stopped".to_owned();
+                }
+            }
+            Message::Error(error) => {
+                return format!(
+                    "the upstream refused us: {} ({})",
+                    error.error, error.message
+                );
+            }
+            other => {
+                if other.message_type() != MessageType::Base {
+                    debug!(stream = %name, kind = ?other.message_type(), "ignored upstream message");
+                }
+            }
+        }
+    }
+}
+
+/// Aborts a task when dropped (the control task lives as long as its connection).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

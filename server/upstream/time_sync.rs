@@ -1,0 +1,130 @@
+//! How far an upstream server's clock is from ours, measured as snapclient does it: each Time
+//! round trip gives one estimate, `((server receive − client send) − (client receive − server
+//! send)) / 2`, and the median of the recent ones is the offset. The median shrugs off the
+//! round trips a scheduler or a queue delayed on one side only.
+
+use std::collections::VecDeque;
+
+/// Round trips kept (snapclient keeps about this many).
+const WINDOW: usize = 50;
+
+/// One Time round trip, every time in µs on its own side's clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RoundTrip {
+    /// The reply's `latency`: the server's receive time minus our clock when the request
+    /// left.
+    pub(crate) server_latency_us: i64,
+    /// The server's clock when the reply left (its header's `sent`).
+    pub(crate) server_sent_us: i64,
+    /// Our clock when the reply arrived.
+    pub(crate) received_us: i64,
+}
+
+impl RoundTrip {
+    /// Server clock minus ours, as this round trip tells it.
+    fn offset_us(&self) -> i64 {
+        let to_server = self.server_latency_us;
+        let to_us = self.received_us - self.server_sent_us;
+        (to_server - to_us) / 2
+    }
+
+    /// Time on the wire both ways (the server's turnaround left out).
+    fn rtt_us(&self) -> i64 {
+        let to_us = self.received_us - self.server_sent_us;
+        self.server_latency_us + to_us
+    }
+}
+
+/// The recent round trips and what they say.
+#[derive(Debug, Default)]
+pub(crate) struct TimeSync {
+    offsets: VecDeque<i64>,
+    rtts: VecDeque<i64>,
+}
+
+impl TimeSync {
+    pub(crate) fn add(&mut self, trip: RoundTrip) {
+        if self.offsets.len() == WINDOW {
+            self.offsets.pop_front();
+            self.rtts.pop_front();
+        }
+        self.offsets.push_back(trip.offset_us());
+        self.rtts.push_back(trip.rtt_us());
+    }
+
+    /// Round trips measured so far (up to the window).
+    pub(crate) fn samples(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Server clock minus ours, µs: the median estimate; `None` before the first reply.
+    pub(crate) fn offset_us(&self) -> Option<i64> {
+        median(&self.offsets)
+    }
+
+    /// How much the estimates spread: the median distance from the median, µs.
+    pub(crate) fn jitter_us(&self) -> Option<i64> {
+        let center = self.offset_us()?;
+        let distances: VecDeque<i64> = self.offsets.iter().map(|o| (o - center).abs()).collect();
+        median(&distances)
+    }
+
+    /// The median round-trip time, µs.
+    pub(crate) fn rtt_us(&self) -> Option<i64> {
+        median(&self.rtts)
+    }
+}
+
+fn median(values: &VecDeque<i64>) -> Option<i64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<i64> = values.iter().copied().collect();
+    sorted.sort_unstable();
+    Some(sorted[sorted.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A round trip to a server whose clock is `offset` ahead, `up` and `down` µs each way.
+    fn trip(at: i64, offset: i64, up: i64, down: i64) -> RoundTrip {
+        let server_received = at + up + offset;
+        let server_sent = server_received + 30;
+        RoundTrip {
+            server_latency_us: server_received - at,
+            server_sent_us: server_sent,
+            received_us: server_sent - offset + down,
+        }
+    }
+
+    #[test]
+    fn a_symmetric_path_gives_the_offset_exactly() {
+        let mut sync = TimeSync::default();
+        assert_eq!(sync.offset_us(), None);
+        sync.add(trip(1_000_000, 5_000_000, 200, 200));
+        assert_eq!(sync.offset_us(), Some(5_000_000));
+        assert_eq!(sync.rtt_us(), Some(400));
+    }
+
+    #[test]
+    fn the_median_ignores_round_trips_delayed_one_way() {
+        let mut sync = TimeSync::default();
+        for i in 0..40 {
+            sync.add(trip(i * 1_000_000, -123_456, 150, 150));
+        }
+        // A few stuck in a queue on the way back: each alone would be 5 ms off.
+        for i in 40..50 {
+            sync.add(trip(i * 1_000_000, -123_456, 150, 10_150));
+        }
+        assert_eq!(sync.offset_us(), Some(-123_456));
+        assert_eq!(sync.jitter_us(), Some(0));
+        assert_eq!(sync.samples(), 50);
+        // The window moves on: old estimates leave.
+        for i in 50..100 {
+            sync.add(trip(i * 1_000_000, 7_000, 100, 100));
+        }
+        assert_eq!(sync.offset_us(), Some(7_000));
+    }
+}
