@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::audio::{self, Signal};
 use common::{
-    assert_continuous, jsonrpc_call, steady_frames, sync_offset_ms, FifoWriter, Relay, Snapclient,
+    assert_continuous, jsonrpc_call, steady_frames, sync_offset_ms, DelayProxy, FifoWriter, Relay,
+    Snapclient,
 };
 use serde_json::{json, Value};
 
@@ -43,8 +44,15 @@ fn metric(relay: &Relay, family: &str) -> Option<f64> {
 }
 
 fn edge_of(core_port: u16, extra: &[&str]) -> Relay {
+    edge_named("Edge", core_port, None, extra)
+}
+
+/// An edge relaying the upstream at `port` as stream `name`; `control` is the upstream's
+/// JSON-RPC port when it is not the default (tests put a proxy in front of the stream port).
+fn edge_named(name: &str, port: u16, control: Option<u16>, extra: &[&str]) -> Relay {
     let dir = tempfile::tempdir().unwrap();
-    let source = format!("snapcast://127.0.0.1:{core_port}?name=Edge");
+    let control = control.map_or_else(String::new, |p| format!("&control_port={p}"));
+    let source = format!("snapcast://127.0.0.1:{port}?name={name}{control}");
     let mut args = vec!["--source", source.as_str()];
     args.extend_from_slice(extra);
     Relay::start_in(dir, &args)
@@ -132,4 +140,180 @@ fn an_upstream_restart_is_reconnected_and_plays_again() {
         "after the restart: left {left} Hz"
     );
     writer.stop();
+}
+
+/// Two hops, each through a proxy adding 5 ms ± 1 ms each way: a client on the core, one on
+/// the first edge and one on the edge of the edge play the same frame at the same instant.
+#[test]
+fn two_hops_with_5ms_of_delay_each_play_in_sync_with_the_core() {
+    let (core, fifo) = Relay::start_with_pipe("flac", &[]);
+    let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
+    let delay = Duration::from_millis(5);
+    let jitter = Duration::from_millis(1);
+    let hop1 = DelayProxy::start(([127, 0, 0, 1], core.port()).into(), delay, jitter);
+    let edge1 = edge_named(
+        "Edge1",
+        hop1.port(),
+        Some(core.jsonrpc_addr().port()),
+        &["--buffer", "900"],
+    );
+    let hop2 = DelayProxy::start(([127, 0, 0, 1], edge1.port()).into(), delay, jitter);
+    let edge2 = edge_named(
+        "Edge2",
+        hop2.port(),
+        Some(edge1.jsonrpc_addr().port()),
+        &["--buffer", "800"],
+    );
+    let a = Snapclient::start(core.port(), "core-client", core.dir.path());
+    let b = Snapclient::start(edge1.port(), "edge1-client", edge1.dir.path());
+    let c = Snapclient::start(edge2.port(), "edge2-client", edge2.dir.path());
+    std::thread::sleep(Duration::from_secs(9));
+    for client in [&a, &b, &c] {
+        hears_the_signal(client);
+    }
+    let (one_hop, blocks1) = sync_offset_ms(&a, &b);
+    let (two_hops, blocks2) = sync_offset_ms(&a, &c);
+    eprintln!(
+        "core ahead of edge1 by {one_hop:.3} ms ({blocks1} blocks), of edge2 by {two_hops:.3} ms ({blocks2} blocks)"
+    );
+    assert!(
+        one_hop.abs() <= 1.0,
+        "one hop: {one_hop:.3} ms\n{}",
+        edge1.log()
+    );
+    assert!(
+        two_hops.abs() <= 1.0,
+        "two hops: {two_hops:.3} ms\n{}",
+        edge2.log()
+    );
+    let rtt = |relay: &Relay, stream: &str| -> f64 {
+        let body = common::http_get(relay.http_addr(), "/metrics").body;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let prefix = format!("snaprelay_upstream_rtt_seconds{{stream=\"{stream}\",");
+        text.lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    // The proxies' 10 ms round trip shows in the measured round trip.
+    for (relay, stream) in [(&edge1, "Edge1"), (&edge2, "Edge2")] {
+        let rtt = rtt(relay, stream);
+        assert!((0.008..0.03).contains(&rtt), "{stream}: round trip {rtt} s");
+    }
+    writer.stop();
+}
+
+/// A 2 s partition (every byte held, none lost) is heard as silence at the edge, which then
+/// plays on in sync, without reconnecting.
+#[test]
+fn a_partition_is_silence_then_sync_again() {
+    let (core, fifo) = Relay::start_with_pipe("pcm", &[]);
+    let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
+    let proxy = DelayProxy::start(
+        ([127, 0, 0, 1], core.port()).into(),
+        Duration::from_millis(1),
+        Duration::ZERO,
+    );
+    let edge = edge_named("Edge", proxy.port(), Some(core.jsonrpc_addr().port()), &[]);
+    let a = Snapclient::start(core.port(), "core-client", core.dir.path());
+    let b = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
+    std::thread::sleep(Duration::from_secs(4));
+    proxy.hold(true);
+    std::thread::sleep(Duration::from_secs(2));
+    proxy.hold(false);
+    std::thread::sleep(Duration::from_secs(6));
+    // Late chunks were dropped at the edge, not played late.
+    assert!(metric(&edge, "snaprelay_upstream_dropped_chunks_total").unwrap() > 10.0);
+    assert_eq!(
+        metric(&edge, "snaprelay_upstream_reconnects_total"),
+        Some(0.0)
+    );
+    // After the partition: in sync again (the last seconds).
+    let (median, blocks) = sync_offset_ms(&a, &b);
+    eprintln!("after a partition: {median:.3} ms over {blocks} blocks");
+    assert!(median.abs() <= 1.0, "{median:.3} ms\n{}", edge.log());
+    writer.stop();
+}
+
+/// An upstream that answers with garbage is dropped and tried again; the edge keeps running.
+#[test]
+fn an_upstream_sending_garbage_is_dropped_and_retried() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let _ = std::io::Write::write_all(&mut stream, &[0xAB; 4096]);
+        }
+    });
+    let edge = edge_of(port, &[]);
+    common::eventually(
+        Duration::from_secs(15),
+        "two reconnects",
+        || edge.log(),
+        || {
+            metric(&edge, "snaprelay_upstream_reconnects_total")
+                .filter(|n| *n >= 2.0)
+                .map(|_| ())
+        },
+    );
+    assert!(edge.log().contains("bad"), "{}", edge.log());
+    assert_eq!(metric(&edge, "snaprelay_upstream_connected"), Some(0.0));
+}
+
+/// Debian's snapserver 0.26 as the upstream: its client and the edge's play in sync.
+#[test]
+fn snapserver_026_as_the_upstream() {
+    let binary = std::path::Path::new("/usr/bin/snapserver");
+    assert!(
+        binary.exists(),
+        "Debian's snapserver is missing; run scripts/test.sh or `apt-get install snapserver`"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (port, control, http) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let fifo = common::source_fifo(dir.path(), "music");
+    let conf = format!(
+        "[server]\ndatadir = {data}\n[http]\nenabled = true\nbind_to_address = 127.0.0.1\nport = {http}\n\
+         [tcp]\nenabled = true\nbind_to_address = 127.0.0.1\nport = {control}\n[stream]\n\
+         bind_to_address = 127.0.0.1\nport = {port}\n\
+         source = pipe://{fifo}?name=default&sampleformat=48000:16:2&codec=flac&mode=create\n",
+        data = dir.path().display(),
+        fifo = fifo.display(),
+    );
+    let conf_path = dir.path().join("snapserver.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let mut server = std::process::Command::new(binary)
+        .arg("-c")
+        .arg(&conf_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start snapserver");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", control)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "snapserver did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
+    let edge = edge_named("Edge", port, Some(control), &[]);
+    let a = Snapclient::start(port, "snapserver-client", dir.path());
+    let b = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
+    std::thread::sleep(Duration::from_secs(8));
+    hears_the_signal(&a);
+    hears_the_signal(&b);
+    let (median, blocks) = sync_offset_ms(&a, &b);
+    eprintln!("snapserver's client ahead of the edge's by {median:.3} ms ({blocks} blocks)");
+    let _ = server.kill();
+    let _ = server.wait();
+    writer.stop();
+    assert!(median.abs() <= 1.0, "{median:.3} ms\n{}", edge.log());
 }

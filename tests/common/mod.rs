@@ -8,6 +8,7 @@ pub mod matching;
 mod peers;
 mod playback;
 mod ports;
+mod proxy;
 mod relay;
 mod snapclient;
 mod snapctl;
@@ -21,6 +22,8 @@ pub use peers::{hello_client, http_get, jsonrpc_call, HttpResponse};
 pub use playback::{assert_continuous, steady_frames, sync_offset_ms, SECOND};
 #[allow(unused_imports)]
 pub use ports::free_port;
+#[allow(unused_imports)]
+pub use proxy::DelayProxy;
 #[allow(unused_imports)]
 pub use relay::Relay;
 #[allow(unused_imports)]
