@@ -88,6 +88,15 @@ fn clients_of_the_core_and_of_an_edge_play_in_sync() {
         let rtt = metric(&edge, "snaprelay_upstream_rtt_seconds").unwrap();
         assert!(rtt > 0.0 && rtt < 0.05, "round trip {rtt} s");
         assert!(metric(&edge, "snaprelay_upstream_chunks_total").unwrap() > 100.0);
+        // gRPC and snapctl show the link too.
+        let shown = common::snapctl(&edge, &["stream", "show", "Edge"]);
+        assert!(
+            shown.contains(&format!(
+                "upstream     127.0.0.1:{} (connected",
+                core.port()
+            )),
+            "{shown}"
+        );
         writer.stop();
     }
 }
@@ -130,7 +139,9 @@ fn an_upstream_restart_is_reconnected_and_plays_again() {
             .then_some(())
         },
     );
-    std::thread::sleep(Duration::from_secs(4));
+    // A client of the new core and the edge's client play in sync again.
+    let a = Snapclient::start(port, "core-client", edge.dir.path());
+    std::thread::sleep(Duration::from_secs(7));
     let (bytes, _) = b.output();
     let frames = audio::frames(&bytes);
     let last_second = &frames[frames.len().saturating_sub(48_000)..];
@@ -139,6 +150,9 @@ fn an_upstream_restart_is_reconnected_and_plays_again() {
         (left - 440.0).abs() < 3.0,
         "after the restart: left {left} Hz"
     );
+    let (median, blocks) = sync_offset_ms(&a, &b);
+    eprintln!("after an upstream restart: {median:.3} ms over {blocks} blocks");
+    assert!(median.abs() <= 1.0, "{median:.3} ms\n{}", edge.log());
     writer.stop();
 }
 
