@@ -180,6 +180,38 @@ fn every_kustomization_renders_and_validates_strictly() {
                 assert!(service_ports.contains(&port), "{name}: {service_ports:?}");
             }
         }
+        if name == "edge" {
+            // Edge relays: a StatefulSet (stable names, so the core knows each edge as one
+            // client) relaying the core's Service, with a Service of their own.
+            let edges = find(&objects, "StatefulSet", "snaprelay-edge").expect("the edges");
+            let edge_pod = &edges["spec"]["template"]["spec"];
+            let volume = edge_pod["volumes"]
+                .as_array()
+                .and_then(|v| v.iter().find(|v| v["name"] == "config"))
+                .expect("edge config volume");
+            let edge_map = volume["configMap"]["name"].as_str().expect("name");
+            assert!(edge_map.starts_with("snaprelay-edge-config-"), "{edge_map}");
+            let edge_config = find(&objects, "ConfigMap", edge_map).expect("edge ConfigMap");
+            let edge_toml = edge_config["data"]["snaprelay.toml"]
+                .as_str()
+                .expect("snaprelay.toml");
+            assert!(
+                edge_toml.contains("snapcast://snaprelay:1704?name=default"),
+                "{edge_toml}"
+            );
+            check_shipped_config("edge ConfigMap", edge_toml);
+            check_pod("edge StatefulSet", edge_pod);
+            let service = find(&objects, "Service", "snaprelay-edge").expect("edge Service");
+            assert_eq!(
+                service["spec"]["selector"]["app.kubernetes.io/instance"],
+                "snaprelay-edge"
+            );
+            assert_eq!(
+                edges["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/instance"],
+                "snaprelay-edge"
+            );
+            assert!(find(&objects, "Service", "snaprelay-edge-pods").is_some());
+        }
         if name == "tcp-source" {
             let sources = find(&objects, "Service", "snaprelay-sources").expect("sources");
             assert_eq!(ports(&sources["spec"]["ports"], "port"), [4953]);
