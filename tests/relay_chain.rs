@@ -331,3 +331,73 @@ fn snapserver_026_as_the_upstream() {
     writer.stop();
     assert!(median.abs() <= 1.0, "{median:.3} ms\n{}", edge.log());
 }
+
+/// The upstream switches the edge to a stream of another codec: the new CodecHeader passes
+/// through the edge live, and the edge's client (still connected) plays the new stream.
+#[test]
+fn a_codec_change_upstream_reaches_the_edge_clients_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = Relay::start_in(
+        dir,
+        &[
+            "--source",
+            "tone:///?name=A&freq=440&codec=pcm",
+            "--source",
+            "tone:///?name=B&freq=880&codec=flac",
+        ],
+    );
+    let edge = edge_named("Edge", core.port(), Some(core.jsonrpc_addr().port()), &[]);
+    let client = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
+    let recent = |client: &Snapclient| -> Option<f64> {
+        let (bytes, _) = client.output();
+        let frames = audio::frames(&bytes);
+        (frames.len() > 24_000)
+            .then(|| audio::dominant_frequency(&frames[frames.len() - 24_000..], false))
+    };
+    common::eventually(
+        Duration::from_secs(20),
+        "the edge client hearing A",
+        || client.log(),
+        || recent(&client).filter(|f| (f - 440.0).abs() < 5.0),
+    );
+    // On the core, move the edge's group to B (flac).
+    let id = format!(
+        "snaprelay-{}-Edge",
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+    );
+    let status = jsonrpc_call(core.jsonrpc_addr(), "Server.GetStatus", json!({}));
+    let group = status["result"]["server"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| {
+            g["clients"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["id"] == id.as_str()))
+        })
+        .and_then(|g| g["id"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no group with {id}: {status}"));
+    let reply = jsonrpc_call(
+        core.jsonrpc_addr(),
+        "Group.SetStream",
+        json!({"id": group, "stream_id": "B"}),
+    );
+    assert_eq!(reply["result"]["stream_id"], "B", "{reply}");
+    common::eventually(
+        Duration::from_secs(20),
+        "the edge client hearing B",
+        || client.log(),
+        || recent(&client).filter(|f| (f - 880.0).abs() < 5.0),
+    );
+    // The edge reports the codec it now relays.
+    let streams: Value =
+        serde_json::from_str(&common::snapctl(&edge, &["--json", "streams"])).unwrap();
+    let codec = streams
+        .as_array()
+        .or_else(|| streams["streams"].as_array())
+        .and_then(|list| list.iter().find(|s| s["name"] == "Edge"))
+        .map(|s| s["codec"].clone());
+    assert_eq!(codec, Some(json!("flac")), "{streams}");
+}

@@ -47,6 +47,9 @@ struct Options {
     window: Duration,
     /// A command snaprelay runs under, e.g. `valgrind --tool=callgrind`, for profiles.
     wrap: Vec<String>,
+    /// Instead of the table: a core relay with this many edge relays (issue 19), clients
+    /// spread over the edges, against the same clients on the core directly.
+    edges: Option<usize>,
 }
 
 impl Options {
@@ -64,6 +67,7 @@ impl Options {
             warmup: Duration::from_secs(3),
             window: Duration::from_secs(10),
             wrap: Vec::new(),
+            edges: None,
         };
         let list = |text: String| text.split(',').map(|v| v.trim().to_owned()).collect();
         let mut args = std::env::args().skip(1);
@@ -81,6 +85,7 @@ impl Options {
                 "--servers" => options.servers = list(value()),
                 "--format" => options.format = value(),
                 "--capacity" => options.capacity = true,
+                "--edges" => options.edges = value().parse().ok(),
                 "--seconds" => options.window = Duration::from_secs(value().parse().unwrap_or(10)),
                 "--warmup" => options.warmup = Duration::from_secs(value().parse().unwrap_or(3)),
                 "--wrap" => options.wrap = value().split_whitespace().map(str::to_owned).collect(),
@@ -203,6 +208,88 @@ fn measure(
     )
 }
 
+/// Relay chaining (issue 19): for each client count, the clients on the core directly, then
+/// the same clients spread over `edges` edge relays of the core. Prints each process's CPU:
+/// the core's should grow with the number of edges, not of clients, and an edge's CPU per
+/// client should match the core's when it serves clients directly.
+fn chain(options: &Options, edges: usize) {
+    println!(
+        "load: edges, format {}, window {:?} after {:?} warm-up; CPU in cores, per client in CPU-s per client-minute",
+        options.format, options.window, options.warmup
+    );
+    println!("| codec | clients | setup | core cores | edge cores (each) | CPU per client | late | gaps |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let direct = Target::Snaprelay("off".into());
+    for codec in &options.codecs {
+        let idle = measure(options, &direct, codec, 0, 0.0).1;
+        for &clients in &options.clients {
+            let (row, cores) = measure(options, &direct, codec, clients, idle);
+            println!(
+                "| {codec} | {clients} | core only | {cores:.3} | - | {:.4} | {} | {} |",
+                row.cpu_per_client_minute, row.late, row.gaps
+            );
+            let core = Server::start(&direct, codec, &options.format, &[]);
+            let relays: Vec<Server> = (0..edges).map(|_| Server::start_edge(core.addr)).collect();
+            std::thread::sleep(Duration::from_secs(1));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let tally = Arc::new(Tally::default());
+            let stop = Arc::new(AtomicBool::new(false));
+            // Edges with no clients first: what relaying itself costs.
+            let (edge_idle, core_cost, edge_cost) = runtime.block_on(async {
+                let usage = |servers: &[&Server]| -> Vec<f64> {
+                    servers.iter().map(|s| s.usage().0).collect()
+                };
+                let all: Vec<&Server> = std::iter::once(&core).chain(relays.iter()).collect();
+                tokio::time::sleep(options.warmup).await;
+                let before = usage(&all);
+                tokio::time::sleep(options.window).await;
+                let idle = usage(&all);
+                let tasks: Vec<_> = (0..clients)
+                    .map(|i| {
+                        let edge = relays[i % edges].addr;
+                        tokio::spawn(client(i, edge, tally.clone(), stop.clone()))
+                    })
+                    .collect();
+                tokio::time::sleep(options.warmup).await;
+                let start = usage(&all);
+                let chunks_before = tally.chunks.load(Ordering::Relaxed);
+                tokio::time::sleep(options.window).await;
+                let end = usage(&all);
+                tally.chunks.fetch_sub(chunks_before, Ordering::Relaxed);
+                stop.store(true, Ordering::Relaxed);
+                for task in tasks {
+                    task.abort();
+                }
+                let window = options.window.as_secs_f64();
+                let edge_idle: f64 = (1..all.len())
+                    .map(|i| (idle[i] - before[i]) / window)
+                    .sum::<f64>()
+                    / edges as f64;
+                let core_cost = (end[0] - start[0]) / window;
+                let edge_cost: f64 = (1..all.len())
+                    .map(|i| (end[i] - start[i]) / window)
+                    .sum::<f64>()
+                    / edges as f64;
+                (edge_idle, core_cost, edge_cost)
+            });
+            let per_client = if clients == 0 {
+                0.0
+            } else {
+                (edge_cost - edge_idle).max(0.0) * edges as f64 * 60.0 / clients as f64
+            };
+            println!(
+                "| {codec} | {clients} | {edges} edges | {core_cost:.3} | {edge_cost:.3} (idle {edge_idle:.3}) | {per_client:.4} | {} | {} |",
+                tally.late.load(Ordering::Relaxed),
+                tally.gaps.load(Ordering::Relaxed)
+            );
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
 /// Lets this process (and the servers it starts) open thousands of sockets.
 fn raise_fd_limit() {
     let mut limit = libc::rlimit {
@@ -262,6 +349,10 @@ fn main() {
     }
     if options.capacity {
         capacity(&options, &targets);
+        return;
+    }
+    if let Some(edges) = options.edges {
+        chain(&options, edges);
         return;
     }
     println!(

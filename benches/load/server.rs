@@ -60,7 +60,7 @@ impl Drop for ToneWriter {
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
-    _writer: ToneWriter,
+    _writer: Option<ToneWriter>,
     _dir: tempfile::TempDir,
 }
 
@@ -153,7 +153,44 @@ impl Server {
         Self {
             child,
             addr,
-            _writer: writer,
+            _writer: Some(writer),
+            _dir: dir,
+        }
+    }
+
+    /// An edge snaprelay relaying the stream of the relay at `upstream` (issue 19).
+    pub fn start_edge(upstream: SocketAddr) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = server_port();
+        let source = format!("snapcast://{upstream}?name=bench");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_snaprelay"))
+            .args(["--bind", "0.0.0.0", "--port", &port.to_string()])
+            .args(["--source", &source, "--log-filter", "error"])
+            .args([
+                "--grpc.enabled=false",
+                "--http.enabled=false",
+                "--tcp.enabled=false",
+                "--server.mdns_enabled=false",
+                "--server.diagnostics_interval_s=0",
+                "--server.max_clients=10000",
+            ])
+            .arg("--datadir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start an edge snaprelay");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "the edge did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            addr,
+            _writer: None,
             _dir: dir,
         }
     }
