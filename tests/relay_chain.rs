@@ -401,3 +401,160 @@ fn a_codec_change_upstream_reaches_the_edge_clients_live() {
         .map(|s| s["codec"].clone());
     assert_eq!(codec, Some(json!("flac")), "{streams}");
 }
+
+/// A named network namespace with loopback up; deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: String) -> Self {
+        ip(&["netns", "add", &name]);
+        let ns = Self(name);
+        ip(&["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The command prefix that runs a program inside it.
+    fn exec(&self) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.0]
+    }
+
+    /// A veth link from this process's namespace (`host_ip`/24 on `host_if`) to this one
+    /// (`ns_ip`/24); removed with the namespace.
+    fn link(&self, host_if: &str, host_ip: &str, ns_ip: &str) {
+        let peer = format!("{host_if}p");
+        ip(&[
+            "link", "add", host_if, "type", "veth", "peer", "name", &peer, "netns", &self.0,
+        ]);
+        ip(&["addr", "add", &format!("{host_ip}/24"), "dev", host_if]);
+        ip(&["link", "set", host_if, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &self.0,
+            "ip",
+            "addr",
+            "add",
+            &format!("{ns_ip}/24"),
+            "dev",
+            &peer,
+        ]);
+        ip(&["netns", "exec", &self.0, "ip", "link", "set", &peer, "up"]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its veth ends, and with them the host's.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let status = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .expect("run ip (iproute2)");
+    assert!(status.success(), "ip {args:?} failed");
+}
+
+/// The same two hops as above, but every relay and its client in a network namespace of its
+/// own (a host each), linked to this process's namespace by veth pairs, where the delaying
+/// proxies sit between them.
+#[test]
+fn two_hops_across_network_namespaces_play_in_sync() {
+    let tag = std::process::id() % 10_000;
+    let net = 100 + std::process::id() % 100;
+    let core_ns = Netns::new(format!("srcore{tag}"));
+    let edge1_ns = Netns::new(format!("sredge1{tag}"));
+    let edge2_ns = Netns::new(format!("sredge2{tag}"));
+    core_ns.link(
+        &format!("src{tag}"),
+        &format!("10.{net}.1.1"),
+        &format!("10.{net}.1.2"),
+    );
+    edge1_ns.link(
+        &format!("sre{tag}"),
+        &format!("10.{net}.2.1"),
+        &format!("10.{net}.2.2"),
+    );
+    edge2_ns.link(
+        &format!("srf{tag}"),
+        &format!("10.{net}.3.1"),
+        &format!("10.{net}.3.2"),
+    );
+    let host_ip =
+        |subnet: u32| -> std::net::IpAddr { format!("10.{net}.{subnet}.1").parse().unwrap() };
+    let ns_addr = |subnet: u32, port: u16| -> std::net::SocketAddr {
+        format!("10.{net}.{subnet}.2:{port}").parse().unwrap()
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = common::source_fifo(dir.path(), "music");
+    let source = format!("pipe://{}?name=music&codec=flac", fifo.display());
+    let core = Relay::start_wrapped(
+        &core_ns.exec(),
+        dir,
+        &["--source", &source, "--bind", "0.0.0.0"],
+        &[],
+    );
+    let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
+    let (delay, jitter) = (Duration::from_millis(5), Duration::from_millis(1));
+    let hop1 = DelayProxy::start_on(host_ip(2), ns_addr(1, core.port()), delay, jitter);
+    let upstream1 = format!("snapcast://{}:{}?name=Edge1", host_ip(2), hop1.port());
+    let edge1 = Relay::start_wrapped(
+        &edge1_ns.exec(),
+        tempfile::tempdir().unwrap(),
+        &["--source", &upstream1, "--bind", "0.0.0.0"],
+        &[],
+    );
+    let hop2 = DelayProxy::start_on(host_ip(3), ns_addr(2, edge1.port()), delay, jitter);
+    let upstream2 = format!("snapcast://{}:{}?name=Edge2", host_ip(3), hop2.port());
+    let edge2 = Relay::start_wrapped(
+        &edge2_ns.exec(),
+        tempfile::tempdir().unwrap(),
+        &["--source", &upstream2, "--bind", "0.0.0.0"],
+        &[],
+    );
+    let a = Snapclient::start_wrapped(
+        &core_ns.exec(),
+        core.port(),
+        "ns-core",
+        core.dir.path(),
+        &[],
+    );
+    let b = Snapclient::start_wrapped(
+        &edge1_ns.exec(),
+        edge1.port(),
+        "ns-edge1",
+        edge1.dir.path(),
+        &[],
+    );
+    let c = Snapclient::start_wrapped(
+        &edge2_ns.exec(),
+        edge2.port(),
+        "ns-edge2",
+        edge2.dir.path(),
+        &[],
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    for client in [&a, &b, &c] {
+        hears_the_signal(client);
+    }
+    let (one_hop, _) = sync_offset_ms(&a, &b);
+    let (two_hops, _) = sync_offset_ms(&a, &c);
+    eprintln!("namespaces: core ahead of edge1 by {one_hop:.3} ms, of edge2 by {two_hops:.3} ms");
+    assert!(
+        one_hop.abs() <= 1.0,
+        "one hop: {one_hop:.3} ms\n{}",
+        edge1.log()
+    );
+    assert!(
+        two_hops.abs() <= 1.0,
+        "two hops: {two_hops:.3} ms\n{}",
+        edge2.log()
+    );
+    writer.stop();
+    drop((a, b, c, edge2, edge1, core));
+}

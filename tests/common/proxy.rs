@@ -20,7 +20,17 @@ impl DelayProxy {
     /// Forwards connections on a free loopback port to `target`, each byte `delay` ± `jitter`
     /// later than it came (never reordered).
     pub fn start(target: SocketAddr, delay: Duration, jitter: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        Self::start_on([127, 0, 0, 1].into(), target, delay, jitter)
+    }
+
+    /// [`DelayProxy::start`] listening on `ip` (a free port).
+    pub fn start_on(
+        ip: std::net::IpAddr,
+        target: SocketAddr,
+        delay: Duration,
+        jitter: Duration,
+    ) -> Self {
+        let listener = TcpListener::bind((ip, 0)).expect("bind the proxy");
         let addr = listener.local_addr().unwrap();
         let held = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));

@@ -47,7 +47,24 @@ impl Relay {
     /// [`Relay::start_in`] with extra environment variables (its stream plugins and
     /// processes inherit them).
     pub fn start_with_env(dir: tempfile::TempDir, args: &[&str], vars: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_snaprelay"));
+        Self::start_wrapped(&[], dir, args, vars)
+    }
+
+    /// [`Relay::start_with_env`] run under `wrapper` (e.g. `ip netns exec NAME`).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        dir: tempfile::TempDir,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Self {
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(env!("CARGO_BIN_EXE_snaprelay"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_snaprelay")),
+        };
         command.envs(vars.iter().copied());
         if !args.contains(&"--bind") {
             command.args(["--bind", "127.0.0.1"]);

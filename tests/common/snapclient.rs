@@ -54,6 +54,17 @@ impl Snapclient {
     }
 
     pub fn start_with(port: u16, host_id: &str, dir: &Path, extra: &[&str]) -> Self {
+        Self::start_wrapped(&[], port, host_id, dir, extra)
+    }
+
+    /// [`Snapclient::start_with`] run under `wrapper` (e.g. `ip netns exec NAME`).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        port: u16,
+        host_id: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Self {
         let binary = snapclient_binary();
         let fifo = dir.join(format!("{host_id}.out"));
         let _ = std::fs::remove_file(&fifo);
@@ -82,7 +93,15 @@ impl Snapclient {
                 }
             }
         });
-        let mut child = Command::new(binary)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
+        let mut child = command
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .args(["--hostID", host_id])
             .arg("--player")
