@@ -250,6 +250,63 @@ fn a_partition_is_silence_then_sync_again() {
     writer.stop();
 }
 
+/// A black-holed upstream (nothing arrives for longer than the edge waits) is dropped and
+/// reconnected; the edge plays again once the path is back.
+#[test]
+fn a_black_holed_upstream_is_reconnected() {
+    let (core, fifo) = Relay::start_with_pipe("pcm", &[]);
+    let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
+    let proxy = DelayProxy::start(
+        ([127, 0, 0, 1], core.port()).into(),
+        Duration::from_millis(1),
+        Duration::ZERO,
+    );
+    let edge = edge_named("Edge", proxy.port(), Some(core.jsonrpc_addr().port()), &[]);
+    let client = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
+    common::eventually(
+        Duration::from_secs(15),
+        "the edge connected",
+        || edge.log(),
+        || (metric(&edge, "snaprelay_upstream_connected") == Some(1.0)).then_some(()),
+    );
+    proxy.hold(true);
+    common::eventually(
+        Duration::from_secs(15),
+        "the edge giving up on the silent upstream",
+        || edge.log(),
+        || (metric(&edge, "snaprelay_upstream_connected") == Some(0.0)).then_some(()),
+    );
+    assert!(
+        edge.log().contains("nothing received for"),
+        "{}",
+        edge.log()
+    );
+    let shown = common::snapctl(&edge, &["streams"]);
+    assert!(shown.contains("reconnecting"), "{shown}");
+    proxy.hold(false);
+    common::eventually(
+        Duration::from_secs(30),
+        "the edge reconnected and playing",
+        || edge.log(),
+        || {
+            (metric(&edge, "snaprelay_upstream_reconnects_total").is_some_and(|n| n >= 1.0)
+                && metric(&edge, "snaprelay_upstream_connected") == Some(1.0))
+            .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (bytes, _) = client.output();
+    let frames = audio::frames(&bytes);
+    let last_second = &frames[frames.len().saturating_sub(48_000)..];
+    let left = audio::dominant_frequency(last_second, false);
+    assert!(
+        (left - 440.0).abs() < 3.0,
+        "after the black hole: left {left} Hz"
+    );
+    assert!(common::snapctl(&edge, &["streams"]).contains("ok, rtt"));
+    writer.stop();
+}
+
 /// An upstream that answers with garbage is dropped and tried again; the edge keeps running.
 #[test]
 fn an_upstream_sending_garbage_is_dropped_and_retried() {

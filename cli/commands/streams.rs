@@ -40,6 +40,7 @@ pub fn table(streams: &[pb::StreamStats]) -> String {
         "DROPPED",
         "STALLS",
         "OVERRUNS",
+        "UPSTREAM",
         "URI",
     ]);
     for s in streams {
@@ -63,10 +64,23 @@ pub fn table(streams: &[pb::StreamStats]) -> String {
             s.chunks_dropped.to_string(),
             s.stalls.to_string(),
             s.encoder_overruns.to_string(),
+            upstream(s.upstream.as_ref()),
             s.uri.clone(),
         ]);
     }
     table.render()
+}
+
+/// A relayed stream's link in a few words (`-` for other streams): connected with its round
+/// trip, or reconnecting.
+fn upstream(link: Option<&pb::UpstreamLink>) -> String {
+    match link {
+        None => "-".to_owned(),
+        Some(link) if link.connected => {
+            format!("ok, rtt {:.1} ms", link.rtt_us as f64 / 1000.0)
+        }
+        Some(link) => format!("reconnecting ({})", link.reconnects),
+    }
 }
 
 /// The player's playback status, or `-` when it reports none.

@@ -186,8 +186,10 @@ async fn serve(
         id: id.to_owned(),
         protocol_version: 2,
     });
-    if let Err(err) = out.send(hello.encode(0, 0, clock::now())).await {
-        return format!("cannot send Hello: {err}");
+    match tokio::time::timeout(SILENCE_TIMEOUT, out.send(hello.encode(0, 0, clock::now()))).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => return format!("cannot send Hello: {err}"),
+        Err(_) => return "the upstream took no Hello".to_owned(),
     }
     // Choosing the stream and holding volume 100/unmuted go through its control API.
     let control = tokio::spawn(control::hold(
@@ -204,6 +206,8 @@ async fn serve(
     let mut requests_sent: u32 = 0;
     let mut next_request = tokio::time::Instant::now();
     let mut upstream_buffer_ms: i64 = 0;
+    // Time requests go out whatever arrives: the silence deadline counts from the last frame.
+    let mut silent_after = tokio::time::Instant::now() + SILENCE_TIMEOUT;
     loop {
         let frame = tokio::select! {
             () = cancel.cancelled() => return "stopping".to_owned(),
@@ -216,19 +220,25 @@ async fn serve(
                 next_request_id = next_request_id.wrapping_add(1).max(1);
                 requests_sent += 1;
                 next_request += if requests_sent < BURST_REQUESTS { BURST_INTERVAL } else { STEADY_INTERVAL };
-                if let Err(err) = out.send(request).await {
-                    return format!("cannot send a Time request: {err}");
+                // A black hole that stops reading must not hold this task on a full socket.
+                match tokio::time::timeout(SILENCE_TIMEOUT, out.send(request)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => return format!("cannot send a Time request: {err}"),
+                    Err(_) => return format!("the upstream read nothing for {SILENCE_TIMEOUT:?}"),
                 }
                 continue;
             }
-            frame = tokio::time::timeout(SILENCE_TIMEOUT, frames.next()) => frame,
+            () = tokio::time::sleep_until(silent_after) => {
+                return format!("nothing received for {SILENCE_TIMEOUT:?}");
+            }
+            frame = frames.next() => frame,
         };
         let (header, payload) = match frame {
-            Err(_) => return format!("nothing received for {SILENCE_TIMEOUT:?}"),
-            Ok(None) => return "closed by the upstream".to_owned(),
-            Ok(Some(Err(err))) => return format!("bad data from the upstream: {err}"),
-            Ok(Some(Ok(frame))) => frame,
+            None => return "closed by the upstream".to_owned(),
+            Some(Err(err)) => return format!("bad data from the upstream: {err}"),
+            Some(Ok(frame)) => frame,
         };
+        silent_after = tokio::time::Instant::now() + SILENCE_TIMEOUT;
         let received_us = clock::now_micros();
         let message = match Message::decode(&header, &payload) {
             Ok(message) => message,
