@@ -238,7 +238,7 @@ fn a_partition_is_silence_then_sync_again() {
     proxy.hold(false);
     std::thread::sleep(Duration::from_secs(6));
     // Late chunks were dropped at the edge, not played late.
-    assert!(metric(&edge, "snaprelay_upstream_dropped_chunks_total").unwrap() > 10.0);
+    assert!(metric(&edge, "snaprelay_upstream_late_chunks_total").unwrap() > 10.0);
     assert_eq!(
         metric(&edge, "snaprelay_upstream_reconnects_total"),
         Some(0.0)

@@ -68,7 +68,7 @@ pub async fn show(control: &mut Control, out: &Output, stream: String) -> Result
     if let Some(link) = &stats.upstream {
         lines.push(format!(
             "upstream     {} ({}, clock offset {:.3} ms ± {:.3}, round trip {:.3} ms, buffer {} ms, \
-             {} chunks, {} dropped, {} reconnects)",
+             {} chunks, {} late, {} dropped, {} reconnects)",
             link.address,
             if link.connected {
                 "connected"
@@ -80,6 +80,7 @@ pub async fn show(control: &mut Control, out: &Output, stream: String) -> Result
             link.rtt_us as f64 / 1000.0,
             link.upstream_buffer_ms,
             link.chunks_received,
+            link.chunks_late,
             link.chunks_dropped,
             link.reconnects
         ));

@@ -164,6 +164,7 @@ impl From<&StreamView> for pb::StreamStats {
                 upstream_buffer_ms: link.buffer_ms,
                 chunks_received: link.chunks,
                 chunks_dropped: link.chunks_dropped,
+                chunks_late: link.chunks_late,
                 reconnects: link.reconnects,
             }),
             properties: Some(pb::StreamProperties::from(&*view.properties)),

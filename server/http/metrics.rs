@@ -388,7 +388,7 @@ fn plugins(out: &mut Exposition, snapshot: &Snapshot) {
 /// Per-stream families of relayed streams' upstream links, when there are any.
 fn upstreams(out: &mut Exposition, snapshot: &Snapshot) {
     type LinkFigure = fn(&UpstreamView) -> f64;
-    let per_link: [(&str, Kind, &str, LinkFigure); 8] = [
+    let per_link: [(&str, Kind, &str, LinkFigure); 9] = [
         (
             "snaprelay_upstream_connected",
             Kind::Gauge,
@@ -428,8 +428,14 @@ fn upstreams(out: &mut Exposition, snapshot: &Snapshot) {
         (
             "snaprelay_upstream_dropped_chunks_total",
             Kind::Counter,
-            "Upstream chunks dropped: before the clock offset was known, or too late to play.",
+            "Upstream chunks dropped because they came before the clock offset was known.",
             |u| u.chunks_dropped as f64,
+        ),
+        (
+            "snaprelay_upstream_late_chunks_total",
+            Kind::Counter,
+            "Upstream chunks that arrived after their moment to play (dropped, never played late).",
+            |u| u.chunks_late as f64,
         ),
         (
             "snaprelay_upstream_reconnects_total",

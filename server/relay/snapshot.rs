@@ -160,8 +160,10 @@ pub(crate) struct UpstreamView {
     pub(crate) buffer_ms: i64,
     /// Chunks received.
     pub(crate) chunks: u64,
-    /// Chunks dropped (before the clock was known, or too late to play).
+    /// Chunks dropped before the clock was known.
     pub(crate) chunks_dropped: u64,
+    /// Chunks that arrived too late to play.
+    pub(crate) chunks_late: u64,
     /// Connections after the first.
     pub(crate) reconnects: u64,
 }
@@ -233,6 +235,7 @@ impl StreamView {
                     buffer_ms: link.buffer_ms.load(Ordering::Relaxed),
                     chunks: link.chunks.load(Ordering::Relaxed),
                     chunks_dropped: link.chunks_dropped.load(Ordering::Relaxed),
+                    chunks_late: link.chunks_late.load(Ordering::Relaxed),
                     reconnects: link.reconnects.load(Ordering::Relaxed),
                 }
             }),

@@ -96,7 +96,7 @@ impl Stream {
                     let stamp = timestamp_us + upstream_buffer_ms * 1000 - buffer_us;
                     if stamp + buffer_us < clock::now_micros() {
                         if let Some(upstream) = self.upstream() {
-                            upstream.chunks_dropped.fetch_add(1, Ordering::Relaxed);
+                            upstream.chunks_late.fetch_add(1, Ordering::Relaxed);
                         }
                         continue; // its moment passed on the way
                     }

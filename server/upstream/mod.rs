@@ -71,8 +71,11 @@ pub(crate) struct UpstreamStats {
     pub(crate) buffer_ms: AtomicI64,
     /// Chunks received.
     pub(crate) chunks: AtomicU64,
-    /// Chunks dropped: they came before the clock offset was known, or too late to play.
+    /// Chunks dropped because they came before the clock offset was known.
     pub(crate) chunks_dropped: AtomicU64,
+    /// Chunks that arrived after the moment they were to be played (a partition, a stalled
+    /// hop): dropped, never played late.
+    pub(crate) chunks_late: AtomicU64,
     /// Connections made after the first.
     pub(crate) reconnects: AtomicU64,
 }
