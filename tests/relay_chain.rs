@@ -615,3 +615,94 @@ fn two_hops_across_network_namespaces_play_in_sync() {
     writer.stop();
     drop((a, b, c, edge2, edge1, core));
 }
+
+/// `stream=` picks the upstream stream through the upstream's JSON-RPC, and the edge holds
+/// it and its own volume there: a change made on the upstream is set back.
+#[test]
+fn the_edge_holds_its_stream_and_volume_on_the_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = Relay::start_in(
+        dir,
+        &[
+            "--source",
+            "tone:///?name=A&freq=440&codec=pcm",
+            "--source",
+            "tone:///?name=B&freq=880&codec=pcm",
+        ],
+    );
+    let control = core.jsonrpc_addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "snapcast://127.0.0.1:{}?name=Edge&stream=B&control_port={control}",
+        core.port()
+    );
+    let edge = Relay::start_in(dir, &["--source", &source]);
+    let client = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
+    let recent = |client: &Snapclient| -> Option<f64> {
+        let (bytes, _) = client.output();
+        let frames = audio::frames(&bytes);
+        (frames.len() > 24_000)
+            .then(|| audio::dominant_frequency(&frames[frames.len() - 24_000..], false))
+    };
+    // New clients land on A; the edge asked for B.
+    common::eventually(
+        Duration::from_secs(20),
+        "the edge client hearing B",
+        || edge.log(),
+        || recent(&client).filter(|f| (f - 880.0).abs() < 5.0),
+    );
+    let edge_client = |status: &Value| -> Option<(String, Value)> {
+        status["result"]["server"]["groups"]
+            .as_array()?
+            .iter()
+            .find_map(|g| {
+                g["clients"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| {
+                        c["id"]
+                            .as_str()
+                            .is_some_and(|id| id.starts_with("snaprelay-") && id.ends_with("-Edge"))
+                    })
+                    .map(|c| (g["id"].as_str().unwrap_or_default().to_owned(), c.clone()))
+            })
+    };
+    let status = jsonrpc_call(core.jsonrpc_addr(), "Server.GetStatus", json!({}));
+    let (group, client_status) = edge_client(&status).expect("the edge is a client of the core");
+    let id = client_status["id"].as_str().unwrap().to_owned();
+    // Someone mutes the edge and moves it back to A on the core: both are set back.
+    jsonrpc_call(
+        core.jsonrpc_addr(),
+        "Client.SetVolume",
+        json!({"id": id, "volume": {"muted": true, "percent": 30}}),
+    );
+    jsonrpc_call(
+        core.jsonrpc_addr(),
+        "Group.SetStream",
+        json!({"id": group, "stream_id": "A"}),
+    );
+    common::eventually(
+        Duration::from_secs(10),
+        "the edge's stream and volume restored on the core",
+        || edge.log(),
+        || {
+            let status = jsonrpc_call(core.jsonrpc_addr(), "Server.GetStatus", json!({}));
+            let (group, client) = edge_client(&status)?;
+            let stream = status["result"]["server"]["groups"]
+                .as_array()?
+                .iter()
+                .find(|g| g["id"] == group.as_str())?["stream_id"]
+                .clone();
+            (stream == "B"
+                && client["config"]["volume"]["muted"] == false
+                && client["config"]["volume"]["percent"] == 100)
+                .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let heard = recent(&client).unwrap();
+    assert!(
+        (heard - 880.0).abs() < 5.0,
+        "the edge client hears {heard} Hz"
+    );
+}
