@@ -34,6 +34,7 @@
 
 #[cfg(test)]
 mod alloc_counter;
+pub mod calendar;
 mod child;
 pub mod clock;
 pub mod config;

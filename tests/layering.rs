@@ -13,6 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "foundation: wire format, sockets, buffers, clocks, sample formats, the state model",
         &[
             "alloc_counter",
+            "calendar",
             "child",
             "clock",
             "host",

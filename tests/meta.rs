@@ -10,17 +10,11 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::audio::{self, Signal};
+use common::audio::Signal;
 use common::{jsonrpc_call, source_fifo, FifoWriter, Relay, Snapclient};
 use serde_json::{json, Value};
 
-/// Dominant frequency of what the client played in its last half second.
-fn recent_frequency(client: &Snapclient) -> Option<f64> {
-    let (bytes, _) = client.output();
-    let frames = audio::frames(&bytes);
-    let take = 24_000;
-    (frames.len() > take).then(|| audio::dominant_frequency(&frames[frames.len() - take..], false))
-}
+use common::recent_frequency;
 
 /// Moves the (only) client's group to the stream Mix, once the client is known.
 fn move_to_mix(relay: &Relay) {

@@ -124,44 +124,14 @@ fn snapweb_lists_the_streams_and_named_clients() {
 
 #[test]
 fn snapweb_lists_the_same_against_snapserver_026() {
-    let binary = Path::new("/usr/bin/snapserver");
-    assert!(
-        binary.exists(),
-        "Debian's snapserver is missing; run scripts/test.sh or `apt-get install snapserver`"
-    );
     let dir = tempfile::tempdir().unwrap();
-    let (port, control, http) = (
-        common::free_port(),
-        common::free_port(),
-        common::free_port(),
+    let fifo = dir.path().join("radio");
+    let server = common::Snapserver::start(
+        dir.path(),
+        &format!("pipe://{}?name=Radio&codec=pcm", fifo.display()),
+        &format!("doc_root = {}", snapweb_dir().display()),
     );
-    let conf = format!(
-        "[server]\ndatadir = {data}\n[http]\nenabled = true\nbind_to_address = 127.0.0.1\n\
-         port = {http}\ndoc_root = {doc_root}\n[tcp]\nenabled = true\nbind_to_address = 127.0.0.1\n\
-         port = {control}\n[stream]\nbind_to_address = 127.0.0.1\nport = {port}\n\
-         source = pipe://{fifo}?name=Radio&codec=pcm\n",
-        data = dir.path().display(),
-        doc_root = snapweb_dir().display(),
-        fifo = dir.path().join("radio").display(),
-    );
-    let conf_path = dir.path().join("snapserver.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let mut server = KillOnDrop(
-        Command::new(binary)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start snapserver"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", control)).is_err() {
-        assert!(Instant::now() < deadline, "snapserver did not listen");
-        assert!(server.0.try_wait().unwrap().is_none(), "snapserver exited");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (port, control, http) = (server.port, server.control, server.http);
     let client_dir = dir.path().join("client");
     std::fs::create_dir_all(&client_dir).unwrap();
     let _client = Snapclient::start(port, "kitchen-speaker", &client_dir);

@@ -174,25 +174,6 @@ impl Stream {
                 });
             }
         }
-        if let SourceKind::Upstream(upstream) = &spec.kind {
-            let upstream = upstream.clone();
-            let control = StreamControl::start(
-                &spec.name,
-                spec.control_script.clone(),
-                plugins.clone(),
-                cancel.clone(),
-                tracker,
-            );
-            return Ok(relayed::start(
-                spec, upstream, buffer, pool, control, cancel, tracker,
-            ));
-        }
-        let buffer_ms = buffer();
-        let encoder = encoder::new_encoder(&spec.codec, &spec.codec_options, spec.sample_format)
-            .map_err(|source| StreamError::Encoder {
-                name: spec.name.clone(),
-                source,
-            })?;
         let control = StreamControl::start(
             &spec.name,
             spec.control_script.clone(),
@@ -200,6 +181,21 @@ impl Stream {
             cancel.clone(),
             tracker,
         );
+        if let SourceKind::Upstream(upstream) = &spec.kind {
+            let upstream = upstream.clone();
+            return Ok(relayed::start(
+                spec, upstream, buffer, pool, control, cancel, tracker,
+            ));
+        }
+        let buffer_ms = buffer();
+        let encoder = encoder::new_encoder(&spec.codec, &spec.codec_options, spec.sample_format)
+            .map_err(|source| {
+                cancel.cancel(); // its plugin, if it started
+                StreamError::Encoder {
+                    name: spec.name.clone(),
+                    source,
+                }
+            })?;
         // A meta stream reads what its feeder hands over from the active input.
         let mut meta_feed = None;
         let stats = StreamStats::default();

@@ -280,9 +280,9 @@ async fn serve(
             }
             Message::WireChunk(chunk) => {
                 stats.chunks.fetch_add(1, Ordering::Relaxed);
-                // Until a few round trips are in, the offset is a guess: those chunks
+                // Until five round trips are in (a quarter second), the offset is a guess: those chunks
                 // would play at the wrong moment.
-                let Some(offset) = sync.offset_us().filter(|_| sync.samples() >= 3) else {
+                let Some(offset) = sync.offset_us().filter(|_| sync.samples() >= 5) else {
                     stats.chunks_dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };

@@ -12,6 +12,7 @@ mod proxy;
 mod relay;
 mod snapclient;
 mod snapctl;
+mod snapserver;
 mod source;
 mod wait;
 
@@ -19,7 +20,7 @@ mod wait;
 #[allow(unused_imports)]
 pub use peers::{hello_client, http_get, jsonrpc_call, HttpResponse};
 #[allow(unused_imports)]
-pub use playback::{assert_continuous, steady_frames, sync_offset_ms, SECOND};
+pub use playback::{assert_continuous, recent_frequency, steady_frames, sync_offset_ms, SECOND};
 #[allow(unused_imports)]
 pub use ports::free_port;
 #[allow(unused_imports)]
@@ -30,6 +31,8 @@ pub use relay::Relay;
 pub use snapclient::{snapclient_binary, Arrival, Snapclient};
 #[allow(unused_imports)]
 pub use snapctl::snapctl;
+#[allow(unused_imports)]
+pub use snapserver::Snapserver;
 #[allow(unused_imports)]
 pub use source::{source_fifo, FifoWriter, RealTimeWriter};
 #[allow(unused_imports)]

@@ -62,3 +62,12 @@ pub fn sync_offset_ms(a: &Snapclient, b: &Snapclient) -> (f64, usize) {
     );
     (audio::median(&offsets), offsets.len())
 }
+
+/// The strongest frequency of the left channel in the last half second `client` played;
+/// `None` before it played that much.
+pub fn recent_frequency(client: &Snapclient) -> Option<f64> {
+    let (bytes, _) = client.output();
+    let frames = audio::frames(&bytes);
+    let take = SECOND / 2;
+    (frames.len() > take).then(|| audio::dominant_frequency(&frames[frames.len() - take..], false))
+}
