@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use super::{SourceError, SourceUri};
 use crate::sample_format::SampleFormat;
 
-/// Every source scheme snaprelay serves, in the order messages list them.
-#[cfg(feature = "alsa")]
-pub(crate) const SCHEMES: &[&str] = &[
+/// Every scheme this code knows; `alsa` last, since a build without the `alsa` feature
+/// leaves it out of [`SCHEMES`].
+const ALL_SCHEMES: [&str; 11] = [
     "pipe",
     "file",
     "tcp",
@@ -22,20 +22,16 @@ pub(crate) const SCHEMES: &[&str] = &[
     "snapcast",
     "alsa",
 ];
+
 /// Every source scheme snaprelay serves, in the order messages list them.
-#[cfg(not(feature = "alsa"))]
-pub(crate) const SCHEMES: &[&str] = &[
-    "pipe",
-    "file",
-    "tcp",
-    "process",
-    "tone",
-    "librespot",
-    "spotify",
-    "airplay",
-    "meta",
-    "snapcast",
-];
+pub(crate) const SCHEMES: &[&str] = if cfg!(feature = "alsa") {
+    ALL_SCHEMES.as_slice()
+} else {
+    match ALL_SCHEMES.as_slice().split_last() {
+        Some((_, served)) => served,
+        None => &[],
+    }
+};
 
 /// Schemes snapserver serves that snaprelay does not (yet): refused as unsupported rather
 /// than unknown.
