@@ -22,7 +22,8 @@ use std::time::Duration;
 use common::audio::{self, Signal, RATE};
 use common::matching::sync_by_matching;
 use common::{
-    assert_continuous, steady_frames, sync_offset_ms, FifoWriter, Relay, Snapclient, SECOND,
+    assert_continuous, once_more_if_apart, steady_frames, sync_offset_ms, FifoWriter, Relay,
+    Snapclient, SECOND,
 };
 
 /// The test tones (left, right) and their amplitude (see `audio::Signal`).
@@ -126,19 +127,11 @@ fn lossy_dropouts(frames: &[(i16, i16)]) -> Vec<String> {
     problems
 }
 
-/// Runs `measure` (a whole session: relay, writer, two clients) and returns its sync offset;
-/// if the two clients ended up more than 1 ms apart, measures once more with a fresh
-/// session and returns that. Two snapclients started together now and then settle 1–4 ms
-/// apart on a busy machine and stay there; that is the client's start, not the relay (it
-/// happens on the previous relay as often: issue 15's note), while a relay defect shows in
-/// every session. Each attempt's figure is printed.
+/// Runs `measure` (a whole session: relay, writer, two clients) and returns its sync offset,
+/// measured once more with a fresh session if the clients were apart
+/// (`common::once_more_if_apart` says why).
 fn with_fresh_clients_once_more_if_apart(measure: impl Fn() -> f64) -> f64 {
-    let first = measure();
-    if first.abs() <= 1.0 {
-        return first;
-    }
-    eprintln!("clients {first:.3} ms apart; measuring once more with a fresh session");
-    measure()
+    once_more_if_apart(|| (vec![measure()], ())).0[0]
 }
 
 /// Runs the lossy checks for `codec` and returns the median sync offset in ms.

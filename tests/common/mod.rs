@@ -20,7 +20,9 @@ mod wait;
 #[allow(unused_imports)]
 pub use peers::{hello_client, http_get, jsonrpc_call, HttpResponse};
 #[allow(unused_imports)]
-pub use playback::{assert_continuous, recent_frequency, steady_frames, sync_offset_ms, SECOND};
+pub use playback::{
+    assert_continuous, once_more_if_apart, recent_frequency, steady_frames, sync_offset_ms, SECOND,
+};
 #[allow(unused_imports)]
 pub use ports::free_port;
 #[allow(unused_imports)]

@@ -71,3 +71,21 @@ pub fn recent_frequency(client: &Snapclient) -> Option<f64> {
     let take = SECOND / 2;
     (frames.len() > take).then(|| audio::dominant_frequency(&frames[frames.len() - take..], false))
 }
+
+/// Runs `measure` (a whole session: servers, writer, clients) and returns the sync offsets it
+/// measured, in ms, with whatever else it returns; if one offset is over 1 ms, measures once
+/// more with a fresh session and returns that. Snapclients started on a busy machine now and
+/// then settle 1–5 ms from where they should and stay there for many seconds (their soft
+/// correction moves 0.5 ms a second): seen between two clients of the same server, so it is a
+/// client's start, while a server defect shows in every session. Each attempt is printed.
+pub fn once_more_if_apart<T>(measure: impl Fn() -> (Vec<f64>, T)) -> (Vec<f64>, T) {
+    let first = measure();
+    if first.0.iter().all(|offset| offset.abs() <= 1.0) {
+        return first;
+    }
+    eprintln!(
+        "clients {:.3?} ms apart; measuring once more with a fresh session",
+        first.0
+    );
+    measure()
+}
