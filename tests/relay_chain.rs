@@ -718,3 +718,60 @@ fn the_edge_holds_its_stream_and_volume_on_the_upstream() {
         "the edge client hears {heard} Hz"
     );
 }
+
+/// Home Assistant pointed at an edge: the python `snapcast` library reads the upstream
+/// stream's now playing on the edge's stream and controls the upstream's stream plugin
+/// through it, with the same report as against the upstream itself (tests/stream_control.rs;
+/// the cover's URL is the upstream's). When the upstream goes, the edge shows no player.
+#[test]
+fn an_edge_shows_the_upstreams_now_playing_and_passes_control_on() {
+    use common::stream_plugin::{
+        assert_home_assistant_report, client_report, cover_name, plugin_dir, plugin_script,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = plugin_dir(dir.path());
+    let plug = format!(
+        "pipe://{}?name=Plug&controlscript={}&controlscriptparams=--dir={}",
+        dir.path().join("plug.fifo").display(),
+        plugin_script().display(),
+        plugin.display()
+    );
+    let core = Relay::start_in(dir, &["--source", &plug, "--http.host=relay.test"]);
+    let edge_dir = tempfile::tempdir().unwrap();
+    let plain = format!(
+        "pipe://{}?name=NoPlug",
+        edge_dir.path().join("plain.fifo").display()
+    );
+    let edge = edge_named(
+        "Edge",
+        core.port(),
+        Some(core.jsonrpc_addr().port()),
+        &["--source", &plain],
+    );
+    let report = client_report(edge.jsonrpc_addr().port(), "Edge", &plugin);
+    let art_url = format!(
+        "http://relay.test:{}/__image_cache?name={}",
+        core.http_addr().port(),
+        cover_name("Plug")
+    );
+    assert_home_assistant_report(&report, "Edge", &art_url);
+
+    drop(core);
+    common::eventually(
+        Duration::from_secs(15),
+        "the edge showing no player",
+        || edge.log(),
+        || {
+            let status = jsonrpc_call(edge.jsonrpc_addr(), "Server.GetStatus", json!({}));
+            let properties = &status["result"]["server"]["streams"][0]["properties"];
+            (properties["canControl"] == false && properties.get("metadata").is_none())
+                .then_some(())
+        },
+    );
+    let refused = jsonrpc_call(
+        edge.jsonrpc_addr(),
+        "Stream.Control",
+        json!({"id": "Edge", "command": "play"}),
+    );
+    assert_eq!(refused["error"]["code"], 4, "{refused}");
+}

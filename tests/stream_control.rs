@@ -6,111 +6,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::stream_plugin::{
+    assert_home_assistant_report, client_report, cover_name, plugin_dir, plugin_script,
+    require_python, COVER,
+};
 use common::{free_port, http_get, Relay};
-use md5::{Digest, Md5};
 use serde_json::{json, Value};
-
-/// The image the client script has the plugin send inline.
-const COVER: &[u8] = b"\x89PNG\r\n\x1a\n a cover image for the test";
-
-fn plugin_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/recording_plugin.py")
-}
-
-/// A directory for the plugin, its GetProperties answer ready: every flag but canGoPrevious,
-/// first track "First".
-fn plugin_dir(parent: &Path) -> PathBuf {
-    let dir = parent.join("plugin");
-    std::fs::create_dir_all(dir.join("outbox")).unwrap();
-    let properties = json!({
-        "playbackStatus": "playing", "canGoNext": true, "canGoPrevious": false,
-        "canPlay": true, "canPause": true, "canSeek": true, "canControl": true,
-        "metadata": {"title": "First", "artist": ["A"]},
-    });
-    std::fs::write(dir.join("properties.json"), properties.to_string()).unwrap();
-    dir
-}
-
-/// Fails (never skips) when `python` cannot import `modules`; `what` says what to install.
-fn require_python(python: &str, modules: &str, what: &str) {
-    let probe = Command::new(python)
-        .args(["-c", &format!("import {modules}")])
-        .output()
-        .expect("python3 must be installed for this test");
-    assert!(
-        probe.status.success(),
-        "{what} missing; run scripts/test.sh"
-    );
-}
-
-/// Runs tests/python/stream_control_client.py against a server's JSON-RPC port.
-fn client_report(port: u16, plugin_dir: &Path) -> Value {
-    require_python(
-        "python3",
-        "snapcast.control",
-        "the python `snapcast` library (PyPI) is",
-    );
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/stream_control_client.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .args(["127.0.0.1", &port.to_string(), "Plug"])
-        .arg(plugin_dir)
-        .output()
-        .expect("run python3");
-    assert!(
-        output.status.success(),
-        "client failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the client prints one JSON report")
-}
-
-fn cover_name(stream: &str) -> String {
-    let mut hash = Md5::new();
-    hash.update(stream.as_bytes());
-    hash.update(COVER);
-    let hex: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    format!("{hex}.png")
-}
-
-/// What every server should answer to the client script's requests (snapserver's codes and
-/// words; the cases where 0.26 differs are left out and named in the differential test).
-fn expected_errors() -> Value {
-    let invalid = |data: &str| json!({"code": -32602, "message": "Invalid params", "data": data});
-    let flag = |code: i64, name: &str| json!({"code": code, "message": format!("Stream property {name} is false")});
-    json!({
-        "unknown_command": invalid("Command 'jump' not supported"),
-        "seek_without_offset": invalid("Seek requires parameter 'offset'"),
-        "position_without_position": invalid("setPosition requires parameter 'position'"),
-        "unknown_stream": {"code": -32603, "message": "Internal error", "data": "Stream not found"},
-        "shuffle_not_bool": invalid("Value for shuffle must be bool"),
-        "volume_not_int": invalid("Value for volume must be an int from 0 to 100"),
-        "loop_unknown": invalid("Value for loopStatus must be one of 'none', 'track', 'playlist'"),
-        "rate_not_number": invalid("Value for rate must be float"),
-        "unknown_property": invalid("Property 'colour' not supported"),
-        "flag_next": flag(2, "canGoNext"),
-        "flag_previous": flag(3, "canGoPrevious"),
-        "flag_play": flag(4, "canPlay"),
-        "flag_pause": flag(5, "canPause"),
-        "flag_stop": flag(7, "canControl"),
-        "flag_seek": flag(6, "canSeek"),
-        "flag_setPosition": flag(6, "canSeek"),
-        "flag_setproperty": flag(7, "canControl"),
-        "plain_next": flag(2, "canGoNext"),
-        "plain_setproperty": flag(7, "canControl"),
-    })
-}
-
-fn six_flags_false() -> Value {
-    json!({"canControl": false, "canGoNext": false, "canGoPrevious": false,
-           "canPause": false, "canPlay": false, "canSeek": false})
-}
 
 /// Sources: `Plug` with the plugin (its directory as controlscriptparams), `NoPlug` without.
 fn start_relay(dir: tempfile::TempDir, plugin_dir: &Path) -> Relay {
@@ -141,15 +46,7 @@ fn home_assistants_library_reads_now_playing_and_controls_a_plugin_stream() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = plugin_dir(dir.path());
     let relay = start_relay(dir, &plugin);
-    let report = client_report(relay.jsonrpc_addr().port(), &plugin);
-
-    assert_eq!(report["plain_properties"], six_flags_false(), "{report}");
-    assert_eq!(
-        report["initial_metadata"],
-        json!({"title": "First", "artist": ["A"]})
-    );
-    assert_eq!(report["initial_properties"]["playbackStatus"], "playing");
-    assert_eq!(report["initial_properties"]["canGoNext"], true);
+    let report = client_report(relay.jsonrpc_addr().port(), "Plug", &plugin);
 
     // The plugin's push: every connection gets params.properties; the inline cover is served
     // by URL (on http.host and the HTTP port), not repeated in every notification.
@@ -159,21 +56,7 @@ fn home_assistants_library_reads_now_playing_and_controls_a_plugin_stream() {
         http.port(),
         cover_name("Plug")
     );
-    let note = &report["notification"];
-    assert_eq!(note["params"]["id"], "Plug");
-    assert_eq!(
-        note["params"]["properties"],
-        json!({
-            "playbackStatus": "playing", "loopStatus": "none", "shuffle": false, "volume": 40,
-            "position": 12.5, "canGoNext": true, "canGoPrevious": true, "canPlay": true,
-            "canPause": true, "canSeek": true, "canControl": true,
-            "metadata": {"title": "Second", "artist": ["B1", "B2"], "album": "Al",
-                         "duration": 200.5, "trackNumber": 3, "genre": ["Jazz"],
-                         "artUrl": art_url},
-        })
-    );
-    assert_eq!(report["library_metadata"]["title"], "Second");
-    assert_eq!(report["library_properties"]["position"], 12.5);
+    assert_home_assistant_report(&report, "Plug", &art_url);
 
     // The cover as the plugin sent it; no other name is served.
     let path = art_url.split_once(&format!(":{}", http.port())).unwrap().1;
@@ -188,33 +71,6 @@ fn home_assistants_library_reads_now_playing_and_controls_a_plugin_stream() {
     ] {
         assert_eq!(http_get(http, bad).status, 404, "{bad}");
     }
-
-    for key in [
-        "control_next",
-        "control_seek",
-        "set_shuffle",
-        "set_loop",
-        "set_volume",
-    ] {
-        assert_eq!(report[key], "ok", "{key}: {report}");
-    }
-    assert_eq!(
-        report["plugin_received"],
-        json!([
-            {"command": "next"},
-            {"command": "seek", "params": {"offset": 5.0}},
-            {"shuffle": true},
-            {"loopStatus": "playlist"},
-            {"volume": 30},
-        ])
-    );
-    assert_eq!(
-        report["plugin_error"],
-        json!({"code": -32603, "message": "Internal error: player gone"})
-    );
-    assert_eq!(report["errors"], expected_errors(), "{report}");
-    // The last push had no metadata: the metadata stays.
-    assert_eq!(report["final_metadata"]["title"], "Second");
 
     let argv: Value =
         serde_json::from_str(&std::fs::read_to_string(plugin.join("argv.json")).unwrap()).unwrap();
@@ -301,12 +157,12 @@ fn the_same_plugin_gives_snapserver_026s_shapes() {
     let theirs_dir = tempfile::tempdir().unwrap();
     let their_plugin = plugin_dir(theirs_dir.path());
     let snapserver = Snapserver::start(&their_plugin);
-    let mut theirs = client_report(snapserver.port, &their_plugin);
+    let mut theirs = client_report(snapserver.port, "Plug", &their_plugin);
 
     let dir = tempfile::tempdir().unwrap();
     let our_plugin = plugin_dir(dir.path());
     let relay = start_relay(dir, &our_plugin);
-    let mut ours = client_report(relay.jsonrpc_addr().port(), &our_plugin);
+    let mut ours = client_report(relay.jsonrpc_addr().port(), "Plug", &our_plugin);
 
     // The cover: the same name (md5 of stream id and image) under each server's host.
     for (report, port) in [

@@ -79,12 +79,15 @@ impl PluginEnv {
     }
 }
 
-/// A request for the plugin, with where its answer goes.
+/// A request for the plugin (or for the upstream a relayed stream's control forwards to),
+/// with where its answer goes.
 #[derive(Debug)]
-struct Request {
-    method: &'static str,
-    params: Value,
-    reply: oneshot::Sender<Result<(), ControlError>>,
+pub(crate) struct Request {
+    /// [`wire::CONTROL`] or [`wire::SET_PROPERTY`].
+    pub(crate) method: &'static str,
+    /// The plugin's params (`Command::plugin_params`, `PropertyChange::plugin_params`).
+    pub(crate) params: Value,
+    pub(crate) reply: oneshot::Sender<Result<(), ControlError>>,
 }
 
 /// Live figures of a stream's plugin.
@@ -116,6 +119,9 @@ pub(crate) struct StreamControl {
     properties: watch::Sender<Arc<Properties>>,
     /// To the supervisor; `None` when the stream has no plugin.
     requests: Option<mpsc::Sender<Request>>,
+    /// To the upstream connection of a relayed stream, which carries requests out on the
+    /// upstream's stream ([`StreamControl::forward_requests`]).
+    upstream: std::sync::OnceLock<mpsc::Sender<Request>>,
     script: Option<ControlScript>,
     stats: PluginStats,
     env: Arc<PluginEnv>,
@@ -152,6 +158,7 @@ impl StreamControl {
             stream: stream.to_owned(),
             properties: watch::Sender::new(Arc::new(Properties::default())),
             requests,
+            upstream: std::sync::OnceLock::new(),
             script,
             stats: PluginStats::default(),
             image_owner: env.images.owner(),
@@ -214,8 +221,18 @@ impl StreamControl {
     }
 
     async fn ask(&self, method: &'static str, params: Value) -> Result<(), ControlError> {
-        let Some(requests) = &self.requests else {
-            return Err(ControlError::Unavailable("it has no stream plugin"));
+        let (requests, busy, ended) = match (&self.requests, self.upstream.get()) {
+            (Some(requests), _) => (
+                requests,
+                "its plugin is busy or not running",
+                "its plugin ended",
+            ),
+            (None, Some(requests)) => (
+                requests,
+                "its upstream is busy or not connected",
+                "its upstream connection ended",
+            ),
+            (None, None) => return Err(ControlError::Unavailable("it has no stream plugin")),
         };
         let (reply, answer) = oneshot::channel();
         requests
@@ -224,11 +241,11 @@ impl StreamControl {
                 params,
                 reply,
             })
-            .map_err(|_| ControlError::Unavailable("its plugin is busy or not running"))?;
+            .map_err(|_| ControlError::Unavailable(busy))?;
         let timeout = self.env.request_timeout;
         let result = match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ControlError::Unavailable("its plugin ended")),
+            Ok(Err(_)) => Err(ControlError::Unavailable(ended)),
             Err(_) => Err(ControlError::Timeout(timeout.as_millis() as u64)),
         };
         if matches!(
@@ -274,6 +291,36 @@ impl StreamControl {
             Some(input) => (input.control.clone(), command),
             None => (shown, command),
         }
+    }
+
+    /// Makes this a relayed stream's control: `Stream.Control` and `Stream.SetProperty` (still
+    /// checked against the flags shown, which are the upstream's) come out of the returned
+    /// queue, for the upstream connection to carry out. `None` if it was done before.
+    pub(crate) fn forward_requests(&self) -> Option<mpsc::Receiver<Request>> {
+        let (tx, rx) = mpsc::channel(16);
+        self.upstream.set(tx).ok().map(|()| rx)
+    }
+
+    /// Shows an upstream stream's properties, as its server reports them (its cover art is
+    /// already a URL there). Unreadable keys are dropped; no `metadata` means none.
+    pub(crate) fn mirror_upstream(&self, value: &Value) {
+        let mut problems = Vec::new();
+        match Properties::from_json(value, &mut problems) {
+            Ok(properties) => {
+                for problem in problems {
+                    tracing::debug!(stream = %self.stream, "upstream stream properties: {problem}");
+                }
+                self.mirror(Arc::new(properties));
+            }
+            Err(err) => {
+                warn!(stream = %self.stream, "the upstream sent bad stream properties: {err}")
+            }
+        }
+    }
+
+    /// The upstream link is down: no player to show.
+    pub(crate) fn forget_upstream(&self) {
+        self.mirror(Arc::new(Properties::default()));
     }
 
     /// Makes this a meta stream's control over `inputs` (in order); set once.

@@ -54,19 +54,27 @@ pub(super) fn start(
             stats: StreamStats::default(),
             pool,
             playing_tx: watch::Sender::new(false),
-            control,
+            control: control.clone(),
             cancel: cancel.clone(),
             // Relayed chunks are encoded: there is no PCM for meta streams.
             pcm_tx: broadcast::channel(1).0,
         }),
     };
     let (events_tx, events_rx) = mpsc::channel(256);
+    // Its control requests are carried out on the upstream's stream.
+    let requests = control
+        .forward_requests()
+        .unwrap_or_else(|| mpsc::channel(1).1);
     tracker.spawn(upstream::run(
-        name.clone(),
-        upstream.clone(),
-        stats,
-        events_tx,
-        cancel.clone(),
+        upstream::Link {
+            name: name.clone(),
+            upstream: upstream.clone(),
+            stats,
+            events: events_tx,
+            control: control.clone(),
+            cancel: cancel.clone(),
+        },
+        requests,
     ));
     info!(stream = %name, host = %upstream.host, port = upstream.port, "stream started: relaying an upstream");
     let task = stream.clone();

@@ -3,30 +3,42 @@
 //! 100, unmuted, so the upstream never withholds audio from us (a muted client gets none)
 //! and volume is applied once, by the clients at the edge. Both are held: a change made on
 //! the upstream (Snapweb, Home Assistant) is set back.
+//!
+//! The same connection makes the relayed stream look like the upstream's: the properties of
+//! the stream the upstream plays to us (now playing, playback status, what can be
+//! controlled) are shown on ours as they change, and `Stream.Control` / `Stream.SetProperty`
+//! on ours are carried out on it, with the upstream's answer.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::Upstream;
+use crate::plugin::{wire, Request, StreamControl};
+use crate::properties::ControlError;
 
 /// How long a request may take, and how long to wait between attempts.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(5);
 
-/// Holds the stream choice and the volume until `cancel` fires (the connection ended).
-pub(super) async fn hold(name: String, upstream: Upstream, id: String, cancel: CancellationToken) {
+/// Holds the stream choice and the volume, mirrors the stream's properties and carries out
+/// `requests`, for as long as it is polled (its connection's lifetime).
+pub(super) async fn hold(
+    name: &str,
+    upstream: &Upstream,
+    id: &str,
+    control: &StreamControl,
+    requests: &mut mpsc::Receiver<Request>,
+) {
     let mut warned = false;
     loop {
-        let result = tokio::select! {
-            () = cancel.cancelled() => return,
-            result = session(&upstream, &id) => result,
-        };
-        if let Err(err) = result {
+        if let Err(err) = session(upstream, id, control, requests).await {
             if warned {
                 debug!(stream = %name, error = %err, "upstream control");
             } else {
@@ -34,16 +46,154 @@ pub(super) async fn hold(name: String, upstream: Upstream, id: String, cancel: C
                 warned = true;
             }
         }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(RETRY) => {}
+        control.forget_upstream();
+        let retry = tokio::time::sleep(RETRY);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                () = &mut retry => break,
+                Some(request) = requests.recv() => refuse(request),
+            }
         }
     }
 }
 
-/// One JSON-RPC connection: sets what is wanted, then watches notifications and sets it
-/// back whenever someone changes it.
-async fn session(upstream: &Upstream, id: &str) -> Result<(), String> {
+/// Answers a request that cannot reach the upstream now.
+pub(super) fn refuse(request: Request) {
+    let _ = request.reply.send(Err(ControlError::Unavailable(
+        "its upstream is not connected",
+    )));
+}
+
+/// What an answer from the upstream is for.
+enum Pending {
+    /// Our own holding calls: a refusal ends the session.
+    Hold,
+    /// A `Server.GetStatus`, for the properties of the stream we now get.
+    Status,
+    /// A control request from one of our callers.
+    Caller(oneshot::Sender<Result<(), ControlError>>),
+}
+
+/// The writing side of the JSON-RPC connection and what is waiting for an answer.
+struct Rpc {
+    write: OwnedWriteHalf,
+    next_id: u64,
+    pending: HashMap<u64, Pending>,
+}
+
+impl Rpc {
+    async fn call(&mut self, method: &str, params: Value, pending: Pending) -> Result<(), String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.pending.insert(id, pending);
+        self.write
+            .write_all(format!("{request}\r\n").as_bytes())
+            .await
+            .map_err(|err| err.to_string())
+    }
+}
+
+/// What this relay holds on the upstream and sees of it.
+struct Held<'a> {
+    upstream: &'a Upstream,
+    id: &'a str,
+    control: &'a StreamControl,
+    /// The upstream group we are in.
+    group: String,
+    /// The upstream stream that group plays (to us).
+    playing: Option<String>,
+}
+
+impl Held<'_> {
+    /// Sets volume 100, unmuted, and the chosen stream.
+    async fn apply(&self, rpc: &mut Rpc) -> Result<(), String> {
+        rpc.call(
+            "Client.SetVolume",
+            json!({"id": self.id, "volume": {"muted": false, "percent": 100}}),
+            Pending::Hold,
+        )
+        .await?;
+        if let Some(stream) = &self.upstream.stream {
+            rpc.call(
+                "Group.SetStream",
+                json!({"id": self.group, "stream_id": stream}),
+                Pending::Hold,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Takes a `Server.GetStatus` result (or its `server`): our group, its stream and that
+    /// stream's properties. Whether the group changed.
+    fn take_status(&mut self, status: &Value) -> bool {
+        let server = status.get("server").unwrap_or(status);
+        let Some((group, playing)) = group_of(server, self.id) else {
+            return false;
+        };
+        let moved = group != self.group;
+        self.group = group;
+        self.playing = playing;
+        if let Some(stream) = &self.playing {
+            let properties = server["streams"]
+                .as_array()
+                .and_then(|streams| streams.iter().find(|s| s["id"] == stream.as_str()))
+                .map_or(Value::Null, |s| s["properties"].clone());
+            self.show(&properties);
+        }
+        moved
+    }
+
+    /// Whether `stream` (an id in a notification) is the one the upstream plays to us.
+    fn plays(&self, stream: &Value) -> bool {
+        self.playing
+            .as_deref()
+            .is_some_and(|playing| stream == playing)
+    }
+
+    /// Shows the upstream stream's properties on ours (none: an empty player).
+    fn show(&self, properties: &Value) {
+        if properties.is_object() {
+            self.control.mirror_upstream(properties);
+        } else {
+            self.control.forget_upstream();
+        }
+    }
+
+    /// The upstream call for one of our callers' requests, on the stream it plays to us.
+    fn forward(&self, request: &Request) -> Result<(&'static str, Value), ControlError> {
+        let stream = self.playing.as_deref().ok_or(ControlError::Unavailable(
+            "its upstream plays no stream to us",
+        ))?;
+        let params = &request.params;
+        if request.method == wire::CONTROL {
+            let mut call = json!({"id": stream, "command": params["command"]});
+            if let Some(extra) = params.get("params") {
+                call["params"] = extra.clone();
+            }
+            return Ok(("Stream.Control", call));
+        }
+        let (property, value) = params
+            .as_object()
+            .and_then(|change| change.iter().next())
+            .ok_or_else(|| ControlError::InvalidParams("no property to set".to_owned()))?;
+        Ok((
+            "Stream.SetProperty",
+            json!({"id": stream, "property": property, "value": value}),
+        ))
+    }
+}
+
+/// One JSON-RPC connection: sets what is wanted, then watches notifications, sets it back
+/// whenever someone changes it, follows the stream's properties and forwards requests.
+async fn session(
+    upstream: &Upstream,
+    id: &str,
+    control: &StreamControl,
+    requests: &mut mpsc::Receiver<Request>,
+) -> Result<(), String> {
     let socket = tokio::time::timeout(
         REQUEST_TIMEOUT,
         TcpStream::connect((upstream.host.as_str(), upstream.control_port)),
@@ -51,56 +201,69 @@ async fn session(upstream: &Upstream, id: &str) -> Result<(), String> {
     .await
     .map_err(|_| "connect timed out".to_owned())?
     .map_err(|err| err.to_string())?;
-    let (read, mut write) = socket.into_split();
+    let (read, write) = socket.into_split();
     let mut lines = BufReader::new(read).lines();
-    let mut next_id = 1u64;
-    let mut call = |method: &str, params: Value| {
-        let request = json!({"jsonrpc": "2.0", "id": next_id, "method": method, "params": params});
-        next_id += 1;
-        format!("{request}\r\n")
+    let mut rpc = Rpc {
+        write,
+        next_id: 1,
+        pending: HashMap::new(),
+    };
+    let mut held = Held {
+        upstream,
+        id,
+        control,
+        group: String::new(),
+        playing: None,
     };
     // Wait until the upstream knows us (our Hello may still be on its way).
-    let group = loop {
-        write
-            .write_all(call("Server.GetStatus", json!({})).as_bytes())
-            .await
-            .map_err(|err| err.to_string())?;
+    loop {
+        rpc.call("Server.GetStatus", json!({}), Pending::Hold)
+            .await?;
+        rpc.pending.clear();
         let status = answer(&mut lines).await?;
-        if let Some(group) = group_of(&status, id) {
-            break group;
+        held.take_status(&status);
+        if !held.group.is_empty() {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let mut wanted_group = group;
-    let mut apply = |group: &str| {
-        let mut requests = call(
-            "Client.SetVolume",
-            json!({"id": id, "volume": {"muted": false, "percent": 100}}),
-        );
-        if let Some(stream) = &upstream.stream {
-            requests.push_str(&call(
-                "Group.SetStream",
-                json!({"id": group, "stream_id": stream}),
-            ));
-        }
-        requests
-    };
-    write
-        .write_all(apply(&wanted_group).as_bytes())
-        .await
-        .map_err(|err| err.to_string())?;
+    }
+    held.apply(&mut rpc).await?;
     info!(upstream = %upstream.host, client = id, stream = ?upstream.stream, "holding the stream and volume 100 on the upstream");
     loop {
-        let line = lines
-            .next_line()
-            .await
-            .map_err(|err| err.to_string())?
-            .ok_or_else(|| "the upstream's JSON-RPC closed".to_owned())?;
+        let line = tokio::select! {
+            line = lines.next_line() => line
+                .map_err(|err| err.to_string())?
+                .ok_or_else(|| "the upstream's JSON-RPC closed".to_owned())?,
+            Some(request) = requests.recv() => {
+                match held.forward(&request) {
+                    Ok((method, params)) => rpc.call(method, params, Pending::Caller(request.reply)).await?,
+                    Err(err) => { let _ = request.reply.send(Err(err)); }
+                }
+                continue;
+            }
+        };
         let Ok(message) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
-        if let Some(error) = message.get("error") {
-            return Err(format!("the upstream refused: {error}"));
+        if let Some(answered) = message.get("id").and_then(Value::as_u64) {
+            match rpc.pending.remove(&answered) {
+                Some(Pending::Caller(reply)) => {
+                    let _ = reply.send(outcome(&message));
+                }
+                Some(Pending::Status) => {
+                    let moved = held.take_status(&message["result"]);
+                    if moved {
+                        held.apply(&mut rpc).await?;
+                    }
+                }
+                Some(Pending::Hold) => {
+                    if let Some(error) = message.get("error") {
+                        return Err(format!("the upstream refused: {error}"));
+                    }
+                }
+                None => {}
+            }
+            continue;
         }
         let params = &message["params"];
         let changed = match message["method"].as_str() {
@@ -108,32 +271,53 @@ async fn session(upstream: &Upstream, id: &str) -> Result<(), String> {
                 params["id"] == id
                     && (params["volume"]["muted"] != false || params["volume"]["percent"] != 100)
             }
-            Some("Group.OnStreamChanged") => {
-                params["id"] == wanted_group.as_str()
-                    && upstream
-                        .stream
-                        .as_deref()
-                        .is_some_and(|stream| params["stream_id"] != stream)
+            Some("Group.OnStreamChanged") if params["id"] == held.group.as_str() => {
+                // Our group plays another stream now: its properties are needed.
+                held.playing = params["stream_id"].as_str().map(str::to_owned);
+                rpc.call("Server.GetStatus", json!({}), Pending::Status)
+                    .await?;
+                upstream
+                    .stream
+                    .as_deref()
+                    .is_some_and(|stream| params["stream_id"] != stream)
             }
-            Some("Server.OnUpdate") => {
-                // Groups may have been rearranged: follow ours.
-                match group_of(&params["server"], id) {
-                    Some(group) if group != wanted_group => {
-                        wanted_group = group;
-                        true
-                    }
-                    _ => false,
-                }
+            // Groups may have been rearranged: follow ours.
+            Some("Server.OnUpdate") => held.take_status(&params["server"]),
+            Some("Stream.OnProperties") if held.plays(&params["id"]) => {
+                held.show(&params["properties"]);
+                false
+            }
+            Some("Stream.OnUpdate") if held.plays(&params["id"]) => {
+                held.show(&params["stream"]["properties"]);
+                false
             }
             _ => false,
         };
         if changed {
-            write
-                .write_all(apply(&wanted_group).as_bytes())
-                .await
-                .map_err(|err| err.to_string())?;
+            held.apply(&mut rpc).await?;
         }
     }
+}
+
+/// What the upstream answered to a forwarded request, as our callers see it: its error
+/// code, and its words (`data` when it gave some).
+fn outcome(message: &Value) -> Result<(), ControlError> {
+    let Some(error) = message.get("error") else {
+        return Ok(());
+    };
+    let code = error["code"].as_i64().unwrap_or(-32603);
+    let words = match &error["data"] {
+        Value::String(data) => data.clone(),
+        Value::Null => error["message"].as_str().unwrap_or("refused").to_owned(),
+        other => other.to_string(),
+    };
+    if code == -32602 {
+        return Err(ControlError::InvalidParams(words));
+    }
+    Err(ControlError::Plugin {
+        code,
+        message: words,
+    })
 }
 
 /// The next answer (a message with an id), skipping notifications.
@@ -158,19 +342,18 @@ async fn answer(
     }
 }
 
-/// The id of the group holding client `id` in a `Server.GetStatus` result (or its `server`).
-fn group_of(status: &Value, id: &str) -> Option<String> {
-    let server = if status.get("server").is_some() {
-        &status["server"]
-    } else {
-        status
-    };
+/// The group holding client `id` in a `Server.GetStatus` result's `server`, and the stream
+/// that group plays.
+fn group_of(server: &Value, id: &str) -> Option<(String, Option<String>)> {
     server["groups"].as_array()?.iter().find_map(|group| {
         group["clients"]
             .as_array()?
             .iter()
             .any(|client| client["id"] == id)
-            .then(|| group["id"].as_str().map(str::to_owned))
+            .then(|| {
+                let stream = group["stream_id"].as_str().map(str::to_owned);
+                group["id"].as_str().map(|g| (g.to_owned(), stream))
+            })
             .flatten()
     })
 }
@@ -180,16 +363,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn our_group_is_found_in_a_status() {
-        let status = json!({"server": {"groups": [
-            {"id": "g1", "clients": [{"id": "kitchen"}]},
+    fn our_group_and_its_stream_are_found_in_a_status() {
+        let server = json!({"groups": [
+            {"id": "g1", "stream_id": "A", "clients": [{"id": "kitchen"}]},
             {"id": "g2", "clients": [{"id": "other"}, {"id": "snaprelay-a-b"}]},
-        ]}});
-        assert_eq!(group_of(&status, "snaprelay-a-b").as_deref(), Some("g2"));
+        ]});
         assert_eq!(
-            group_of(&status["server"], "kitchen").as_deref(),
-            Some("g1")
+            group_of(&server, "snaprelay-a-b"),
+            Some(("g2".to_owned(), None))
         );
-        assert_eq!(group_of(&status, "nobody"), None);
+        assert_eq!(
+            group_of(&server, "kitchen"),
+            Some(("g1".to_owned(), Some("A".to_owned())))
+        );
+        assert_eq!(group_of(&server, "nobody"), None);
+        assert_eq!(group_of(&json!({"groups": 3}), "kitchen"), None);
+    }
+
+    #[test]
+    fn upstream_refusals_keep_their_code_and_words() {
+        assert_eq!(outcome(&json!({"id": 1, "result": "ok"})), Ok(()));
+        assert_eq!(
+            outcome(
+                &json!({"id": 1, "error": {"code": 2, "message": "Stream property canGoNext is false"}})
+            ),
+            Err(ControlError::Plugin {
+                code: 2,
+                message: "Stream property canGoNext is false".to_owned()
+            })
+        );
+        assert_eq!(
+            outcome(
+                &json!({"id": 1, "error": {"code": -32602, "message": "Invalid params", "data": "Command 'jump' not supported"}})
+            ),
+            Err(ControlError::InvalidParams(
+                "Command 'jump' not supported".to_owned()
+            ))
+        );
+        assert_eq!(
+            outcome(&json!({"id": 1, "error": "garbage"})),
+            Err(ControlError::Plugin {
+                code: -32603,
+                message: "refused".to_owned()
+            })
+        );
     }
 }

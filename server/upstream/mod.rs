@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock;
+use crate::plugin::{Request, StreamControl};
 use crate::protocol::{CodecHeader, Hello, Message, MessageType, Time, Tv};
 use time_sync::{RoundTrip, TimeSync};
 
@@ -107,21 +108,38 @@ pub(crate) fn client_id(stream_name: &str) -> String {
     format!("snaprelay-{host}-{stream_name}")
 }
 
-/// Keeps a connection to `upstream` until `cancel` fires, sending what it gets to `events`.
-pub(crate) async fn run(
-    name: String,
-    upstream: Upstream,
-    stats: Arc<UpstreamStats>,
-    events: mpsc::Sender<Event>,
-    cancel: CancellationToken,
-) {
-    let id = client_id(&name);
+/// What one upstream link works with, across its connections.
+pub(crate) struct Link {
+    /// Our stream's name.
+    pub(crate) name: String,
+    pub(crate) upstream: Upstream,
+    pub(crate) stats: Arc<UpstreamStats>,
+    /// Where chunks and codec headers go.
+    pub(crate) events: mpsc::Sender<Event>,
+    /// Our stream's control side: it shows the upstream stream's properties, and its
+    /// requests (`StreamControl::forward_requests`) are carried out upstream.
+    pub(crate) control: Arc<StreamControl>,
+    pub(crate) cancel: CancellationToken,
+}
+
+/// Keeps a connection to the upstream until `cancel` fires, sending what it gets to
+/// `events` and carrying out `requests` there.
+pub(crate) async fn run(link: Link, mut requests: mpsc::Receiver<Request>) {
+    let Link {
+        name,
+        upstream,
+        stats,
+        events,
+        control,
+        cancel,
+    } = &link;
+    let id = client_id(name);
     let mut backoff = MIN_BACKOFF;
     let mut connections: u64 = 0;
     loop {
         let session = tokio::select! {
             () = cancel.cancelled() => return,
-            session = connect(&upstream) => session,
+            session = connect(upstream) => session,
         };
         match session {
             Ok(socket) => {
@@ -131,8 +149,9 @@ pub(crate) async fn run(
                 connections += 1;
                 info!(stream = %name, host = %upstream.host, port = upstream.port, "connected to the upstream");
                 let started = std::time::Instant::now();
-                let ended = serve(&name, &upstream, &id, socket, &stats, &events, &cancel).await;
+                let ended = serve(&link, &id, socket, &mut requests).await;
                 stats.connected.store(false, Ordering::Relaxed);
+                control.forget_upstream();
                 if events.send(Event::Disconnected).await.is_err() {
                     return;
                 }
@@ -148,9 +167,14 @@ pub(crate) async fn run(
                 debug!(stream = %name, host = %upstream.host, error = %err, retry_in = ?backoff, "cannot reach the upstream");
             }
         }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
+        let retry = tokio::time::sleep(backoff);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = &mut retry => break,
+                Some(request) = requests.recv() => control::refuse(request),
+            }
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -167,14 +191,19 @@ async fn connect(upstream: &Upstream) -> std::io::Result<TcpStream> {
 
 /// One connection, until it fails: the reason.
 async fn serve(
-    name: &str,
-    upstream: &Upstream,
+    link: &Link,
     id: &str,
     socket: TcpStream,
-    stats: &UpstreamStats,
-    events: &mpsc::Sender<Event>,
-    cancel: &CancellationToken,
+    requests: &mut mpsc::Receiver<Request>,
 ) -> String {
+    let Link {
+        name,
+        upstream,
+        stats,
+        events,
+        control,
+        cancel,
+    } = link;
     let (read, write) = socket.into_split();
     let mut frames = FramedRead::new(read, codec::Frames);
     let mut out = FramedWrite::new(write, codec::Frames);
@@ -194,14 +223,10 @@ async fn serve(
         Ok(Err(err)) => return format!("cannot send Hello: {err}"),
         Err(_) => return "the upstream took no Hello".to_owned(),
     }
-    // Choosing the stream and holding volume 100/unmuted go through its control API.
-    let control = tokio::spawn(control::hold(
-        name.to_owned(),
-        upstream.clone(),
-        id.to_owned(),
-        cancel.child_token(),
-    ));
-    let _control = AbortOnDrop(control);
+    // Choosing the stream, holding volume 100/unmuted, its properties and control requests
+    // go through its control API, for as long as this connection lasts.
+    let holding = control::hold(name, upstream, id, control, requests);
+    tokio::pin!(holding);
 
     let mut sync = TimeSync::default();
     let mut pending: Vec<(u16, i64)> = Vec::new();
@@ -234,6 +259,7 @@ async fn serve(
             () = tokio::time::sleep_until(silent_after) => {
                 return format!("nothing received for {SILENCE_TIMEOUT:?}");
             }
+            () = &mut holding => return "the upstream control ended".to_owned(),
             frame = frames.next() => frame,
         };
         let (header, payload) = match frame {
@@ -307,14 +333,5 @@ async fn serve(
                 }
             }
         }
-    }
-}
-
-/// Aborts a task when dropped (the control task lives as long as its connection).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

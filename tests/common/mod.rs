@@ -14,6 +14,7 @@ mod snapclient;
 mod snapctl;
 mod snapserver;
 mod source;
+pub mod stream_plugin;
 mod wait;
 
 // Each test binary uses a different part of these, so an unused re-export is no warning.
