@@ -456,7 +456,13 @@ fn a_codec_change_upstream_reaches_the_edge_clients_live() {
             "tone:///?name=B&freq=880&codec=flac",
         ],
     );
-    let edge = edge_named("Edge", core.port(), Some(core.jsonrpc_addr().port()), &[]);
+    // The edge's own default format differs: it shows the upstream's, from its codec header.
+    let edge = edge_named(
+        "Edge",
+        core.port(),
+        Some(core.jsonrpc_addr().port()),
+        &["--sampleformat", "44100:24:2"],
+    );
     let client = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
     common::eventually(
         Duration::from_secs(20),
@@ -481,12 +487,16 @@ fn a_codec_change_upstream_reaches_the_edge_clients_live() {
     // The edge reports the codec it now relays.
     let streams: Value =
         serde_json::from_str(&common::snapctl(&edge, &["--json", "streams"])).unwrap();
-    let codec = streams
+    let shown = streams
         .as_array()
         .or_else(|| streams["streams"].as_array())
         .and_then(|list| list.iter().find(|s| s["name"] == "Edge"))
-        .map(|s| s["codec"].clone());
-    assert_eq!(codec, Some(json!("flac")), "{streams}");
+        .map(|s| (s["codec"].clone(), s["sample_format"].clone()));
+    assert_eq!(
+        shown,
+        Some((json!("flac"), json!("48000:16:2"))),
+        "{streams}"
+    );
 }
 
 /// A named network namespace with loopback up; deleted on drop.

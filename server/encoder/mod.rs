@@ -10,6 +10,8 @@ mod flac;
 mod ogg;
 mod opus;
 mod pcm;
+mod probe;
+pub(crate) use probe::header_format;
 mod resample;
 
 pub(crate) use resample::PcmResampler;

@@ -18,11 +18,11 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Chunk, Inner, LiveBuffer, Stream, StreamStats};
 use crate::clock;
-use crate::encoder::Unit;
+use crate::encoder::{self, Unit};
 use crate::plugin::StreamControl;
 use crate::pool::BufferPool;
 use crate::protocol::{CodecHeader, Message, Tv};
@@ -47,6 +47,7 @@ pub(super) fn start(
     let stream = Stream {
         inner: Arc::new(Inner {
             codec: std::sync::RwLock::new("-"),
+            format: std::sync::RwLock::new(spec.sample_format),
             spec,
             codec_header: std::sync::RwLock::new(None),
             upstream: Some(stats.clone()),
@@ -130,6 +131,7 @@ impl Stream {
     /// Takes the upstream's codec; a new one goes to every session ahead of its chunks.
     fn set_codec(&self, header: CodecHeader) {
         let name = codec_name(&header.codec);
+        let format = encoder::header_format(&header.codec, &header.header);
         let message = Bytes::from(Message::CodecHeader(header).encode(0, 0, Tv::default()));
         {
             let mut current = self
@@ -147,6 +149,18 @@ impl Stream {
             .codec
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
+        match format {
+            Some(format) => {
+                *self
+                    .inner
+                    .format
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = format;
+            }
+            None => {
+                warn!(stream = %self.name(), codec = name, "the upstream's codec header does not say its sample format")
+            }
+        }
         let _ = self.inner.chunk_tx.send(Chunk {
             timestamp_us: 0,
             message: Bytes::new(),
