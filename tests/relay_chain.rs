@@ -785,3 +785,37 @@ fn an_edge_shows_the_upstreams_now_playing_and_passes_control_on() {
     );
     assert_eq!(refused["error"]["code"], 4, "{refused}");
 }
+
+/// An upstream JSON-RPC port that sends one endless line: the edge gives up on that
+/// connection at the line cap (it does not buffer without bound), says so, retries, and its
+/// audio link is not disturbed.
+#[test]
+fn an_endless_line_on_the_upstream_control_port_is_cut_off() {
+    let core = Relay::start_in(
+        tempfile::tempdir().unwrap(),
+        &["--source", "tone:///?name=A&freq=440&codec=pcm"],
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let control_port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let block = [b'x'; 64 * 1024];
+                while stream.write_all(&block).is_ok() {}
+            });
+        }
+    });
+    let edge = edge_named("Edge", core.port(), Some(control_port), &[]);
+    common::eventually(
+        Duration::from_secs(20),
+        "the edge giving up on the endless line",
+        || edge.log(),
+        || edge.log().contains("max line length").then_some(()),
+    );
+    assert_eq!(metric(&edge, "snaprelay_upstream_connected"), Some(1.0));
+    let before = metric(&edge, "snaprelay_upstream_chunks_total").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(metric(&edge, "snaprelay_upstream_chunks_total").unwrap() > before);
+}

@@ -5,11 +5,15 @@
 //! stream. Properties checked, beyond "never panics":
 //! - framing is split-invariant: the pieces frame into exactly the messages (or the error)
 //!   that the whole stream does;
-//! - a message that decodes re-encodes into bytes that decode to the same message.
+//! - a message that decodes re-encodes into bytes that decode to the same message;
+//! - a CodecHeader's payload is read for its sample format (as an edge relay does with its
+//!   upstream's) without a panic, and what it says is a valid format.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use snaprelay::encoder::header_format;
 use snaprelay::protocol::{next_frame, DecodeError, Header, Message, Tv};
+use snaprelay::sample_format::SampleFormat;
 
 /// The session reader's cap on client messages (`session::reader::MAX_CLIENT_PAYLOAD`).
 const MAX_CLIENT_PAYLOAD: usize = 64 * 1024;
@@ -80,6 +84,12 @@ fuzz_target!(|data: &[u8]| {
             let (_, again, used) = Message::decode_frame(&bytes).expect("our own encoding decodes");
             assert_eq!(used, bytes.len());
             assert_eq!(&again, message, "decode(encode(m)) != m");
+            if let Message::CodecHeader(codec) = message {
+                if let Some(format) = header_format(&codec.codec, &codec.header) {
+                    let shown = format.to_string();
+                    assert_eq!(shown.parse::<SampleFormat>().ok(), Some(format), "{shown}");
+                }
+            }
         }
     }
 });

@@ -11,7 +11,7 @@ mod ogg;
 mod opus;
 mod pcm;
 mod probe;
-pub(crate) use probe::header_format;
+pub use probe::header_format;
 mod resample;
 
 pub(crate) use resample::PcmResampler;

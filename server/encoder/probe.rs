@@ -6,7 +6,7 @@
 use crate::sample_format::SampleFormat;
 
 /// The sample format in `header`, the payload of a CodecHeader for `codec`.
-pub(crate) fn header_format(codec: &str, header: &[u8]) -> Option<SampleFormat> {
+pub fn header_format(codec: &str, header: &[u8]) -> Option<SampleFormat> {
     match codec {
         "pcm" => wav(header),
         "flac" => flac(header),

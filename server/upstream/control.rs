@@ -12,11 +12,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, LinesCodec};
 use tracing::{debug, info, warn};
 
 use super::Upstream;
@@ -26,6 +28,21 @@ use crate::properties::ControlError;
 /// How long a request may take, and how long to wait between attempts.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(5);
+/// The longest line taken from the upstream: a status of thousands of clients fits, an
+/// upstream that never ends a line does not grow us without bound.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// The upstream's JSON-RPC messages, one per line.
+type Lines = FramedRead<OwnedReadHalf, LinesCodec>;
+
+/// The next line, or why there is none.
+async fn next_line(lines: &mut Lines) -> Result<String, String> {
+    match lines.next().await {
+        Some(Ok(line)) => Ok(line),
+        Some(Err(err)) => Err(format!("the upstream's JSON-RPC: {err}")),
+        None => Err("the upstream's JSON-RPC closed".to_owned()),
+    }
+}
 
 /// Holds the stream choice and the volume, mirrors the stream's properties and carries out
 /// `requests`, for as long as it is polled (its connection's lifetime).
@@ -202,7 +219,7 @@ async fn session(
     .map_err(|_| "connect timed out".to_owned())?
     .map_err(|err| err.to_string())?;
     let (read, write) = socket.into_split();
-    let mut lines = BufReader::new(read).lines();
+    let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(MAX_LINE));
     let mut rpc = Rpc {
         write,
         next_id: 1,
@@ -231,9 +248,7 @@ async fn session(
     info!(upstream = %upstream.host, client = id, stream = ?upstream.stream, "holding the stream and volume 100 on the upstream");
     loop {
         let line = tokio::select! {
-            line = lines.next_line() => line
-                .map_err(|err| err.to_string())?
-                .ok_or_else(|| "the upstream's JSON-RPC closed".to_owned())?,
+            line = next_line(&mut lines) => line?,
             Some(request) = requests.recv() => {
                 match held.forward(&request) {
                     Ok((method, params)) => rpc.call(method, params, Pending::Caller(request.reply)).await?,
@@ -321,15 +336,11 @@ fn outcome(message: &Value) -> Result<(), ControlError> {
 }
 
 /// The next answer (a message with an id), skipping notifications.
-async fn answer(
-    lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
-) -> Result<Value, String> {
+async fn answer(lines: &mut Lines) -> Result<Value, String> {
     loop {
-        let line = tokio::time::timeout(REQUEST_TIMEOUT, lines.next_line())
+        let line = tokio::time::timeout(REQUEST_TIMEOUT, next_line(lines))
             .await
-            .map_err(|_| "no answer".to_owned())?
-            .map_err(|err| err.to_string())?
-            .ok_or_else(|| "the upstream's JSON-RPC closed".to_owned())?;
+            .map_err(|_| "no answer".to_owned())??;
         let Ok(message) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
