@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::stream_plugin::{
     assert_home_assistant_report, client_report, cover_name, plugin_dir, plugin_script,
-    require_python, COVER,
+    python_report, require_python, COVER,
 };
 use common::{free_port, http_get, Relay};
 use serde_json::{json, Value};
@@ -259,22 +259,16 @@ fn changes_are_pushed_to_grpc_watchers_and_websockets() {
             .0
     });
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/watch_events_client.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(relay.grpc_addr().to_string())
-        .arg(relay.jsonrpc_addr().port().to_string())
-        .args(["watched", "Plug"])
-        .arg(&plugin)
-        .output()
-        .expect("run python3");
-    assert!(
-        output.status.success(),
-        "client failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let seen = python_report(
+        "watch_events_client.py",
+        &[
+            relay.grpc_addr().to_string().as_ref(),
+            relay.jsonrpc_addr().port().to_string().as_ref(),
+            "watched".as_ref(),
+            "Plug".as_ref(),
+            plugin.as_os_str(),
+        ],
     );
-    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
     let volume = &seen["client_volume"];
     assert!(volume["at_us"]
         .as_str()

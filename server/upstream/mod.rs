@@ -125,14 +125,7 @@ pub(crate) struct Link {
 /// Keeps a connection to the upstream until `cancel` fires, sending what it gets to
 /// `events` and carrying out `requests` there.
 pub(crate) async fn run(link: Link, mut requests: mpsc::Receiver<Request>) {
-    let Link {
-        name,
-        upstream,
-        stats,
-        events,
-        control,
-        cancel,
-    } = &link;
+    let (name, upstream, stats, cancel) = (&link.name, &link.upstream, &link.stats, &link.cancel);
     let id = client_id(name);
     let mut backoff = MIN_BACKOFF;
     let mut connections: u64 = 0;
@@ -151,8 +144,8 @@ pub(crate) async fn run(link: Link, mut requests: mpsc::Receiver<Request>) {
                 let started = std::time::Instant::now();
                 let ended = serve(&link, &id, socket, &mut requests).await;
                 stats.connected.store(false, Ordering::Relaxed);
-                control.forget_upstream();
-                if events.send(Event::Disconnected).await.is_err() {
+                link.control.forget_upstream();
+                if link.events.send(Event::Disconnected).await.is_err() {
                     return;
                 }
                 if cancel.is_cancelled() {

@@ -49,21 +49,35 @@ pub fn client_report(port: u16, stream: &str, plugin_dir: &Path) -> Value {
         "snapcast.control",
         "the python `snapcast` library (PyPI) is",
     );
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/stream_control_client.py");
+    python_report(
+        "stream_control_client.py",
+        &[
+            "127.0.0.1".as_ref(),
+            port.to_string().as_ref(),
+            stream.as_ref(),
+            plugin_dir.as_os_str(),
+        ],
+    )
+}
+
+/// Runs the script `tests/python/NAME` with `args` and reads the one JSON report it prints;
+/// fails the test with its output when it fails.
+pub fn python_report(name: &str, args: &[&std::ffi::OsStr]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name);
     let output = Command::new("python3")
         .arg(script)
-        .args(["127.0.0.1", &port.to_string(), stream])
-        .arg(plugin_dir)
+        .args(args)
         .output()
         .expect("run python3");
     assert!(
         output.status.success(),
-        "client failed:\n{}\n{}",
+        "{name} failed:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).expect("the client prints one JSON report")
+    serde_json::from_slice(&output.stdout).expect("the script prints one JSON report")
 }
 
 pub fn cover_name(stream: &str) -> String {
