@@ -29,6 +29,23 @@ const TYPES: &[(&str, &str)] = &[
     ("ico", "image/x-icon"),
 ];
 
+/// The content type a file of `extension` is served with, if this cache serves it.
+pub(crate) fn content_type_of(extension: &str) -> Option<&'static str> {
+    TYPES
+        .iter()
+        .find(|(ext, _)| ext.eq_ignore_ascii_case(extension))
+        .map(|(_, t)| *t)
+}
+
+/// The extension this cache serves `content_type` (`image/png; ...`) under, if it does.
+pub(crate) fn extension_for(content_type: &str) -> Option<&'static str> {
+    let essence = content_type.split(';').next()?.trim();
+    TYPES
+        .iter()
+        .find(|(_, t)| t.eq_ignore_ascii_case(essence))
+        .map(|(ext, _)| *ext)
+}
+
 /// Why an image was not cached.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ImageError {
@@ -95,10 +112,7 @@ impl ImageCache {
         extension: &str,
     ) -> Result<String, ImageError> {
         let extension = extension.strip_prefix('.').unwrap_or(extension);
-        let content_type = TYPES
-            .iter()
-            .find(|(ext, _)| ext.eq_ignore_ascii_case(extension))
-            .map(|(_, t)| *t)
+        let content_type = content_type_of(extension)
             .ok_or_else(|| ImageError::Extension(extension.to_owned()))?;
         if data.is_empty() {
             return Err(ImageError::Empty);

@@ -819,3 +819,58 @@ fn an_endless_line_on_the_upstream_control_port_is_cut_off() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(metric(&edge, "snaprelay_upstream_chunks_total").unwrap() > before);
 }
+
+/// The upstream's cover art is fetched once and served by the edge itself, at the edge's
+/// URL: a browser that reaches only the edge shows it.
+#[test]
+fn an_edge_serves_the_upstreams_cover_art_itself() {
+    use base64::Engine as _;
+    use common::stream_plugin::{plugin_dir, plugin_script, COVER};
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = plugin_dir(dir.path());
+    let cover = base64::engine::general_purpose::STANDARD.encode(COVER);
+    let properties = json!({
+        "playbackStatus": "playing", "canControl": true,
+        "metadata": {"title": "With cover", "artData": {"data": cover, "extension": "png"}},
+    });
+    std::fs::write(plugin.join("properties.json"), properties.to_string()).unwrap();
+    let plug = format!(
+        "pipe://{}?name=Plug&controlscript={}&controlscriptparams=--dir={}",
+        dir.path().join("plug.fifo").display(),
+        plugin_script().display(),
+        plugin.display()
+    );
+    let core = Relay::start_in(dir, &["--source", &plug, "--http.host=127.0.0.1"]);
+    let edge = edge_named(
+        "Edge",
+        core.port(),
+        Some(core.jsonrpc_addr().port()),
+        &["--http.host=edge.test"],
+    );
+    let ours = format!(
+        "http://edge.test:{}/__image_cache?name=",
+        edge.http_addr().port()
+    );
+    let art_url = common::eventually(
+        Duration::from_secs(15),
+        "the edge showing its own cover URL",
+        || edge.log(),
+        || {
+            let status = jsonrpc_call(edge.jsonrpc_addr(), "Server.GetStatus", json!({}));
+            let metadata = &status["result"]["server"]["streams"][0]["properties"]["metadata"];
+            (metadata["title"] == "With cover").then_some(())?;
+            metadata["artUrl"]
+                .as_str()
+                .filter(|url| url.starts_with(&ours))
+                .map(str::to_owned)
+        },
+    );
+    let path = art_url
+        .split_once(&format!(":{}", edge.http_addr().port()))
+        .unwrap()
+        .1;
+    let image = common::http_get(edge.http_addr(), path);
+    assert_eq!(image.status, 200);
+    assert_eq!(image.header("content-type"), Some("image/png"));
+    assert_eq!(image.body, COVER);
+}

@@ -122,6 +122,9 @@ pub(crate) struct StreamControl {
     /// To the upstream connection of a relayed stream, which carries requests out on the
     /// upstream's stream ([`StreamControl::forward_requests`]).
     upstream: std::sync::OnceLock<mpsc::Sender<Request>>,
+    /// A relayed stream's cover: the upstream's URL and ours for the same image, once
+    /// fetched ([`StreamControl::serve_upstream_art`]).
+    upstream_art: std::sync::Mutex<Option<(String, String)>>,
     script: Option<ControlScript>,
     stats: PluginStats,
     env: Arc<PluginEnv>,
@@ -159,6 +162,7 @@ impl StreamControl {
             properties: watch::Sender::new(Arc::new(Properties::default())),
             requests,
             upstream: std::sync::OnceLock::new(),
+            upstream_art: std::sync::Mutex::new(None),
             script,
             stats: PluginStats::default(),
             image_owner: env.images.owner(),
@@ -301,26 +305,81 @@ impl StreamControl {
         self.upstream.set(tx).ok().map(|()| rx)
     }
 
-    /// Shows an upstream stream's properties, as its server reports them (its cover art is
-    /// already a URL there). Unreadable keys are dropped; no `metadata` means none.
-    pub(crate) fn mirror_upstream(&self, value: &Value) {
+    /// Shows an upstream stream's properties, as its server reports them. Unreadable keys are
+    /// dropped; no `metadata` means none. Its cover is shown at our URL once we serve it;
+    /// the upstream's cover URL that we do not serve yet is returned, for fetching.
+    pub(crate) fn mirror_upstream(&self, value: &Value) -> Option<String> {
         let mut problems = Vec::new();
-        match Properties::from_json(value, &mut problems) {
-            Ok(properties) => {
-                for problem in problems {
-                    tracing::debug!(stream = %self.stream, "upstream stream properties: {problem}");
-                }
-                self.mirror(Arc::new(properties));
-            }
+        let mut properties = match Properties::from_json(value, &mut problems) {
+            Ok(properties) => properties,
             Err(err) => {
-                warn!(stream = %self.stream, "the upstream sent bad stream properties: {err}")
+                warn!(stream = %self.stream, "the upstream sent bad stream properties: {err}");
+                return None;
+            }
+        };
+        for problem in problems {
+            tracing::debug!(stream = %self.stream, "upstream stream properties: {problem}");
+        }
+        let mut fetch = None;
+        if let Some(metadata) = properties.metadata.as_mut() {
+            metadata.drop_art_data(); // an upstream shows URLs; bytes here are not ours to serve
+            if let Some(theirs) = metadata.text("artUrl").map(str::to_owned) {
+                match &*self.upstream_art() {
+                    Some((known, ours)) if *known == theirs => metadata.set_art_url(ours.clone()),
+                    _ => fetch = Some(theirs),
+                }
             }
         }
+        self.mirror(Arc::new(properties));
+        fetch
     }
 
-    /// The upstream link is down: no player to show.
+    fn upstream_art(&self) -> std::sync::MutexGuard<'_, Option<(String, String)>> {
+        self.upstream_art
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Serves `image`, fetched from the upstream's `upstream_url`, from our own image cache,
+    /// and shows our URL for it wherever the upstream's is shown.
+    pub(crate) fn serve_upstream_art(
+        &self,
+        upstream_url: &str,
+        image: Vec<u8>,
+        extension: &str,
+    ) -> Result<(), String> {
+        if self.stopped.is_cancelled() {
+            return Ok(()); // the stream is gone: nothing to cache
+        }
+        let name = self
+            .env
+            .images
+            .put(self.image_owner, &self.stream, image, extension)
+            .map_err(|err| err.to_string())?;
+        let ours = format!("{}/__image_cache?name={name}", self.env.art_url_base);
+        *self.upstream_art() = Some((upstream_url.to_owned(), ours.clone()));
+        self.properties.send_if_modified(|current| {
+            let shown = current.metadata.as_ref().and_then(|m| m.text("artUrl"));
+            if shown != Some(upstream_url) {
+                return false;
+            }
+            let mut properties = (**current).clone();
+            if let Some(metadata) = properties.metadata.as_mut() {
+                metadata.set_art_url(ours);
+            }
+            *current = Arc::new(properties);
+            true
+        });
+        if self.stopped.is_cancelled() {
+            self.env.images.clear(self.image_owner);
+        }
+        Ok(())
+    }
+
+    /// The upstream link is down: no player to show, no cover to serve.
     pub(crate) fn forget_upstream(&self) {
-        self.mirror(Arc::new(Properties::default()));
+        *self.upstream_art() = None;
+        self.forget_player();
     }
 
     /// Makes this a meta stream's control over `inputs` (in order); set once.

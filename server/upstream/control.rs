@@ -10,6 +10,7 @@
 //! on ours are carried out on it, with the upstream's answer.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -21,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tracing::{debug, info, warn};
 
-use super::Upstream;
+use super::{art, Upstream};
 use crate::plugin::{wire, Request, StreamControl};
 use crate::properties::ControlError;
 
@@ -50,7 +51,7 @@ pub(super) async fn hold(
     name: &str,
     upstream: &Upstream,
     id: &str,
-    control: &StreamControl,
+    control: &Arc<StreamControl>,
     requests: &mut mpsc::Receiver<Request>,
 ) {
     let mut warned = false;
@@ -116,11 +117,23 @@ impl Rpc {
 struct Held<'a> {
     upstream: &'a Upstream,
     id: &'a str,
-    control: &'a StreamControl,
+    control: &'a Arc<StreamControl>,
     /// The upstream group we are in.
     group: String,
     /// The upstream stream that group plays (to us).
     playing: Option<String>,
+    /// The cover being fetched (or last tried), and its fetch: one at a time, ended with
+    /// the session.
+    art: Option<(String, AbortOnDrop)>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Held<'_> {
@@ -170,13 +183,30 @@ impl Held<'_> {
             .is_some_and(|playing| stream == playing)
     }
 
-    /// Shows the upstream stream's properties on ours (none: an empty player).
-    fn show(&self, properties: &Value) {
-        if properties.is_object() {
-            self.control.mirror_upstream(properties);
-        } else {
+    /// Shows the upstream stream's properties on ours (none: an empty player), and fetches a
+    /// cover we do not serve yet.
+    fn show(&mut self, properties: &Value) {
+        if !properties.is_object() {
             self.control.forget_upstream();
+            return;
         }
+        let Some(url) = self.control.mirror_upstream(properties) else {
+            return;
+        };
+        if self.art.as_ref().is_some_and(|(tried, _)| *tried == url) {
+            return; // fetching it, or it failed: once per image
+        }
+        let control = self.control.clone();
+        let fetching = url.clone();
+        let task = tokio::spawn(async move {
+            let served = art::fetch(&fetching).await.and_then(|(image, extension)| {
+                control.serve_upstream_art(&fetching, image, &extension)
+            });
+            if let Err(err) = served {
+                debug!(url = %fetching, error = %err, "the upstream's cover art is shown at its own URL");
+            }
+        });
+        self.art = Some((url, AbortOnDrop(task)));
     }
 
     /// The upstream call for one of our callers' requests, on the stream it plays to us.
@@ -208,7 +238,7 @@ impl Held<'_> {
 async fn session(
     upstream: &Upstream,
     id: &str,
-    control: &StreamControl,
+    control: &Arc<StreamControl>,
     requests: &mut mpsc::Receiver<Request>,
 ) -> Result<(), String> {
     let socket = tokio::time::timeout(
@@ -231,6 +261,7 @@ async fn session(
         control,
         group: String::new(),
         playing: None,
+        art: None,
     };
     // Wait until the upstream knows us (our Hello may still be on its way).
     loop {

@@ -6,6 +6,7 @@
 //! backoff when the upstream ends, drops the connection or goes silent; nothing waits
 //! forever.
 
+mod art;
 mod codec;
 mod control;
 mod time_sync;
