@@ -765,6 +765,9 @@ fn an_edge_shows_the_upstreams_now_playing_and_passes_control_on() {
         cover_name("Plug")
     );
     assert_home_assistant_report(&report, "Edge", &art_url);
+    // gRPC and snapctl show the same now playing on the edge.
+    let shown = common::snapctl(&edge, &["stream", "show", "Edge"]);
+    assert!(shown.contains("now playing  B1, B2 – Second"), "{shown}");
 
     drop(core);
     common::eventually(
