@@ -6,6 +6,7 @@
 //! - framing is split-invariant: the pieces frame into exactly the messages (or the error)
 //!   that the whole stream does;
 //! - a message that decodes re-encodes into bytes that decode to the same message;
+//! - decoding from shared `Bytes` (slices, as an edge relay does) gives what copying does;
 //! - a CodecHeader's payload is read for its sample format (as an edge relay does with its
 //!   upstream's) without a panic, and what it says is a valid format.
 #![no_main]
@@ -32,6 +33,12 @@ fn drain(buf: &mut Vec<u8>, out: &mut Vec<Outcome>) -> bool {
             Ok(None) => return true,
             Ok(Some((header, total))) => {
                 let payload = &buf[snaprelay::protocol::HEADER_SIZE..total];
+                let shared = bytes::Bytes::copy_from_slice(payload);
+                assert_eq!(
+                    Message::decode_shared(&header, &shared),
+                    Message::decode(&header, payload),
+                    "slicing and copying decodes differ"
+                );
                 out.push(match Message::decode(&header, payload) {
                     Ok(message) => Outcome::Message(header, message),
                     Err(err) => Outcome::BadPayload(header, err),

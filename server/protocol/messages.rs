@@ -53,6 +53,24 @@ impl Message {
     /// # Errors
     /// Unknown type, a payload shorter or longer than its fields say, or bad JSON.
     pub fn decode(header: &Header, payload: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_with(header, payload, Bytes::copy_from_slice)
+    }
+
+    /// [`Message::decode`] for a payload already in shared [`Bytes`]: the audio and codec
+    /// header are slices of it, not copies (an edge relay's per-chunk path).
+    ///
+    /// # Errors
+    /// As [`Message::decode`].
+    pub fn decode_shared(header: &Header, payload: &Bytes) -> Result<Self, DecodeError> {
+        Self::decode_with(header, payload, |blob| payload.slice_ref(blob))
+    }
+
+    /// Decodes `payload`; `keep` turns a blob of it into the [`Bytes`] a message holds.
+    fn decode_with(
+        header: &Header,
+        payload: &[u8],
+        keep: impl Fn(&[u8]) -> Bytes,
+    ) -> Result<Self, DecodeError> {
         let kind = header.message_type()?;
         if payload.len() != header.size as usize {
             return Err(DecodeError::BadLength {
@@ -68,12 +86,12 @@ impl Message {
                 let codec = std::str::from_utf8(r.blob()?)
                     .map_err(|_| DecodeError::Utf8("codec name"))?
                     .to_owned();
-                let header = Bytes::copy_from_slice(r.blob()?);
+                let header = keep(r.blob()?);
                 Self::CodecHeader(CodecHeader { codec, header })
             }
             MessageType::WireChunk => {
                 let timestamp = r.tv()?;
-                let data = Bytes::copy_from_slice(r.blob()?);
+                let data = keep(r.blob()?);
                 Self::WireChunk(WireChunk { timestamp, data })
             }
             MessageType::Time => Self::Time(Time { latency: r.tv()? }),
@@ -276,6 +294,29 @@ mod tests {
         assert_eq!(header.refers_to, 5);
         assert_eq!(header.sent, sent);
         assert_eq!(decoded, Message::ServerSettings(settings));
+    }
+
+    #[test]
+    fn shared_decoding_slices_the_audio_instead_of_copying_it() {
+        let encoded = Message::WireChunk(WireChunk {
+            timestamp: Tv::from_micros(1_500_000),
+            data: Bytes::from_static(b"encoded audio"),
+        })
+        .encode(0, 0, Tv::default());
+        let header = Header::decode(&encoded[..HEADER_SIZE]).unwrap();
+        let payload = Bytes::from(encoded[HEADER_SIZE..].to_vec());
+        let shared = Message::decode_shared(&header, &payload).unwrap();
+        assert_eq!(shared, Message::decode(&header, &payload).unwrap());
+        let Message::WireChunk(chunk) = shared else {
+            panic!("a WireChunk")
+        };
+        let within = payload.as_ptr_range();
+        assert!(within.contains(&chunk.data.as_ptr()), "the same buffer");
+        // Errors are the same too.
+        assert_eq!(
+            Message::decode_shared(&header, &payload.slice(..payload.len() - 1)),
+            Message::decode(&header, &payload[..payload.len() - 1])
+        );
     }
 
     #[test]

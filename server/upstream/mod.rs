@@ -263,7 +263,7 @@ async fn serve(
         };
         silent_after = tokio::time::Instant::now() + SILENCE_TIMEOUT;
         let received_us = clock::now_micros();
-        let message = match Message::decode(&header, &payload) {
+        let message = match Message::decode_shared(&header, &payload) {
             Ok(message) => message,
             Err(err) => return format!("bad message from the upstream: {err}"),
         };
