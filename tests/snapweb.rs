@@ -1,8 +1,9 @@
 //! The real Snapweb (0.9.1, built unchanged, `../shared/testdata/snapweb`) served as
 //! `http.doc_root` and opened in headless Chromium (Debian's `chromium`), as a user would:
 //! it lists the streams and the named clients (the same check passes against Debian's
-//! snapserver 0.26), a volume change made on the page reaches `snapctl clients`, and its
-//! player joins over WebSocket `/stream` as a client like any other and receives audio.
+//! snapserver 0.26), a volume change made on the page reaches `snapctl clients`, its
+//! player joins over WebSocket `/stream` as a client like any other and receives audio, and
+//! on an edge relay it shows the upstream's now playing with the cover the edge serves.
 
 mod common;
 
@@ -119,6 +120,56 @@ fn snapweb_lists_the_streams_and_named_clients() {
     assert!(
         page.contains(">Radio<") || page.contains("value=\"Radio\""),
         "{page}"
+    );
+}
+
+/// Snapweb served by an edge relay: the group on the edge's stream shows the upstream
+/// stream's now playing, and its cover from the edge's own URL (the edge fetched it).
+#[test]
+fn snapweb_on_an_edge_shows_the_upstreams_now_playing_and_cover() {
+    use base64::Engine as _;
+    use common::stream_plugin::{plugin_dir, plugin_script, COVER};
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = plugin_dir(dir.path());
+    let cover = base64::engine::general_purpose::STANDARD.encode(COVER);
+    let properties = json!({
+        "playbackStatus": "playing", "canControl": true,
+        "metadata": {"title": "Upstream Song", "artist": ["Core Band"],
+                     "artData": {"data": cover, "extension": "png"}},
+    });
+    std::fs::write(plugin.join("properties.json"), properties.to_string()).unwrap();
+    let plug = format!(
+        "pipe://{}?name=Plug&controlscript={}&controlscriptparams=--dir={}",
+        dir.path().join("plug.fifo").display(),
+        plugin_script().display(),
+        plugin.display()
+    );
+    let core = Relay::start_in(dir, &["--source", &plug, "--http.host=127.0.0.1"]);
+    let upstream = format!(
+        "snapcast://127.0.0.1:{}?name=Edge&control_port={}",
+        core.port(),
+        core.jsonrpc_addr().port()
+    );
+    let edge_dir = tempfile::tempdir().unwrap();
+    let client_dir = edge_dir.path().join("client");
+    std::fs::create_dir_all(&client_dir).unwrap();
+    let edge = Relay::start_in(
+        edge_dir,
+        &[
+            "--source",
+            &upstream,
+            "--http.host=127.0.0.1",
+            &format!("--http.doc_root={}", snapweb_dir().display()),
+        ],
+    );
+    let _client = Snapclient::start(edge.port(), "living-room", &client_dir);
+    name_client(edge.jsonrpc_addr(), "living-room", "Living room");
+    let edge_http = edge.http_addr().port();
+    let our_cover = format!("http://127.0.0.1:{edge_http}/__image_cache?name=");
+    let url = format!("http://127.0.0.1:{edge_http}/");
+    rendered_page(
+        &url,
+        &["Living room", "Upstream Song", "Core Band", &our_cover],
     );
 }
 
