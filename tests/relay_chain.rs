@@ -877,3 +877,67 @@ fn an_edge_serves_the_upstreams_cover_art_itself() {
     assert_eq!(image.header("content-type"), Some("image/png"));
     assert_eq!(image.body, COVER);
 }
+
+/// Someone moves the edge's client upstream into another group, on another stream (only a
+/// `Server.OnUpdate` says so): the edge follows and shows that stream's now playing.
+#[test]
+fn an_edge_moved_to_another_group_upstream_follows_it() {
+    use common::stream_plugin::{plugin_dir, plugin_script};
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = plugin_dir(dir.path());
+    let plug = format!(
+        "pipe://{}?name=Plug&controlscript={}&controlscriptparams=--dir={}",
+        dir.path().join("plug.fifo").display(),
+        plugin_script().display(),
+        plugin.display()
+    );
+    let core = Relay::start_in(
+        dir,
+        &["--source", "tone:///?name=A&freq=440", "--source", &plug],
+    );
+    let edge = edge_named("Edge", core.port(), Some(core.jsonrpc_addr().port()), &[]);
+    let edge_status = || jsonrpc_call(edge.jsonrpc_addr(), "Server.GetStatus", json!({}));
+    let (edge_group, edge_client) = common::eventually(
+        Duration::from_secs(15),
+        "the edge on the core",
+        || edge.log(),
+        || edge_on(&core),
+    );
+    // Another client's group plays Plug; the edge's client is moved into it.
+    let _other = common::hello_client(&core, "other-room");
+    let status = jsonrpc_call(core.jsonrpc_addr(), "Server.GetStatus", json!({}));
+    let other_group = status["result"]["server"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] != edge_group.as_str())
+        .map(|g| g["id"].as_str().unwrap().to_owned())
+        .expect("the other client's group");
+    let reply = jsonrpc_call(
+        core.jsonrpc_addr(),
+        "Group.SetStream",
+        json!({"id": other_group, "stream_id": "Plug"}),
+    );
+    assert!(reply.get("error").is_none(), "{reply}");
+    assert_eq!(
+        edge_status()["result"]["server"]["streams"][0]["properties"].get("metadata"),
+        None,
+        "A has no now playing"
+    );
+    let reply = jsonrpc_call(
+        core.jsonrpc_addr(),
+        "Group.SetClients",
+        json!({"id": other_group, "clients": ["other-room", edge_client["id"]]}),
+    );
+    assert!(reply.get("error").is_none(), "{reply}");
+    common::eventually(
+        Duration::from_secs(10),
+        "the edge showing Plug's now playing",
+        || edge.log(),
+        || {
+            let status = edge_status();
+            (status["result"]["server"]["streams"][0]["properties"]["metadata"]["title"] == "First")
+                .then_some(())
+        },
+    );
+}

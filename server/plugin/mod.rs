@@ -112,6 +112,17 @@ pub(crate) struct MetaInput {
     pub(crate) playing: watch::Receiver<bool>,
 }
 
+/// An upstream's cover as we serve it.
+#[derive(Debug)]
+struct UpstreamArt {
+    /// The upstream's URL for it.
+    theirs: String,
+    /// Its name in our image cache.
+    name: String,
+    /// Our URL for it.
+    ours: String,
+}
+
 /// A stream's control side.
 #[derive(Debug)]
 pub(crate) struct StreamControl {
@@ -122,9 +133,10 @@ pub(crate) struct StreamControl {
     /// To the upstream connection of a relayed stream, which carries requests out on the
     /// upstream's stream ([`StreamControl::forward_requests`]).
     upstream: std::sync::OnceLock<mpsc::Sender<Request>>,
-    /// A relayed stream's cover: the upstream's URL and ours for the same image, once
-    /// fetched ([`StreamControl::serve_upstream_art`]).
-    upstream_art: std::sync::Mutex<Option<(String, String)>>,
+    /// A relayed stream's cover, once fetched ([`StreamControl::serve_upstream_art`]). Its
+    /// lock is held while properties that show it are sent, so a fetch that completes
+    /// meanwhile is never overwritten by the upstream's URL.
+    upstream_art: std::sync::Mutex<Option<UpstreamArt>>,
     script: Option<ControlScript>,
     stats: PluginStats,
     env: Arc<PluginEnv>,
@@ -321,20 +333,27 @@ impl StreamControl {
             tracing::debug!(stream = %self.stream, "upstream stream properties: {problem}");
         }
         let mut fetch = None;
+        let art = self.upstream_art();
         if let Some(metadata) = properties.metadata.as_mut() {
             metadata.drop_art_data(); // an upstream shows URLs; bytes here are not ours to serve
             if let Some(theirs) = metadata.text("artUrl").map(str::to_owned) {
-                match &*self.upstream_art() {
-                    Some((known, ours)) if *known == theirs => metadata.set_art_url(ours.clone()),
+                match &*art {
+                    // Still ours to serve (the cache may have dropped it for newer ones).
+                    Some(known)
+                        if known.theirs == theirs && self.env.images.get(&known.name).is_some() =>
+                    {
+                        metadata.set_art_url(known.ours.clone());
+                    }
                     _ => fetch = Some(theirs),
                 }
             }
         }
         self.mirror(Arc::new(properties));
+        drop(art);
         fetch
     }
 
-    fn upstream_art(&self) -> std::sync::MutexGuard<'_, Option<(String, String)>> {
+    fn upstream_art(&self) -> std::sync::MutexGuard<'_, Option<UpstreamArt>> {
         self.upstream_art
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -351,13 +370,18 @@ impl StreamControl {
         if self.stopped.is_cancelled() {
             return Ok(()); // the stream is gone: nothing to cache
         }
+        let mut art = self.upstream_art();
         let name = self
             .env
             .images
             .put(self.image_owner, &self.stream, image, extension)
             .map_err(|err| err.to_string())?;
         let ours = format!("{}/__image_cache?name={name}", self.env.art_url_base);
-        *self.upstream_art() = Some((upstream_url.to_owned(), ours.clone()));
+        *art = Some(UpstreamArt {
+            theirs: upstream_url.to_owned(),
+            name,
+            ours: ours.clone(),
+        });
         self.properties.send_if_modified(|current| {
             let shown = current.metadata.as_ref().and_then(|m| m.text("artUrl"));
             if shown != Some(upstream_url) {
@@ -370,6 +394,7 @@ impl StreamControl {
             *current = Arc::new(properties);
             true
         });
+        drop(art);
         if self.stopped.is_cancelled() {
             self.env.images.clear(self.image_owner);
         }

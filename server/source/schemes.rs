@@ -244,6 +244,14 @@ fn upstream(
             .ok_or_else(|| invalid("control_port", text, "a port number 1-65535"))?,
         None => crate::upstream::DEFAULT_CONTROL_PORT,
     };
+    if let Some(script) = uri.query.get("controlscript") {
+        // Its player is the upstream stream's, controlled through the upstream.
+        return Err(invalid(
+            "controlscript",
+            script,
+            "nothing on snapcast:// (the upstream's stream plugin is used through the upstream)",
+        ));
+    }
     let stream = uri.query.get("stream").filter(|s| !s.is_empty()).cloned();
     Ok(SourceKind::Upstream(crate::upstream::Upstream {
         host: host.to_owned(),
@@ -438,6 +446,7 @@ mod tests {
             "snapcast://core:0?name=Edge",
             "snapcast://core:x?name=Edge",
             "snapcast://core?name=Edge&control_port=99999",
+            "snapcast://core?name=Edge&controlscript=meta_mpd.py",
         ] {
             assert!(
                 matches!(parse(bad), Err(SourceError::InvalidParam { .. })),

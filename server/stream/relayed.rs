@@ -149,18 +149,15 @@ impl Stream {
             .codec
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
-        match format {
-            Some(format) => {
-                *self
-                    .inner
-                    .format
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = format;
-            }
-            None => {
-                warn!(stream = %self.name(), codec = name, "the upstream's codec header does not say its sample format")
-            }
-        }
+        let format = format.unwrap_or_else(|| {
+            warn!(stream = %self.name(), codec = name, "the upstream's codec header does not say its sample format; showing our own default");
+            self.inner.spec.sample_format
+        });
+        *self
+            .inner
+            .format
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = format;
         let _ = self.inner.chunk_tx.send(Chunk {
             timestamp_us: 0,
             message: Bytes::new(),

@@ -2,6 +2,11 @@
 //! snapserver's `/__image_cache`) so that the edge serves it itself: the edge's clients, on
 //! another network or site, need not reach the upstream. Plain `http://` only; one GET with
 //! a deadline and the image cache's size cap.
+//!
+//! The request goes to the upstream host the edge is connected to, on the URL's port and
+//! path, whatever host name the URL gives: the upstream names itself as its own clients
+//! reach it (`http.host`), which the edge may not resolve, and an upstream cannot send the
+//! edge to fetch from any other machine.
 
 use std::time::Duration;
 
@@ -15,16 +20,16 @@ use crate::image_cache::{extension_for, MAX_IMAGE_BYTES};
 /// How long one fetch may take, connection included.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The image at `url` and the extension to serve it under.
-pub(super) async fn fetch(url: &str) -> Result<(Vec<u8>, String), String> {
-    tokio::time::timeout(FETCH_TIMEOUT, get(url))
+/// The image at `url`, asked of `upstream_host`, and the extension to serve it under.
+pub(super) async fn fetch(upstream_host: &str, url: &str) -> Result<(Vec<u8>, String), String> {
+    tokio::time::timeout(FETCH_TIMEOUT, get(upstream_host, url))
         .await
         .map_err(|_| format!("no image within {FETCH_TIMEOUT:?}"))?
 }
 
-async fn get(url: &str) -> Result<(Vec<u8>, String), String> {
+async fn get(upstream_host: &str, url: &str) -> Result<(Vec<u8>, String), String> {
     let target = Target::parse(url).ok_or("not an http:// URL this relay fetches")?;
-    let socket = TcpStream::connect((target.host.as_str(), target.port))
+    let socket = TcpStream::connect((upstream_host, target.port))
         .await
         .map_err(|err| format!("cannot connect: {err}"))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
@@ -57,14 +62,15 @@ async fn get(url: &str) -> Result<(Vec<u8>, String), String> {
             .ok_or("neither its content type nor its name says an image type served here")?;
         Ok((body.to_vec(), extension.to_owned()))
     };
-    // The connection must be driven while the exchange runs; it ends with this function.
+    // The connection must be driven while the exchange runs. It may end (the server closed)
+    // before the exchange has read the last of the body, so the exchange decides; a
+    // connection that failed shows as the exchange's error.
+    tokio::pin!(exchange);
     tokio::select! {
-        result = exchange => result,
-        ended = connection => Err(match ended {
-            Ok(()) => "the connection closed before the answer".to_owned(),
-            Err(err) => err.to_string(),
-        }),
+        result = &mut exchange => return result,
+        _ = connection => {}
     }
+    exchange.await
 }
 
 /// The extension at the end of a URL's path or `name=` (`...?name=<md5>.png`), if this relay

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -29,6 +29,10 @@ use crate::properties::ControlError;
 /// How long a request may take, and how long to wait between attempts.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(5);
+/// How often a quiet JSON-RPC link is asked something, to notice it is gone.
+const PROBE_INTERVAL: Duration = Duration::from_secs(15);
+/// A cover that could not be fetched is tried again after this long, if still shown.
+const ART_RETRY: Duration = Duration::from_secs(60);
 /// The longest line taken from the upstream: a status of thousands of clients fits, an
 /// upstream that never ends a line does not grow us without bound.
 const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -93,11 +97,12 @@ enum Pending {
     Caller(oneshot::Sender<Result<(), ControlError>>),
 }
 
-/// The writing side of the JSON-RPC connection and what is waiting for an answer.
+/// The writing side of the JSON-RPC connection and what is waiting for an answer, since
+/// when.
 struct Rpc {
     write: OwnedWriteHalf,
     next_id: u64,
-    pending: HashMap<u64, Pending>,
+    pending: HashMap<u64, (Pending, Instant)>,
 }
 
 impl Rpc {
@@ -105,11 +110,27 @@ impl Rpc {
         let id = self.next_id;
         self.next_id += 1;
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        self.pending.insert(id, pending);
-        self.write
-            .write_all(format!("{request}\r\n").as_bytes())
+        self.pending.insert(id, (pending, Instant::now()));
+        let line = format!("{request}\r\n");
+        tokio::time::timeout(REQUEST_TIMEOUT, self.write.write_all(line.as_bytes()))
             .await
+            .map_err(|_| {
+                format!("the upstream's JSON-RPC took no request for {REQUEST_TIMEOUT:?}")
+            })?
             .map_err(|err| err.to_string())
+    }
+
+    /// The answer to request `id`, if it is one of ours.
+    fn answered(&mut self, id: u64) -> Option<Pending> {
+        self.pending.remove(&id).map(|(pending, _)| pending)
+    }
+
+    /// Whether a request has waited longer than an answer may take: the link is gone even
+    /// if TCP has not noticed (a firewall that drops an idle connection).
+    fn overdue(&self) -> bool {
+        self.pending
+            .values()
+            .any(|(_, since)| since.elapsed() > REQUEST_TIMEOUT)
     }
 }
 
@@ -122,9 +143,16 @@ struct Held<'a> {
     group: String,
     /// The upstream stream that group plays (to us).
     playing: Option<String>,
-    /// The cover being fetched (or last tried), and its fetch: one at a time, ended with
-    /// the session.
-    art: Option<(String, AbortOnDrop)>,
+    /// The cover being fetched or last tried: one at a time, ended with the session.
+    art: Option<ArtFetch>,
+}
+
+/// A cover fetch.
+struct ArtFetch {
+    /// The upstream's URL of the image.
+    url: String,
+    started: Instant,
+    _task: AbortOnDrop,
 }
 
 /// Aborts a task when dropped.
@@ -156,23 +184,26 @@ impl Held<'_> {
         Ok(())
     }
 
-    /// Takes a `Server.GetStatus` result (or its `server`): our group, its stream and that
-    /// stream's properties. Whether the group changed.
-    fn take_status(&mut self, status: &Value) -> bool {
-        let server = status.get("server").unwrap_or(status);
+    /// Takes a server object (a `Server.GetStatus` result's or a `Server.OnUpdate`'s
+    /// `server`): our group, its stream and that stream's properties. Whether we are in a
+    /// group now that differs from the one we held.
+    fn take_status(&mut self, server: &Value) -> bool {
         let Some((group, playing)) = group_of(server, self.id) else {
+            // Not (or no longer) a client there: no stream of theirs to show.
+            self.playing = None;
+            self.show(&Value::Null);
             return false;
         };
         let moved = group != self.group;
         self.group = group;
         self.playing = playing;
-        if let Some(stream) = &self.playing {
-            let properties = server["streams"]
+        let properties = self.playing.as_ref().map_or(Value::Null, |stream| {
+            server["streams"]
                 .as_array()
                 .and_then(|streams| streams.iter().find(|s| s["id"] == stream.as_str()))
-                .map_or(Value::Null, |s| s["properties"].clone());
-            self.show(&properties);
-        }
+                .map_or(Value::Null, |s| s["properties"].clone())
+        });
+        self.show(&properties);
         moved
     }
 
@@ -184,29 +215,41 @@ impl Held<'_> {
     }
 
     /// Shows the upstream stream's properties on ours (none: an empty player), and fetches a
-    /// cover we do not serve yet.
+    /// cover we do not serve yet: once per image, again after [`ART_RETRY`] if that failed.
     fn show(&mut self, properties: &Value) {
         if !properties.is_object() {
             self.control.forget_upstream();
+            self.art = None;
             return;
         }
         let Some(url) = self.control.mirror_upstream(properties) else {
             return;
         };
-        if self.art.as_ref().is_some_and(|(tried, _)| *tried == url) {
-            return; // fetching it, or it failed: once per image
+        if self
+            .art
+            .as_ref()
+            .is_some_and(|art| art.url == url && art.started.elapsed() < ART_RETRY)
+        {
+            return; // being fetched, or just failed
         }
         let control = self.control.clone();
+        let host = self.upstream.host.clone();
         let fetching = url.clone();
         let task = tokio::spawn(async move {
-            let served = art::fetch(&fetching).await.and_then(|(image, extension)| {
-                control.serve_upstream_art(&fetching, image, &extension)
-            });
+            let served = art::fetch(&host, &fetching)
+                .await
+                .and_then(|(image, extension)| {
+                    control.serve_upstream_art(&fetching, image, &extension)
+                });
             if let Err(err) = served {
                 debug!(url = %fetching, error = %err, "the upstream's cover art is shown at its own URL");
             }
         });
-        self.art = Some((url, AbortOnDrop(task)));
+        self.art = Some(ArtFetch {
+            url,
+            started: Instant::now(),
+            _task: AbortOnDrop(task),
+        });
     }
 
     /// The upstream call for one of our callers' requests, on the stream it plays to us.
@@ -267,9 +310,9 @@ async fn session(
     loop {
         rpc.call("Server.GetStatus", json!({}), Pending::Hold)
             .await?;
-        rpc.pending.clear();
+        rpc.pending.clear(); // its answer is read right here
         let status = answer(&mut lines).await?;
-        held.take_status(&status);
+        held.take_status(&status["server"]);
         if !held.group.is_empty() {
             break;
         }
@@ -277,13 +320,29 @@ async fn session(
     }
     held.apply(&mut rpc).await?;
     info!(upstream = %upstream.host, client = id, stream = ?upstream.stream, "holding the stream and volume 100 on the upstream");
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_probe = Instant::now();
     loop {
         let line = tokio::select! {
             line = next_line(&mut lines) => line?,
             Some(request) = requests.recv() => {
+                if request.reply.is_closed() {
+                    continue; // its caller gave up: a late `next` would surprise everyone
+                }
                 match held.forward(&request) {
                     Ok((method, params)) => rpc.call(method, params, Pending::Caller(request.reply)).await?,
                     Err(err) => { let _ = request.reply.send(Err(err)); }
+                }
+                continue;
+            }
+            _ = tick.tick() => {
+                if rpc.overdue() {
+                    return Err(format!("no answer from the upstream within {REQUEST_TIMEOUT:?}"));
+                }
+                // A quiet link is asked something now and then, so a dead one is noticed.
+                if last_probe.elapsed() >= PROBE_INTERVAL {
+                    last_probe = Instant::now();
+                    rpc.call("Server.GetRPCVersion", json!({}), Pending::Hold).await?;
                 }
                 continue;
             }
@@ -292,12 +351,12 @@ async fn session(
             continue;
         };
         if let Some(answered) = message.get("id").and_then(Value::as_u64) {
-            match rpc.pending.remove(&answered) {
+            match rpc.answered(answered) {
                 Some(Pending::Caller(reply)) => {
                     let _ = reply.send(outcome(&message));
                 }
                 Some(Pending::Status) => {
-                    let moved = held.take_status(&message["result"]);
+                    let moved = held.take_status(&message["result"]["server"]);
                     if moved {
                         held.apply(&mut rpc).await?;
                     }
@@ -406,10 +465,12 @@ mod tests {
 
     #[test]
     fn our_group_and_its_stream_are_found_in_a_status() {
+        // A server object as GetStatus and Server.OnUpdate carry it: its own `server` key
+        // holds the host, not the groups.
         let server = json!({"groups": [
             {"id": "g1", "stream_id": "A", "clients": [{"id": "kitchen"}]},
             {"id": "g2", "clients": [{"id": "other"}, {"id": "snaprelay-a-b"}]},
-        ]});
+        ], "server": {"host": {"name": "core"}}, "streams": []});
         assert_eq!(
             group_of(&server, "snaprelay-a-b"),
             Some(("g2".to_owned(), None))
