@@ -127,23 +127,11 @@ fn snapweb_lists_the_streams_and_named_clients() {
 /// stream's now playing, and its cover from the edge's own URL (the edge fetched it).
 #[test]
 fn snapweb_on_an_edge_shows_the_upstreams_now_playing_and_cover() {
-    use base64::Engine as _;
-    use common::stream_plugin::{plugin_dir, plugin_script, COVER};
+    use common::stream_plugin::{play_with_cover, plug_source, plugin_dir};
     let dir = tempfile::tempdir().unwrap();
     let plugin = plugin_dir(dir.path());
-    let cover = base64::engine::general_purpose::STANDARD.encode(COVER);
-    let properties = json!({
-        "playbackStatus": "playing", "canControl": true,
-        "metadata": {"title": "Upstream Song", "artist": ["Core Band"],
-                     "artData": {"data": cover, "extension": "png"}},
-    });
-    std::fs::write(plugin.join("properties.json"), properties.to_string()).unwrap();
-    let plug = format!(
-        "pipe://{}?name=Plug&controlscript={}&controlscriptparams=--dir={}",
-        dir.path().join("plug.fifo").display(),
-        plugin_script().display(),
-        plugin.display()
-    );
+    play_with_cover(&plugin, "Upstream Song", "Core Band");
+    let plug = plug_source(dir.path(), &plugin);
     let core = Relay::start_in(dir, &["--source", &plug, "--http.host=127.0.0.1"]);
     let upstream = format!(
         "snapcast://127.0.0.1:{}?name=Edge&control_port={}",

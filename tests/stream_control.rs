@@ -11,20 +11,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::stream_plugin::{
-    assert_home_assistant_report, client_report, cover_name, plugin_dir, plugin_script,
-    python_report, require_python, COVER,
+    assert_home_assistant_report, client_report, cover_name, plug_source, plugin_dir,
+    plugin_script, python_report, require_python, COVER,
 };
 use common::{free_port, http_get, Relay};
 use serde_json::{json, Value};
 
 /// Sources: `Plug` with the plugin (its directory as controlscriptparams), `NoPlug` without.
 fn start_relay(dir: tempfile::TempDir, plugin_dir: &Path) -> Relay {
-    let plug = format!(
-        "pipe://{}?name=Plug&controlscript={}&controlscriptparams=--dir={}",
-        dir.path().join("plug.fifo").display(),
-        plugin_script().display(),
-        plugin_dir.display()
-    );
+    let plug = plug_source(dir.path(), plugin_dir);
     let plain = format!(
         "pipe://{}?name=NoPlug",
         dir.path().join("plain.fifo").display()

@@ -41,6 +41,30 @@ pub fn require_python(python: &str, modules: &str, what: &str) {
     );
 }
 
+/// The source of a pipe stream `Plug` (its FIFO in `dir`) whose plugin works in
+/// `plugin_dir`.
+pub fn plug_source(dir: &Path, plugin_dir: &Path) -> String {
+    format!(
+        "pipe://{}?name=Plug&controlscript={}&controlscriptparams=--dir={}",
+        dir.join("plug.fifo").display(),
+        plugin_script().display(),
+        plugin_dir.display()
+    )
+}
+
+/// Makes the plugin in `plugin_dir` answer GetProperties with a playing track `title` by
+/// `artist`, with [`COVER`] inline.
+pub fn play_with_cover(plugin_dir: &Path, title: &str, artist: &str) {
+    use base64::Engine as _;
+    let cover = base64::engine::general_purpose::STANDARD.encode(COVER);
+    let properties = json!({
+        "playbackStatus": "playing", "canControl": true,
+        "metadata": {"title": title, "artist": [artist],
+                     "artData": {"data": cover, "extension": "png"}},
+    });
+    std::fs::write(plugin_dir.join("properties.json"), properties.to_string()).unwrap();
+}
+
 /// Runs tests/python/stream_control_client.py against a server's JSON-RPC port: `stream`
 /// runs the plugin in `plugin_dir` (or relays one that does), `NoPlug` has none.
 pub fn client_report(port: u16, stream: &str, plugin_dir: &Path) -> Value {
