@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::audio::{self, Signal};
 use common::{
-    assert_continuous, jsonrpc_call, once_more_if_apart, steady_frames, sync_offset_ms, DelayProxy,
-    FifoWriter, Relay, Snapclient,
+    assert_continuous, jsonrpc_call, once_more_if_apart_or_failed, steady_frames, sync_offset_ms,
+    DelayProxy, FifoWriter, Relay, Snapclient,
 };
 use serde_json::{json, Value};
 
@@ -90,7 +90,7 @@ fn edge_named(name: &str, port: u16, control: Option<u16>, extra: &[&str]) -> Re
 fn clients_of_the_core_and_of_an_edge_play_in_sync() {
     let _measuring = measuring();
     for codec in ["pcm", "flac"] {
-        let (offsets, edge_log) = once_more_if_apart(|| core_and_edge_session(codec));
+        let (offsets, edge_log) = once_more_if_apart_or_failed(|| core_and_edge_session(codec));
         let median = offsets[0];
         assert!(
             median.abs() <= 1.0,
@@ -148,7 +148,7 @@ fn assert_offset_error_small(edge: &Relay) {
 #[test]
 fn an_upstream_restart_is_reconnected_and_plays_again() {
     let _measuring = measuring();
-    let (offsets, edge_log) = once_more_if_apart(|| {
+    let (offsets, edge_log) = once_more_if_apart_or_failed(|| {
         let (core, fifo) = Relay::start_with_pipe("pcm", &[]);
         let port = core.port();
         let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
@@ -215,7 +215,7 @@ fn two_hops_with_5ms_of_delay_each_play_in_sync_with_the_core() {
 /// Measures `session` (once more if its clients start apart) and checks that the clients of
 /// both edges play within 1 ms of the core's.
 fn assert_two_hops_in_sync(session: fn() -> (Vec<f64>, String)) {
-    let (offsets, logs) = once_more_if_apart(session);
+    let (offsets, logs) = once_more_if_apart_or_failed(session);
     for (hops, offset) in offsets.iter().enumerate() {
         assert!(
             offset.abs() <= 1.0,
@@ -286,7 +286,7 @@ fn two_delayed_hops_session() -> (Vec<f64>, String) {
 #[test]
 fn a_partition_is_silence_then_sync_again() {
     let _measuring = measuring();
-    let (offsets, edge_log) = once_more_if_apart(|| {
+    let (offsets, edge_log) = once_more_if_apart_or_failed(|| {
         let (core, fifo) = Relay::start_with_pipe("pcm", &[]);
         let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
         let proxy = DelayProxy::start(
@@ -423,7 +423,7 @@ fn an_upstream_sending_garbage_is_dropped_and_retried() {
 #[test]
 fn snapserver_026_as_the_upstream() {
     let _measuring = measuring();
-    let (offsets, edge_log) = once_more_if_apart(|| {
+    let (offsets, edge_log) = once_more_if_apart_or_failed(|| {
         let dir = tempfile::tempdir().unwrap();
         let fifo = common::source_fifo(dir.path(), "music");
         let server = common::Snapserver::start(

