@@ -9,28 +9,10 @@ use std::time::Duration;
 
 use common::audio::{self, Signal};
 use common::{
-    assert_continuous, jsonrpc_call, once_more_if_apart_or_failed, steady_frames, sync_offset_ms,
+    assert_hears_the_signal, jsonrpc_call, once_more_if_apart_or_failed, sync_offset_ms,
     DelayProxy, FifoWriter, Relay, Snapclient,
 };
 use serde_json::{json, Value};
-
-/// Checks a client's steady output for the test signal, without breaks.
-fn hears_the_signal(client: &Snapclient) {
-    let (frames, _) = steady_frames(client);
-    let left = audio::dominant_frequency(&frames, false);
-    let right = audio::dominant_frequency(&frames, true);
-    assert!(
-        (left - 440.0).abs() < 3.0,
-        "{}: left {left} Hz",
-        client.host_id
-    );
-    assert!(
-        (right - 660.0).abs() < 3.0,
-        "{}: right {right} Hz",
-        client.host_id
-    );
-    assert_continuous(client, &frames);
-}
 
 /// The group and the client status of the edge relaying stream `Edge` from `core`, as the
 /// core's `Server.GetStatus` shows them.
@@ -110,8 +92,8 @@ fn core_and_edge_session(codec: &str) -> (Vec<f64>, String) {
     let a = Snapclient::start(core.port(), "core-client", core.dir.path());
     let b = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
     std::thread::sleep(Duration::from_secs(8));
-    hears_the_signal(&a);
-    hears_the_signal(&b);
+    assert_hears_the_signal(&a);
+    assert_hears_the_signal(&b);
     let (median, blocks) = sync_offset_ms(&a, &b);
     eprintln!("{codec}: core client ahead of the edge client by {median:.3} ms ({blocks} blocks)");
     assert_offset_error_small(&edge);
@@ -188,13 +170,10 @@ fn an_upstream_restart_is_reconnected_and_plays_again() {
         // A client of the new core and the edge's client play in sync again.
         let a = Snapclient::start(port, "core-client", edge.dir.path());
         std::thread::sleep(Duration::from_secs(7));
-        let (bytes, _) = b.output();
-        let frames = audio::frames(&bytes);
-        let last_second = &frames[frames.len().saturating_sub(48_000)..];
-        let left = audio::dominant_frequency(last_second, false);
+        let left = common::recent_frequency(&b);
         assert!(
-            (left - 440.0).abs() < 3.0,
-            "after the restart: left {left} Hz"
+            left.is_some_and(|left| (left - 440.0).abs() < 3.0),
+            "after the restart: left {left:?} Hz"
         );
         let (median, blocks) = sync_offset_ms(&a, &b);
         eprintln!("after an upstream restart: {median:.3} ms over {blocks} blocks");
@@ -252,7 +231,7 @@ fn two_delayed_hops_session() -> (Vec<f64>, String) {
     let c = Snapclient::start(edge2.port(), "edge2-client", edge2.dir.path());
     std::thread::sleep(Duration::from_secs(9));
     for client in [&a, &b, &c] {
-        hears_the_signal(client);
+        assert_hears_the_signal(client);
     }
     let (one_hop, blocks1) = sync_offset_ms(&a, &b);
     let (two_hops, blocks2) = sync_offset_ms(&a, &c);
@@ -381,13 +360,10 @@ fn a_black_holed_upstream_is_reconnected() {
         },
     );
     std::thread::sleep(Duration::from_secs(3));
-    let (bytes, _) = client.output();
-    let frames = audio::frames(&bytes);
-    let last_second = &frames[frames.len().saturating_sub(48_000)..];
-    let left = audio::dominant_frequency(last_second, false);
+    let left = common::recent_frequency(&client);
     assert!(
-        (left - 440.0).abs() < 3.0,
-        "after the black hole: left {left} Hz"
+        left.is_some_and(|left| (left - 440.0).abs() < 3.0),
+        "after the black hole: left {left:?} Hz"
     );
     assert!(common::snapctl(&edge, &["streams"]).contains("ok, rtt"));
     writer.stop();
@@ -440,8 +416,8 @@ fn snapserver_026_as_the_upstream() {
         let a = Snapclient::start(port, "snapserver-client", dir.path());
         let b = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
         std::thread::sleep(Duration::from_secs(8));
-        hears_the_signal(&a);
-        hears_the_signal(&b);
+        assert_hears_the_signal(&a);
+        assert_hears_the_signal(&b);
         let (median, blocks) = sync_offset_ms(&a, &b);
         eprintln!("snapserver's client ahead of the edge's by {median:.3} ms ({blocks} blocks)");
         // snapserver 0.26 also reads CLOCK_MONOTONIC.
@@ -632,30 +608,18 @@ fn two_hops_in_namespaces_session() -> (Vec<f64>, String) {
         &["--source", &upstream2, "--bind", "0.0.0.0"],
         &[],
     );
-    let a = Snapclient::start_wrapped(
-        &core_ns.exec(),
-        core.port(),
-        "ns-core",
-        core.dir.path(),
-        &[],
-    );
-    let b = Snapclient::start_wrapped(
-        &edge1_ns.exec(),
-        edge1.port(),
-        "ns-edge1",
-        edge1.dir.path(),
-        &[],
-    );
-    let c = Snapclient::start_wrapped(
-        &edge2_ns.exec(),
-        edge2.port(),
-        "ns-edge2",
-        edge2.dir.path(),
-        &[],
-    );
+    // A client on each host, of the relay there.
+    let [a, b, c] = [
+        (&core_ns, &core, "ns-core"),
+        (&edge1_ns, &edge1, "ns-edge1"),
+        (&edge2_ns, &edge2, "ns-edge2"),
+    ]
+    .map(|(ns, relay, name)| {
+        Snapclient::start_wrapped(&ns.exec(), relay.port(), name, relay.dir.path(), &[])
+    });
     std::thread::sleep(Duration::from_secs(10));
     for client in [&a, &b, &c] {
-        hears_the_signal(client);
+        assert_hears_the_signal(client);
     }
     let (one_hop, _) = sync_offset_ms(&a, &b);
     let (two_hops, _) = sync_offset_ms(&a, &c);

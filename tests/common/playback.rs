@@ -44,6 +44,25 @@ pub fn assert_continuous(client: &Snapclient, frames: &[(i16, i16)]) {
     );
 }
 
+/// Asserts that `client`'s steady output is the FIFO test signal (`Signal::new(440.0,
+/// 660.0)`: 440 Hz left, 660 Hz right) without a break.
+pub fn assert_hears_the_signal(client: &Snapclient) {
+    let (frames, _) = steady_frames(client);
+    let left = audio::dominant_frequency(&frames, false);
+    let right = audio::dominant_frequency(&frames, true);
+    assert!(
+        (left - 440.0).abs() < 3.0,
+        "{}: left at {left} Hz",
+        client.host_id
+    );
+    assert!(
+        (right - 660.0).abs() < 3.0,
+        "{}: right at {right} Hz",
+        client.host_id
+    );
+    assert_continuous(client, &frames);
+}
+
 /// Median of how far client `a` plays ahead of client `b`, in ms, over their steady output
 /// (see `audio::sync_offsets_ms`), and how many player blocks it compares; fails the test
 /// with fewer than 20 comparable blocks.
