@@ -203,7 +203,7 @@ impl StreamView {
             name: stream.name().to_owned(),
             uri: spec.uri.redacted().to_uri_string(),
             codec: stream.codec().to_owned(),
-            sample_format: stream.sample_format().to_string(),
+            sample_format: stream.shown_sample_format().to_string(),
             playing: stats.playing.load(Ordering::Relaxed),
             clients: stream.receivers(),
             chunk_ms: spec.chunk_ms,

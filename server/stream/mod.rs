@@ -135,8 +135,8 @@ struct Inner {
     spec: SourceSpec,
     /// Its codec's name; an upstream's changes with the upstream.
     codec: std::sync::RwLock<&'static str>,
-    /// The sample format it carries: the source's, or what an upstream's codec header says.
-    format: std::sync::RwLock<SampleFormat>,
+    /// The sample format it shows: the source's, or what an upstream's codec header says.
+    shown_format: std::sync::RwLock<SampleFormat>,
     /// The CodecHeader message, serialized once and sent to every joiner (§2.6); `None`
     /// while an upstream has not said its codec yet.
     codec_header: std::sync::RwLock<Option<Bytes>>,
@@ -232,7 +232,7 @@ impl Stream {
         let stream = Self {
             inner: Arc::new(Inner {
                 codec: std::sync::RwLock::new(encoder.name()),
-                format: std::sync::RwLock::new(spec.sample_format),
+                shown_format: std::sync::RwLock::new(spec.sample_format),
                 spec,
                 codec_header: std::sync::RwLock::new(Some(codec_header)),
                 upstream: None,
@@ -314,11 +314,16 @@ impl Stream {
         &self.inner.control
     }
 
-    /// The sample format it carries: its input's, or a relayed upstream's.
+    /// Its input's PCM format (fixed; meta streams convert from it per block).
     pub(crate) fn sample_format(&self) -> SampleFormat {
+        self.inner.spec.sample_format
+    }
+
+    /// The format it shows: its input's, or what a relayed upstream's codec header says.
+    pub(crate) fn shown_sample_format(&self) -> SampleFormat {
         *self
             .inner
-            .format
+            .shown_format
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -47,7 +47,7 @@ pub(super) fn start(
     let stream = Stream {
         inner: Arc::new(Inner {
             codec: std::sync::RwLock::new("-"),
-            format: std::sync::RwLock::new(spec.sample_format),
+            shown_format: std::sync::RwLock::new(spec.sample_format),
             spec,
             codec_header: std::sync::RwLock::new(None),
             upstream: Some(stats.clone()),
@@ -155,7 +155,7 @@ impl Stream {
         });
         *self
             .inner
-            .format
+            .shown_format
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = format;
         let _ = self.inner.chunk_tx.send(Chunk {
