@@ -428,7 +428,7 @@ fn upstreams(out: &mut Exposition, snapshot: &Snapshot) {
         (
             "snaprelay_upstream_dropped_chunks_total",
             Kind::Counter,
-            "Upstream chunks dropped because they came before the clock offset was known.",
+            "Upstream chunks dropped before the clock offset settled (too many waiting, or a new codec).",
             |u| u.chunks_dropped as f64,
         ),
         (

@@ -25,8 +25,8 @@ use tracing::{debug, info, warn};
 
 use crate::clock;
 use crate::plugin::{Request, StreamControl};
-use crate::protocol::{CodecHeader, Hello, Message, MessageType, Time, Tv};
-use time_sync::{RoundTrip, TimeSync};
+use crate::protocol::{CodecHeader, Hello, Message, MessageType, Time, Tv, WireChunk};
+use time_sync::{RoundTrip, TimeSync, Translation, SETTLED_SAMPLES};
 
 /// Default stream port of an upstream.
 pub(crate) const DEFAULT_PORT: u16 = 1704;
@@ -40,10 +40,16 @@ const SILENCE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reconnect delays: doubling from the first to the last.
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// Time requests: a quick burst after connecting (the offset settles), then one a second.
-const BURST_REQUESTS: u32 = 20;
-const BURST_INTERVAL: Duration = Duration::from_millis(50);
-const STEADY_INTERVAL: Duration = Duration::from_secs(1);
+/// Time requests: a quick burst after connecting (the offset settles in a third of a second),
+/// then four a second. An edge is one client to its upstream, and its estimate is what every
+/// client below it plays by: more round trips than snapclient's one a second are cheap and
+/// make it steadier. (Both stay inside an upstream snaprelay's per-client budget.)
+const BURST_REQUESTS: u32 = 40;
+const BURST_INTERVAL: Duration = Duration::from_millis(10);
+const STEADY_INTERVAL: Duration = Duration::from_millis(250);
+/// Chunks that arrive before the offset settles wait for it, up to this many (5 s of
+/// 20 ms chunks); the upstream sends its whole buffer at once when we connect.
+const MAX_WAITING_CHUNKS: usize = 256;
 
 /// Where the upstream is and what to ask of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +79,7 @@ pub(crate) struct UpstreamStats {
     pub(crate) buffer_ms: AtomicI64,
     /// Chunks received.
     pub(crate) chunks: AtomicU64,
-    /// Chunks dropped because they came before the clock offset was known.
+    /// Chunks dropped because too many came before the clock offset settled.
     pub(crate) chunks_dropped: AtomicU64,
     /// Chunks that arrived after the moment they were to be played (a partition, a stalled
     /// hop): dropped, never played late.
@@ -223,6 +229,8 @@ async fn serve(
     tokio::pin!(holding);
 
     let mut sync = TimeSync::default();
+    let mut translation = Translation::default();
+    let mut waiting: std::collections::VecDeque<WireChunk> = std::collections::VecDeque::new();
     let mut pending: Vec<(u16, i64)> = Vec::new();
     let mut next_request_id: u16 = 1;
     let mut requests_sent: u32 = 0;
@@ -275,6 +283,10 @@ async fn serve(
             }
             Message::CodecHeader(codec_header) => {
                 info!(stream = %name, codec = %codec_header.codec, "upstream codec");
+                // Chunks still waiting for the offset were encoded under the old header.
+                let stale = waiting.len() as u64;
+                waiting.clear();
+                stats.chunks_dropped.fetch_add(stale, Ordering::Relaxed);
                 if events.send(Event::Header(codec_header)).await.is_err() {
                     return "stream stopped".to_owned();
                 }
@@ -300,20 +312,11 @@ async fn serve(
             }
             Message::WireChunk(chunk) => {
                 stats.chunks.fetch_add(1, Ordering::Relaxed);
-                // Until five round trips are in (a quarter second), the offset is a guess: those chunks
-                // would play at the wrong moment.
-                let Some(offset) = sync.offset_us().filter(|_| sync.samples() >= 5) else {
+                if waiting.len() == MAX_WAITING_CHUNKS {
+                    waiting.pop_front();
                     stats.chunks_dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                let event = Event::Chunk {
-                    timestamp_us: chunk.timestamp.as_micros() - offset,
-                    upstream_buffer_ms,
-                    data: chunk.data,
-                };
-                if events.send(event).await.is_err() {
-                    return "stream stopped".to_owned();
                 }
+                waiting.push_back(chunk);
             }
             Message::Error(error) => {
                 return format!(
@@ -325,6 +328,25 @@ async fn serve(
                 if other.message_type() != MessageType::Base {
                     debug!(stream = %name, kind = ?other.message_type(), "ignored upstream message");
                 }
+            }
+        }
+        // Stamped on our clock once the offset has settled (the chunks that came before it
+        // waited here); stamped with a guess they would play at the wrong moment.
+        let Some(estimate) = sync
+            .offset_us()
+            .filter(|_| sync.samples() >= SETTLED_SAMPLES)
+        else {
+            continue;
+        };
+        while let Some(chunk) = waiting.pop_front() {
+            let offset = translation.follow(estimate, clock::now_micros());
+            let event = Event::Chunk {
+                timestamp_us: chunk.timestamp.as_micros() - offset,
+                upstream_buffer_ms,
+                data: chunk.data,
+            };
+            if events.send(event).await.is_err() {
+                return "stream stopped".to_owned();
             }
         }
     }

@@ -6,11 +6,30 @@
 //! of them drifted by up to a millisecond on a busy two-core machine. The fastest tenth was
 //! tried behind a proxy with 1 ms of jitter each way: no better, and its median of five is
 //! noisier under symmetric jitter.)
+//!
+//! Chunks are not stamped with that estimate directly but with a [`Translation`] that follows
+//! it at a bounded rate: clients play chunks back to back, so a timestamp that jumps with
+//! the estimate's noise would never be heard as a jump, only as a client that started where
+//! the first, noisiest estimate put it and creeps back at snapclient's soft-correction pace.
 
 use std::collections::VecDeque;
 
-/// Round trips kept (snapclient keeps about this many).
-const WINDOW: usize = 50;
+/// Round trips kept: 25 s at the steady rate of four a second, so the fastest third is about
+/// 33 estimates.
+const WINDOW: usize = 100;
+
+/// Round trips before the estimate is trusted for stamping chunks: the connect burst gives
+/// them in about a third of a second.
+pub(crate) const SETTLED_SAMPLES: usize = 30;
+
+/// How fast the applied offset follows the estimate: 250 ppm, half of snapclient's largest
+/// soft correction (so its clients keep up), and well above the drift between two crystal
+/// clocks, even while NTP slews one of them.
+const SLEW_PPM: i64 = 250;
+
+/// A difference the slew would take too long over (8 s at [`SLEW_PPM`]) is stepped instead:
+/// snapclient hard-syncs on 2 ms too.
+const STEP_US: i64 = 2_000;
 
 /// One Time round trip, every time in µs on its own side's clock.
 #[derive(Debug, Clone, Copy)]
@@ -98,6 +117,36 @@ impl TimeSync {
     }
 }
 
+/// The offset chunks are stamped with: set from the first settled estimate, then moved toward
+/// later ones by at most [`SLEW_PPM`] of the time passed, or stepped when they are more than
+/// [`STEP_US`] apart.
+#[derive(Debug, Default)]
+pub(crate) struct Translation {
+    /// Upstream clock minus ours, µs, and when (our clock, µs) it was last moved.
+    applied: Option<(i64, i64)>,
+}
+
+impl Translation {
+    /// The offset to stamp a chunk with at `now_us`, given the current `estimate_us`.
+    pub(crate) fn follow(&mut self, estimate_us: i64, now_us: i64) -> i64 {
+        let offset = match self.applied {
+            None => estimate_us,
+            Some((applied, at)) => {
+                let gap = estimate_us - applied;
+                if gap.abs() > STEP_US {
+                    estimate_us
+                } else {
+                    let allowed = (now_us - at).max(0) * SLEW_PPM / 1_000_000;
+                    applied + gap.clamp(-allowed, allowed)
+                }
+            }
+        };
+        // Moved or not, the time counts from here: a long wait does not bank a large move.
+        self.applied = Some((offset, now_us));
+        offset
+    }
+}
+
 fn median(values: &VecDeque<i64>) -> Option<i64> {
     if values.is_empty() {
         return None;
@@ -163,6 +212,34 @@ mod tests {
     }
 
     #[test]
+    fn the_translation_starts_at_the_estimate_and_follows_it_slowly() {
+        let mut translation = Translation::default();
+        assert_eq!(translation.follow(10_000, 0), 10_000);
+        // 400 µs more, seen a second later: 250 µs of it.
+        assert_eq!(translation.follow(10_400, 1_000_000), 10_250);
+        // Chunks 20 ms apart move it 5 µs each.
+        assert_eq!(translation.follow(10_400, 1_020_000), 10_255);
+        assert_eq!(translation.follow(10_000, 1_040_000), 10_250);
+        // Noise around a steady estimate stays within what the slew allows between chunks.
+        let mut at = 1_040_000;
+        for i in 0..1000 {
+            at += 20_000;
+            let noisy = 10_000 + if i % 2 == 0 { 300 } else { -300 };
+            let applied = translation.follow(noisy, at);
+            assert!((10_000 - 300..=10_300).contains(&applied), "{applied}");
+        }
+    }
+
+    #[test]
+    fn a_large_difference_is_stepped() {
+        let mut translation = Translation::default();
+        assert_eq!(translation.follow(-5_000, 0), -5_000);
+        assert_eq!(translation.follow(-1_000, 20_000), -1_000);
+        // Back to slewing from there.
+        assert_eq!(translation.follow(0, 1_020_000), -750);
+    }
+
+    #[test]
     fn the_median_ignores_round_trips_delayed_one_way() {
         let mut sync = TimeSync::default();
         for i in 0..40 {
@@ -176,7 +253,7 @@ mod tests {
         assert_eq!(sync.jitter_us(), Some(0));
         assert_eq!(sync.samples(), 50);
         // The window moves on: old estimates leave.
-        for i in 50..100 {
+        for i in 50..150 {
             sync.add(trip(i * 1_000_000, 7_000, 100, 100));
         }
         assert_eq!(sync.offset_us(), Some(7_000));
