@@ -555,8 +555,12 @@ fn two_hops_across_network_namespaces_play_in_sync() {
 /// The hosts of the test above, set up, played and measured: the edges' clients' offsets
 /// from the core's, and the edges' logs.
 fn two_hops_in_namespaces_session() -> (Vec<f64>, String) {
-    let tag = std::process::id() % 10_000;
-    let net = 100 + std::process::id() % 100;
+    // Names and subnets of their own per session: a session measured once more must not meet
+    // the last one's veth ends, which the kernel may still be removing.
+    static SESSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let session = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = (std::process::id() % 1_000) * 10 + session % 10;
+    let net = 100 + (std::process::id() + session * 37) % 100;
     let core_ns = Netns::new(format!("srcore{tag}"));
     let edge1_ns = Netns::new(format!("sredge1{tag}"));
     let edge2_ns = Netns::new(format!("sredge2{tag}"));
