@@ -230,6 +230,8 @@ async fn serve(
 
     let mut sync = TimeSync::default();
     let mut translation = Translation::default();
+    // The offset estimate once enough round trips are in.
+    let mut settled: Option<i64> = None;
     let mut waiting: std::collections::VecDeque<WireChunk> = std::collections::VecDeque::new();
     let mut pending: Vec<(u16, i64)> = Vec::new();
     let mut next_request_id: u16 = 1;
@@ -302,6 +304,10 @@ async fn serve(
                     server_sent_us: header.sent.as_micros(),
                     received_us,
                 });
+                // Worked out once per reply, not per chunk (it sorts the window).
+                settled = sync
+                    .offset_us()
+                    .filter(|_| sync.samples() >= SETTLED_SAMPLES);
                 if let (Some(offset), Some(jitter), Some(rtt)) =
                     (sync.offset_us(), sync.jitter_us(), sync.rtt_us())
                 {
@@ -332,10 +338,7 @@ async fn serve(
         }
         // Stamped on our clock once the offset has settled (the chunks that came before it
         // waited here); stamped with a guess they would play at the wrong moment.
-        let Some(estimate) = sync
-            .offset_us()
-            .filter(|_| sync.samples() >= SETTLED_SAMPLES)
-        else {
+        let Some(estimate) = settled else {
             continue;
         };
         while let Some(chunk) = waiting.pop_front() {
