@@ -1,46 +1,23 @@
 //! Relay chaining (issue 19): an edge relay takes a stream from an upstream Snapcast server
 //! (`snapcast://HOST:PORT?name=...`) and re-serves its encoded chunks unchanged, stamped on
 //! its own clock. Real snapclients on the core and on the edge must play the same frame at
-//! the same instant, without dropouts, and the edge must report its upstream link.
+//! the same instant, without dropouts, and the edge must report its upstream link. The
+//! control side (stream and volume held upstream, now playing, cover art, control requests)
+//! is in `relay_control.rs`.
 
 mod common;
 
 use std::time::Duration;
 
 use common::audio::{self, Signal};
+use common::edge::{
+    edge_metric, edge_named, edge_on, stream_metric, wait_for_link, wait_for_reconnect,
+};
 use common::{
     assert_hears_the_signal, jsonrpc_call, once_more_if_apart_or_failed, sync_offset_ms,
     DelayProxy, FifoWriter, Relay, Snapclient,
 };
 use serde_json::{json, Value};
-
-/// The group and the client status of the edge relaying stream `Edge` from `core`, as the
-/// core's `Server.GetStatus` shows them.
-fn edge_on(core: &Relay) -> Option<(String, Value)> {
-    let status = jsonrpc_call(core.jsonrpc_addr(), "Server.GetStatus", json!({}));
-    status["result"]["server"]["groups"]
-        .as_array()?
-        .iter()
-        .find_map(|group| {
-            let client = group["clients"].as_array()?.iter().find(|c| {
-                c["id"]
-                    .as_str()
-                    .is_some_and(|id| id.starts_with("snaprelay-") && id.ends_with("-Edge"))
-            })?;
-            Some((group["id"].as_str()?.to_owned(), client.clone()))
-        })
-}
-
-/// The relayed stream Edge's sample of the `/metrics` family `family`.
-fn metric(relay: &Relay, family: &str) -> Option<f64> {
-    let body = common::http_get(relay.http_addr(), "/metrics").body;
-    let text = String::from_utf8_lossy(&body).into_owned();
-    let prefix = format!("{family}{{stream=\"Edge\",");
-    text.lines()
-        .find(|l| l.starts_with(&prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 /// Tests that measure sync take this first: three relays and three snapclients each, two such
 /// tests at once on two cores disturb the clients' own timing (and so the measurement), not
@@ -55,17 +32,6 @@ fn measuring() -> std::sync::MutexGuard<'static, ()> {
 
 fn edge_of(core_port: u16, extra: &[&str]) -> Relay {
     edge_named("Edge", core_port, None, extra)
-}
-
-/// An edge relaying the upstream at `port` as stream `name`; `control` is the upstream's
-/// JSON-RPC port when it is not the default (tests put a proxy in front of the stream port).
-fn edge_named(name: &str, port: u16, control: Option<u16>, extra: &[&str]) -> Relay {
-    let dir = tempfile::tempdir().unwrap();
-    let control = control.map_or_else(String::new, |p| format!("&control_port={p}"));
-    let source = format!("snapcast://127.0.0.1:{port}?name={name}{control}");
-    let mut args = vec!["--source", source.as_str()];
-    args.extend_from_slice(extra);
-    Relay::start_in(dir, &args)
 }
 
 #[test]
@@ -91,21 +57,20 @@ fn core_and_edge_session(codec: &str) -> (Vec<f64>, String) {
     let edge = edge_of(core.port(), &["--buffer", "700"]);
     let a = Snapclient::start(core.port(), "core-client", core.dir.path());
     let b = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
-    std::thread::sleep(Duration::from_secs(8));
-    assert_hears_the_signal(&a);
-    assert_hears_the_signal(&b);
-    let (median, blocks) = sync_offset_ms(&a, &b);
-    eprintln!("{codec}: core client ahead of the edge client by {median:.3} ms ({blocks} blocks)");
+    let median = play_and_measure(&a, &b, &format!("{codec}: core client"));
     assert_offset_error_small(&edge);
     // The edge re-serves the core's codec and reports its link.
     let status = jsonrpc_call(edge.jsonrpc_addr(), "Server.GetStatus", json!({}));
     let stream: &Value = &status["result"]["server"]["streams"][0];
     assert_eq!(stream["id"], "Edge", "{status}");
     assert_eq!(stream["status"], "playing", "{status}");
-    assert_eq!(metric(&edge, "snaprelay_upstream_connected"), Some(1.0));
-    let rtt = metric(&edge, "snaprelay_upstream_rtt_seconds").unwrap();
+    assert_eq!(
+        edge_metric(&edge, "snaprelay_upstream_connected"),
+        Some(1.0)
+    );
+    let rtt = edge_metric(&edge, "snaprelay_upstream_rtt_seconds").unwrap();
     assert!(rtt > 0.0 && rtt < 0.05, "round trip {rtt} s");
-    assert!(metric(&edge, "snaprelay_upstream_chunks_total").unwrap() > 100.0);
+    assert!(edge_metric(&edge, "snaprelay_upstream_chunks_total").unwrap() > 100.0);
     // gRPC and snapctl show the link too.
     let shown = common::snapctl(&edge, &["stream", "show", "Edge"]);
     assert!(
@@ -119,10 +84,22 @@ fn core_and_edge_session(codec: &str) -> (Vec<f64>, String) {
     (vec![median], edge.log())
 }
 
+/// Lets `upstream_client` (on the upstream) and `edge_client` (on the edge) play for 8 s,
+/// checks both hear the signal, and returns how far the first plays ahead of the second, in
+/// ms (printed as `who` ahead of the edge's client).
+fn play_and_measure(upstream_client: &Snapclient, edge_client: &Snapclient, who: &str) -> f64 {
+    std::thread::sleep(Duration::from_secs(8));
+    assert_hears_the_signal(upstream_client);
+    assert_hears_the_signal(edge_client);
+    let (median, blocks) = sync_offset_ms(upstream_client, edge_client);
+    eprintln!("{who} ahead of the edge's client by {median:.3} ms ({blocks} blocks)");
+    median
+}
+
 /// On one host both relays read CLOCK_MONOTONIC, so the clock offset the edge measured is
 /// its error: its own share of any sync difference, whatever the clients do.
 fn assert_offset_error_small(edge: &Relay) {
-    let offset = metric(edge, "snaprelay_upstream_clock_offset_seconds").unwrap();
+    let offset = edge_metric(edge, "snaprelay_upstream_clock_offset_seconds").unwrap();
     eprintln!("the edge's clock offset error: {:.3} ms", offset * 1000.0);
     assert!(offset.abs() <= 0.000_5, "offset error {offset} s");
 }
@@ -136,20 +113,10 @@ fn an_upstream_restart_is_reconnected_and_plays_again() {
         let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
         let edge = edge_of(port, &[]);
         let b = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
-        common::eventually(
-            Duration::from_secs(15),
-            "the edge playing",
-            || edge.log(),
-            || (metric(&edge, "snaprelay_upstream_connected") == Some(1.0)).then_some(()),
-        );
+        wait_for_link(&edge, true, Duration::from_secs(15));
         writer.stop();
         drop(core);
-        common::eventually(
-            Duration::from_secs(15),
-            "the edge noticing",
-            || edge.log(),
-            || (metric(&edge, "snaprelay_upstream_connected") == Some(0.0)).then_some(()),
-        );
+        wait_for_link(&edge, false, Duration::from_secs(15));
         // A new core on the same port: the edge comes back by itself.
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo2");
@@ -157,16 +124,7 @@ fn an_upstream_restart_is_reconnected_and_plays_again() {
         let port_text = port.to_string();
         let _core = Relay::start_in(dir, &["--source", &source, "--port", &port_text]);
         let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
-        common::eventually(
-            Duration::from_secs(20),
-            "the edge reconnected",
-            || edge.log(),
-            || {
-                (metric(&edge, "snaprelay_upstream_reconnects_total").is_some_and(|n| n >= 1.0)
-                    && metric(&edge, "snaprelay_upstream_connected") == Some(1.0))
-                .then_some(())
-            },
-        );
+        wait_for_reconnect(&edge, Duration::from_secs(20));
         // A client of the new core and the edge's client play in sync again.
         let a = Snapclient::start(port, "core-client", edge.dir.path());
         std::thread::sleep(Duration::from_secs(7));
@@ -238,19 +196,9 @@ fn two_delayed_hops_session() -> (Vec<f64>, String) {
     eprintln!(
         "core ahead of edge1 by {one_hop:.3} ms ({blocks1} blocks), of edge2 by {two_hops:.3} ms ({blocks2} blocks)"
     );
-    let rtt = |relay: &Relay, stream: &str| -> f64 {
-        let body = common::http_get(relay.http_addr(), "/metrics").body;
-        let text = String::from_utf8_lossy(&body).into_owned();
-        let prefix = format!("snaprelay_upstream_rtt_seconds{{stream=\"{stream}\",");
-        text.lines()
-            .find(|l| l.starts_with(&prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
     // The proxies' 10 ms round trip shows in the measured round trip.
     for (relay, stream) in [(&edge1, "Edge1"), (&edge2, "Edge2")] {
-        let rtt = rtt(relay, stream);
+        let rtt = stream_metric(relay, stream, "snaprelay_upstream_rtt_seconds").unwrap();
         assert!((0.008..0.03).contains(&rtt), "{stream}: round trip {rtt} s");
     }
     writer.stop();
@@ -260,20 +208,27 @@ fn two_delayed_hops_session() -> (Vec<f64>, String) {
     )
 }
 
+/// A core playing the test signal in pcm, and an edge that reaches its stream port through a
+/// proxy the test can hold (1 ms each way).
+fn core_and_edge_through_a_proxy() -> (Relay, FifoWriter, DelayProxy, Relay) {
+    let (core, fifo) = Relay::start_with_pipe("pcm", &[]);
+    let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
+    let proxy = DelayProxy::start(
+        ([127, 0, 0, 1], core.port()).into(),
+        Duration::from_millis(1),
+        Duration::ZERO,
+    );
+    let edge = edge_named("Edge", proxy.port(), Some(core.jsonrpc_addr().port()), &[]);
+    (core, writer, proxy, edge)
+}
+
 /// A 2 s partition (every byte held, none lost) is heard as silence at the edge, which then
 /// plays on in sync, without reconnecting.
 #[test]
 fn a_partition_is_silence_then_sync_again() {
     let _measuring = measuring();
     let (offsets, edge_log) = once_more_if_apart_or_failed(|| {
-        let (core, fifo) = Relay::start_with_pipe("pcm", &[]);
-        let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
-        let proxy = DelayProxy::start(
-            ([127, 0, 0, 1], core.port()).into(),
-            Duration::from_millis(1),
-            Duration::ZERO,
-        );
-        let edge = edge_named("Edge", proxy.port(), Some(core.jsonrpc_addr().port()), &[]);
+        let (core, writer, proxy, edge) = core_and_edge_through_a_proxy();
         let a = Snapclient::start(core.port(), "core-client", core.dir.path());
         let b = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
         std::thread::sleep(Duration::from_secs(4));
@@ -283,9 +238,9 @@ fn a_partition_is_silence_then_sync_again() {
         let released_us = snaprelay::clock::now_micros();
         std::thread::sleep(Duration::from_secs(6));
         // Late chunks were dropped at the edge, not played late.
-        assert!(metric(&edge, "snaprelay_upstream_late_chunks_total").unwrap() > 10.0);
+        assert!(edge_metric(&edge, "snaprelay_upstream_late_chunks_total").unwrap() > 10.0);
         assert_eq!(
-            metric(&edge, "snaprelay_upstream_reconnects_total"),
+            edge_metric(&edge, "snaprelay_upstream_reconnects_total"),
             Some(0.0)
         );
         // After the partition (from 2 s after the path came back, once the edge's client has
@@ -319,28 +274,11 @@ fn sync_after(a: &Snapclient, b: &Snapclient, from_us: i64) -> (f64, usize) {
 /// reconnected; the edge plays again once the path is back.
 #[test]
 fn a_black_holed_upstream_is_reconnected() {
-    let (core, fifo) = Relay::start_with_pipe("pcm", &[]);
-    let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
-    let proxy = DelayProxy::start(
-        ([127, 0, 0, 1], core.port()).into(),
-        Duration::from_millis(1),
-        Duration::ZERO,
-    );
-    let edge = edge_named("Edge", proxy.port(), Some(core.jsonrpc_addr().port()), &[]);
+    let (_core, writer, proxy, edge) = core_and_edge_through_a_proxy();
     let client = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
-    common::eventually(
-        Duration::from_secs(15),
-        "the edge connected",
-        || edge.log(),
-        || (metric(&edge, "snaprelay_upstream_connected") == Some(1.0)).then_some(()),
-    );
+    wait_for_link(&edge, true, Duration::from_secs(15));
     proxy.hold(true);
-    common::eventually(
-        Duration::from_secs(15),
-        "the edge giving up on the silent upstream",
-        || edge.log(),
-        || (metric(&edge, "snaprelay_upstream_connected") == Some(0.0)).then_some(()),
-    );
+    wait_for_link(&edge, false, Duration::from_secs(15));
     assert!(
         edge.log().contains("nothing received for"),
         "{}",
@@ -349,16 +287,7 @@ fn a_black_holed_upstream_is_reconnected() {
     let shown = common::snapctl(&edge, &["streams"]);
     assert!(shown.contains("reconnecting"), "{shown}");
     proxy.hold(false);
-    common::eventually(
-        Duration::from_secs(30),
-        "the edge reconnected and playing",
-        || edge.log(),
-        || {
-            (metric(&edge, "snaprelay_upstream_reconnects_total").is_some_and(|n| n >= 1.0)
-                && metric(&edge, "snaprelay_upstream_connected") == Some(1.0))
-            .then_some(())
-        },
-    );
+    wait_for_reconnect(&edge, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(3));
     let left = common::recent_frequency(&client);
     assert!(
@@ -386,13 +315,16 @@ fn an_upstream_sending_garbage_is_dropped_and_retried() {
         "two reconnects",
         || edge.log(),
         || {
-            metric(&edge, "snaprelay_upstream_reconnects_total")
+            edge_metric(&edge, "snaprelay_upstream_reconnects_total")
                 .filter(|n| *n >= 2.0)
                 .map(|_| ())
         },
     );
     assert!(edge.log().contains("bad"), "{}", edge.log());
-    assert_eq!(metric(&edge, "snaprelay_upstream_connected"), Some(0.0));
+    assert_eq!(
+        edge_metric(&edge, "snaprelay_upstream_connected"),
+        Some(0.0)
+    );
 }
 
 /// Debian's snapserver 0.26 as the upstream: its client and the edge's play in sync.
@@ -415,11 +347,7 @@ fn snapserver_026_as_the_upstream() {
         let edge = edge_named("Edge", port, Some(control), &[]);
         let a = Snapclient::start(port, "snapserver-client", dir.path());
         let b = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
-        std::thread::sleep(Duration::from_secs(8));
-        assert_hears_the_signal(&a);
-        assert_hears_the_signal(&b);
-        let (median, blocks) = sync_offset_ms(&a, &b);
-        eprintln!("snapserver's client ahead of the edge's by {median:.3} ms ({blocks} blocks)");
+        let median = play_and_measure(&a, &b, "snapserver's client");
         // snapserver 0.26 also reads CLOCK_MONOTONIC.
         assert_offset_error_small(&edge);
         drop(server);
@@ -633,264 +561,4 @@ fn two_hops_in_namespaces_session() -> (Vec<f64>, String) {
     // The namespaces go after everything running in them.
     drop((a, b, c, edge2, edge1, core));
     (vec![one_hop, two_hops], logs)
-}
-
-/// `stream=` picks the upstream stream through the upstream's JSON-RPC, and the edge holds
-/// it and its own volume there: a change made on the upstream is set back.
-#[test]
-fn the_edge_holds_its_stream_and_volume_on_the_upstream() {
-    let dir = tempfile::tempdir().unwrap();
-    let core = Relay::start_in(
-        dir,
-        &[
-            "--source",
-            "tone:///?name=A&freq=440&codec=pcm",
-            "--source",
-            "tone:///?name=B&freq=880&codec=pcm",
-        ],
-    );
-    let control = core.jsonrpc_addr().port();
-    let dir = tempfile::tempdir().unwrap();
-    let source = format!(
-        "snapcast://127.0.0.1:{}?name=Edge&stream=B&control_port={control}",
-        core.port()
-    );
-    let edge = Relay::start_in(dir, &["--source", &source]);
-    let client = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
-    // New clients land on A; the edge asked for B.
-    common::eventually(
-        Duration::from_secs(20),
-        "the edge client hearing B",
-        || edge.log(),
-        || common::recent_frequency(&client).filter(|f| (f - 880.0).abs() < 5.0),
-    );
-    let (group, client_status) = edge_on(&core).expect("the edge is a client of the core");
-    let id = client_status["id"].as_str().unwrap().to_owned();
-    // Someone mutes the edge and moves it back to A on the core: both are set back.
-    jsonrpc_call(
-        core.jsonrpc_addr(),
-        "Client.SetVolume",
-        json!({"id": id, "volume": {"muted": true, "percent": 30}}),
-    );
-    jsonrpc_call(
-        core.jsonrpc_addr(),
-        "Group.SetStream",
-        json!({"id": group, "stream_id": "A"}),
-    );
-    common::eventually(
-        Duration::from_secs(10),
-        "the edge's stream and volume restored on the core",
-        || edge.log(),
-        || {
-            let (group, client) = edge_on(&core)?;
-            let status = jsonrpc_call(core.jsonrpc_addr(), "Server.GetStatus", json!({}));
-            let stream = status["result"]["server"]["groups"]
-                .as_array()?
-                .iter()
-                .find(|g| g["id"] == group.as_str())?["stream_id"]
-                .clone();
-            (stream == "B"
-                && client["config"]["volume"]["muted"] == false
-                && client["config"]["volume"]["percent"] == 100)
-                .then_some(())
-        },
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    let heard = common::recent_frequency(&client).unwrap();
-    assert!(
-        (heard - 880.0).abs() < 5.0,
-        "the edge client hears {heard} Hz"
-    );
-}
-
-/// Home Assistant pointed at an edge: the python `snapcast` library reads the upstream
-/// stream's now playing on the edge's stream and controls the upstream's stream plugin
-/// through it, with the same report as against the upstream itself (tests/stream_control.rs;
-/// the cover's URL is the upstream's). When the upstream goes, the edge shows no player.
-#[test]
-fn an_edge_shows_the_upstreams_now_playing_and_passes_control_on() {
-    use common::stream_plugin::{
-        assert_home_assistant_report, client_report, cover_name, plug_source, plugin_dir,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let plugin = plugin_dir(dir.path());
-    let plug = plug_source(dir.path(), &plugin);
-    let core = Relay::start_in(dir, &["--source", &plug, "--http.host=relay.test"]);
-    let edge_dir = tempfile::tempdir().unwrap();
-    let plain = format!(
-        "pipe://{}?name=NoPlug",
-        edge_dir.path().join("plain.fifo").display()
-    );
-    let edge = edge_named(
-        "Edge",
-        core.port(),
-        Some(core.jsonrpc_addr().port()),
-        &["--source", &plain],
-    );
-    let report = client_report(edge.jsonrpc_addr().port(), "Edge", &plugin);
-    let art_url = format!(
-        "http://relay.test:{}/__image_cache?name={}",
-        core.http_addr().port(),
-        cover_name("Plug")
-    );
-    assert_home_assistant_report(&report, "Edge", &art_url);
-    // gRPC and snapctl show the same now playing on the edge.
-    let shown = common::snapctl(&edge, &["stream", "show", "Edge"]);
-    assert!(shown.contains("now playing  B1, B2 – Second"), "{shown}");
-
-    drop(core);
-    common::eventually(
-        Duration::from_secs(15),
-        "the edge showing no player",
-        || edge.log(),
-        || {
-            let status = jsonrpc_call(edge.jsonrpc_addr(), "Server.GetStatus", json!({}));
-            let properties = &status["result"]["server"]["streams"][0]["properties"];
-            (properties["canControl"] == false && properties.get("metadata").is_none())
-                .then_some(())
-        },
-    );
-    let refused = jsonrpc_call(
-        edge.jsonrpc_addr(),
-        "Stream.Control",
-        json!({"id": "Edge", "command": "play"}),
-    );
-    assert_eq!(refused["error"]["code"], 4, "{refused}");
-}
-
-/// An upstream JSON-RPC port that sends one endless line: the edge gives up on that
-/// connection at the line cap (it does not buffer without bound), says so, retries, and its
-/// audio link is not disturbed.
-#[test]
-fn an_endless_line_on_the_upstream_control_port_is_cut_off() {
-    let core = Relay::start_in(
-        tempfile::tempdir().unwrap(),
-        &["--source", "tone:///?name=A&freq=440&codec=pcm"],
-    );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let control_port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            std::thread::spawn(move || {
-                use std::io::Write;
-                let block = [b'x'; 64 * 1024];
-                while stream.write_all(&block).is_ok() {}
-            });
-        }
-    });
-    let edge = edge_named("Edge", core.port(), Some(control_port), &[]);
-    common::eventually(
-        Duration::from_secs(20),
-        "the edge giving up on the endless line",
-        || edge.log(),
-        || edge.log().contains("max line length").then_some(()),
-    );
-    assert_eq!(metric(&edge, "snaprelay_upstream_connected"), Some(1.0));
-    let before = metric(&edge, "snaprelay_upstream_chunks_total").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(metric(&edge, "snaprelay_upstream_chunks_total").unwrap() > before);
-}
-
-/// The upstream's cover art is fetched once and served by the edge itself, at the edge's
-/// URL: a browser that reaches only the edge shows it.
-#[test]
-fn an_edge_serves_the_upstreams_cover_art_itself() {
-    use common::stream_plugin::{play_with_cover, plug_source, plugin_dir, COVER};
-    let dir = tempfile::tempdir().unwrap();
-    let plugin = plugin_dir(dir.path());
-    play_with_cover(&plugin, "With cover", "Core Band");
-    let plug = plug_source(dir.path(), &plugin);
-    let core = Relay::start_in(dir, &["--source", &plug, "--http.host=127.0.0.1"]);
-    let edge = edge_named(
-        "Edge",
-        core.port(),
-        Some(core.jsonrpc_addr().port()),
-        &["--http.host=edge.test"],
-    );
-    let ours = format!(
-        "http://edge.test:{}/__image_cache?name=",
-        edge.http_addr().port()
-    );
-    let art_url = common::eventually(
-        Duration::from_secs(15),
-        "the edge showing its own cover URL",
-        || edge.log(),
-        || {
-            let status = jsonrpc_call(edge.jsonrpc_addr(), "Server.GetStatus", json!({}));
-            let metadata = &status["result"]["server"]["streams"][0]["properties"]["metadata"];
-            (metadata["title"] == "With cover").then_some(())?;
-            metadata["artUrl"]
-                .as_str()
-                .filter(|url| url.starts_with(&ours))
-                .map(str::to_owned)
-        },
-    );
-    let path = art_url
-        .split_once(&format!(":{}", edge.http_addr().port()))
-        .unwrap()
-        .1;
-    let image = common::http_get(edge.http_addr(), path);
-    assert_eq!(image.status, 200);
-    assert_eq!(image.header("content-type"), Some("image/png"));
-    assert_eq!(image.body, COVER);
-}
-
-/// Someone moves the edge's client upstream into another group, on another stream (only a
-/// `Server.OnUpdate` says so): the edge follows and shows that stream's now playing.
-#[test]
-fn an_edge_moved_to_another_group_upstream_follows_it() {
-    use common::stream_plugin::{plug_source, plugin_dir};
-    let dir = tempfile::tempdir().unwrap();
-    let plugin = plugin_dir(dir.path());
-    let plug = plug_source(dir.path(), &plugin);
-    let core = Relay::start_in(
-        dir,
-        &["--source", "tone:///?name=A&freq=440", "--source", &plug],
-    );
-    let edge = edge_named("Edge", core.port(), Some(core.jsonrpc_addr().port()), &[]);
-    let edge_status = || jsonrpc_call(edge.jsonrpc_addr(), "Server.GetStatus", json!({}));
-    let (edge_group, edge_client) = common::eventually(
-        Duration::from_secs(15),
-        "the edge on the core",
-        || edge.log(),
-        || edge_on(&core),
-    );
-    // Another client's group plays Plug; the edge's client is moved into it.
-    let _other = common::hello_client(&core, "other-room");
-    let status = jsonrpc_call(core.jsonrpc_addr(), "Server.GetStatus", json!({}));
-    let other_group = status["result"]["server"]["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["id"] != edge_group.as_str())
-        .map(|g| g["id"].as_str().unwrap().to_owned())
-        .expect("the other client's group");
-    let reply = jsonrpc_call(
-        core.jsonrpc_addr(),
-        "Group.SetStream",
-        json!({"id": other_group, "stream_id": "Plug"}),
-    );
-    assert!(reply.get("error").is_none(), "{reply}");
-    assert_eq!(
-        edge_status()["result"]["server"]["streams"][0]["properties"].get("metadata"),
-        None,
-        "A has no now playing"
-    );
-    let reply = jsonrpc_call(
-        core.jsonrpc_addr(),
-        "Group.SetClients",
-        json!({"id": other_group, "clients": ["other-room", edge_client["id"]]}),
-    );
-    assert!(reply.get("error").is_none(), "{reply}");
-    common::eventually(
-        Duration::from_secs(10),
-        "the edge showing Plug's now playing",
-        || edge.log(),
-        || {
-            let status = edge_status();
-            (status["result"]["server"]["streams"][0]["properties"]["metadata"]["title"] == "First")
-                .then_some(())
-        },
-    );
 }

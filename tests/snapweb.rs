@@ -127,12 +127,7 @@ fn snapweb_lists_the_streams_and_named_clients() {
 /// stream's now playing, and its cover from the edge's own URL (the edge fetched it).
 #[test]
 fn snapweb_on_an_edge_shows_the_upstreams_now_playing_and_cover() {
-    use common::stream_plugin::{play_with_cover, plug_source, plugin_dir};
-    let dir = tempfile::tempdir().unwrap();
-    let plugin = plugin_dir(dir.path());
-    play_with_cover(&plugin, "Upstream Song", "Core Band");
-    let plug = plug_source(dir.path(), &plugin);
-    let core = Relay::start_in(dir, &["--source", &plug, "--http.host=127.0.0.1"]);
+    let core = common::stream_plugin::core_with_cover("Upstream Song", "Core Band");
     let upstream = format!(
         "snapcast://127.0.0.1:{}?name=Edge&control_port={}",
         core.port(),

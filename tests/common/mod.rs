@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod audio;
+pub mod edge;
 pub mod matching;
 mod peers;
 mod playback;

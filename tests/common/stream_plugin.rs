@@ -52,9 +52,19 @@ pub fn plug_source(dir: &Path, plugin_dir: &Path) -> String {
     )
 }
 
+/// A core relay with the plugin stream `Plug` playing `title` by `artist` with [`COVER`]
+/// inline, its HTTP host 127.0.0.1 (the cover's URL).
+pub fn core_with_cover(title: &str, artist: &str) -> super::Relay {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = plugin_dir(dir.path());
+    play_with_cover(&plugin, title, artist);
+    let plug = plug_source(dir.path(), &plugin);
+    super::Relay::start_in(dir, &["--source", &plug, "--http.host=127.0.0.1"])
+}
+
 /// Makes the plugin in `plugin_dir` answer GetProperties with a playing track `title` by
 /// `artist`, with [`COVER`] inline.
-pub fn play_with_cover(plugin_dir: &Path, title: &str, artist: &str) {
+fn play_with_cover(plugin_dir: &Path, title: &str, artist: &str) {
     use base64::Engine as _;
     let cover = base64::engine::general_purpose::STANDARD.encode(COVER);
     let properties = json!({
