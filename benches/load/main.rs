@@ -50,6 +50,10 @@ struct Options {
     /// Instead of the table: a core relay with this many edge relays (issue 19), clients
     /// spread over the edges, against the same clients on the core directly.
     edges: Option<usize>,
+    /// Instead of the table: CI's capacity guard (see [`guard`]); exits 1 when it fails.
+    guard: bool,
+    /// The guard's budget of anonymous memory per client, KiB.
+    max_anon_kib_per_client: f64,
 }
 
 impl Options {
@@ -68,6 +72,8 @@ impl Options {
             window: Duration::from_secs(10),
             wrap: Vec::new(),
             edges: None,
+            guard: false,
+            max_anon_kib_per_client: 6.0,
         };
         let list = |text: String| text.split(',').map(|v| v.trim().to_owned()).collect();
         let mut args = std::env::args().skip(1);
@@ -86,6 +92,10 @@ impl Options {
                 "--format" => options.format = value(),
                 "--capacity" => options.capacity = true,
                 "--edges" => options.edges = value().parse().ok(),
+                "--guard" => options.guard = true,
+                "--max-anon-kib-per-client" => {
+                    options.max_anon_kib_per_client = value().parse().unwrap_or(6.0)
+                }
                 "--seconds" => options.window = Duration::from_secs(value().parse().unwrap_or(10)),
                 "--warmup" => options.warmup = Duration::from_secs(value().parse().unwrap_or(3)),
                 "--wrap" => options.wrap = value().split_whitespace().map(str::to_owned).collect(),
@@ -106,6 +116,7 @@ impl Options {
         self.servers = vec!["snaprelay".into()];
         self.codecs = vec!["pcm".into()];
         self.capacity = false;
+        self.guard = false;
         self.warmup = Duration::from_secs(1);
         self.window = Duration::from_secs(2);
     }
@@ -138,6 +149,11 @@ struct Row {
     late: u64,
     gaps: u64,
     time_reply_ms: f64,
+    /// Cores the load tool itself used over the window (its clients share the machine).
+    client_cores: f64,
+    /// Chunks the relay itself counted as late or dropped over the window (`None` for
+    /// snapserver, which does not say).
+    relay_lost: Option<u64>,
 }
 
 fn measure(
@@ -154,7 +170,7 @@ fn measure(
         .expect("runtime");
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let (cpu, rss) = runtime.block_on(async {
+    let (cpu, rss, client_cpu, relay_lost) = runtime.block_on(async {
         let tasks: Vec<_> = (0..clients)
             .map(|i| tokio::spawn(client(i, server.addr, tally.clone(), stop.clone())))
             .collect();
@@ -162,9 +178,13 @@ fn measure(
         let chunks_before = tally.chunks.load(Ordering::Relaxed);
         let late_before = tally.late.load(Ordering::Relaxed);
         let gaps_before = tally.gaps.load(Ordering::Relaxed);
+        let lost_before = server.relay_lost_chunks();
         let (cpu_before, _) = server.usage();
+        let client_before = own_cpu_seconds();
         tokio::time::sleep(options.window).await;
         let (cpu_after, rss) = server.usage();
+        let client_after = own_cpu_seconds();
+        let lost_after = server.relay_lost_chunks();
         if let Some(dir) = std::env::var_os("LOAD_SMAPS_DIR") {
             // Where the resident set goes, mapping by mapping, for the report.
             let name =
@@ -181,7 +201,15 @@ fn measure(
         for task in tasks {
             task.abort();
         }
-        (cpu_after - cpu_before, rss)
+        let relay_lost = lost_before
+            .zip(lost_after)
+            .map(|(b, a)| a.saturating_sub(b));
+        (
+            cpu_after - cpu_before,
+            rss,
+            client_after - client_before,
+            relay_lost,
+        )
     });
     let window = options.window.as_secs_f64();
     let cores = cpu / window;
@@ -203,9 +231,29 @@ fn measure(
             time_reply_ms: tally.time_reply_us_total.load(Ordering::Relaxed) as f64
                 / replies as f64
                 / 1000.0,
+            client_cores: client_cpu / window,
+            relay_lost,
         },
         cores,
     )
+}
+
+/// CPU seconds this process (the load tool and its clients) used so far.
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rfind(')').map_or("", |at| &stat[at + 2..]);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+/// The relay's own lost-chunk count as a table cell.
+fn lost_cell(row: &Row) -> String {
+    row.relay_lost
+        .map_or_else(|| "-".to_owned(), |n| n.to_string())
 }
 
 /// Relay chaining (issue 19): for each client count, the clients on the core directly, then
@@ -305,7 +353,69 @@ fn raise_fd_limit() {
     }
 }
 
-/// Doubles the client count until a server delivers a late chunk or a gap; prints the
+/// CI's capacity guard: snaprelay (pcm, plain sends) serving the first `--clients` count for
+/// the window must deliver every chunk in time (no late chunk, no gap at the clients, none
+/// counted late or dropped by the relay itself) within `--max-anon-kib-per-client` of
+/// anonymous memory per client. What it asserts is counts, not timings, so a busy machine
+/// only fails it when the relay itself falls behind. Returns whether it passed.
+fn guard(options: &Options) -> bool {
+    let target = Target::Snaprelay("off".into());
+    let clients = options.clients.first().copied().unwrap_or(3200);
+    let (idle, idle_cores) = measure(options, &target, "pcm", 0, 0.0);
+    let (row, _) = measure(options, &target, "pcm", clients, idle_cores);
+    let kib_per_client = (row.anon_mib - idle.anon_mib).max(0.0) * 1024.0 / clients as f64;
+    let expected = (clients as f64 * options.window.as_secs_f64() * 50.0) as u64;
+    println!(
+        "guard: {clients} clients, {:?} window: chunks {} (of ~{expected}), late {}, gaps {}, relay lost {}, \
+         anon {:.2} KiB per client (budget {}), CPU {:.4} CPU-s per client-minute, time reply {:.1} ms, load tool {:.2} cores",
+        options.window,
+        row.chunks,
+        row.late,
+        row.gaps,
+        lost_cell(&row),
+        kib_per_client,
+        options.max_anon_kib_per_client,
+        row.cpu_per_client_minute,
+        row.time_reply_ms,
+        row.client_cores,
+    );
+    let mut failures = Vec::new();
+    // Every client gets a chunk every 20 ms; a tenth less allows for connections still
+    // being made as the window opens, not for a relay that falls behind (that is `late`).
+    if row.chunks < expected * 9 / 10 {
+        failures.push(format!("only {} of ~{expected} chunks arrived", row.chunks));
+    }
+    if row.late > 0 || row.gaps > 0 {
+        failures.push(format!(
+            "{} late chunks and {} gaps at the clients",
+            row.late, row.gaps
+        ));
+    }
+    match row.relay_lost {
+        Some(0) => {}
+        Some(lost) => failures.push(format!("the relay counted {lost} chunks late or dropped")),
+        None => failures.push("the relay's /metrics could not be read".to_owned()),
+    }
+    if kib_per_client > options.max_anon_kib_per_client {
+        failures.push(format!(
+            "{kib_per_client:.2} KiB of anonymous memory per client, over the budget of {}",
+            options.max_anon_kib_per_client
+        ));
+    }
+    for failure in &failures {
+        println!("guard: FAILED: {failure}");
+    }
+    if failures.is_empty() {
+        println!("guard: passed");
+    }
+    failures.is_empty()
+}
+
+/// The client counts the capacity sweep tries, in order: doubling from 50, then 10 000 and
+/// 12 800.
+const CAPACITY_STEPS: &[usize] = &[50, 100, 200, 400, 800, 1600, 3200, 6400, 10_000, 12_800];
+
+/// Raises the client count until a server delivers a late chunk or a gap; prints the
 /// largest count it served cleanly.
 fn capacity(options: &Options, targets: &[Target]) {
     println!("| server | codec | most clients with zero late chunks and no gaps |");
@@ -313,22 +423,23 @@ fn capacity(options: &Options, targets: &[Target]) {
     for codec in &options.codecs {
         for target in targets {
             let mut best = 0;
-            let mut clients = 50;
-            while clients <= 6400 {
+            for &clients in CAPACITY_STEPS {
                 let (row, _) = measure(options, target, codec, clients, 0.0);
                 let clean = row.late == 0 && row.gaps == 0 && row.chunks > 0;
                 eprintln!(
-                    "capacity: {} {codec} {clients} clients: late {} gaps {} chunks {}",
+                    "capacity: {} {codec} {clients} clients: late {} gaps {} chunks {} relay lost {} load tool {:.2} cores time reply {:.1} ms",
                     target.label(),
                     row.late,
                     row.gaps,
-                    row.chunks
+                    row.chunks,
+                    lost_cell(&row),
+                    row.client_cores,
+                    row.time_reply_ms
                 );
                 if !clean {
                     break;
                 }
                 best = clients;
-                clients *= 2;
             }
             println!("| {} | {codec} | {best} |", target.label());
             let _ = std::io::stdout().flush();
@@ -351,6 +462,12 @@ fn main() {
         capacity(&options, &targets);
         return;
     }
+    if options.guard {
+        if !guard(&options) {
+            std::process::exit(1);
+        }
+        return;
+    }
     if let Some(edges) = options.edges {
         chain(&options, edges);
         return;
@@ -361,9 +478,9 @@ fn main() {
         options.format, options.window, options.warmup
     );
     println!(
-        "| server | codec | clients | CPU-s per client-minute | RSS MiB | anon MiB | file MiB | chunks | late | gaps | time reply ms |"
+        "| server | codec | clients | CPU-s per client-minute | RSS MiB | anon MiB | file MiB | chunks | late | gaps | time reply ms | relay lost | load tool cores |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     // (codec, clients, target) -> row, for the ratio summary.
     let mut results: Vec<(String, usize, Target, Row)> = Vec::new();
     for codec in &options.codecs {
@@ -376,7 +493,7 @@ fn main() {
             for (target, idle) in targets.iter().zip(&idle) {
                 let (row, _) = measure(&options, target, codec, clients, *idle);
                 println!(
-                    "| {} | {} | {} | {:.4} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.3} |",
+                    "| {} | {} | {} | {:.4} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.3} | {} | {:.2} |",
                     target.label(),
                     codec,
                     clients,
@@ -387,7 +504,9 @@ fn main() {
                     row.chunks,
                     row.late,
                     row.gaps,
-                    row.time_reply_ms
+                    row.time_reply_ms,
+                    lost_cell(&row),
+                    row.client_cores
                 );
                 let _ = std::io::stdout().flush();
                 assert!(

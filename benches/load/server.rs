@@ -60,6 +60,8 @@ impl Drop for ToneWriter {
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Where snaprelay serves `/metrics` (its own count of late and dropped chunks).
+    metrics: Option<SocketAddr>,
     _writer: Option<ToneWriter>,
     _dir: tempfile::TempDir,
 }
@@ -68,6 +70,7 @@ impl Server {
     pub fn start(target: &Target, codec: &str, format: &str, wrap: &[String]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = server_port();
+        let metrics_port = server_port_after(port);
         let fifo = dir.path().join("bench.fifo");
         let source = format!(
             "pipe://{}?name=bench&sampleformat={format}&codec={codec}&chunk_ms=20",
@@ -89,13 +92,14 @@ impl Server {
                     .args(["--source", &source, "--log-filter", "warn"])
                     .args([
                         "--grpc.enabled=false",
-                        "--http.enabled=false",
+                        "--http.bind_to_address=127.0.0.1",
                         "--tcp.enabled=false",
                         "--server.mdns_enabled=false",
                     ])
+                    .arg(format!("--http.port={metrics_port}"))
                     .args([
                         "--server.diagnostics_interval_s=0",
-                        "--server.max_clients=10000",
+                        "--server.max_clients=20000",
                     ])
                     .arg("--datadir")
                     .arg(dir.path());
@@ -150,9 +154,12 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         let writer = ToneWriter::start(fifo, format);
+        let metrics = matches!(target, Target::Snaprelay(_))
+            .then(|| SocketAddr::from(([127, 0, 0, 1], metrics_port)));
         Self {
             child,
             addr,
+            metrics,
             _writer: Some(writer),
             _dir: dir,
         }
@@ -173,7 +180,7 @@ impl Server {
                 "--tcp.enabled=false",
                 "--server.mdns_enabled=false",
                 "--server.diagnostics_interval_s=0",
-                "--server.max_clients=10000",
+                "--server.max_clients=20000",
             ])
             .arg("--datadir")
             .arg(dir.path())
@@ -190,6 +197,7 @@ impl Server {
         Self {
             child,
             addr,
+            metrics: None,
             _writer: None,
             _dir: dir,
         }
@@ -220,6 +228,39 @@ impl Server {
         };
         (ticks as f64 / hz, resident)
     }
+
+    /// The relay's own count of chunks its sessions skipped as late plus those lost by
+    /// falling behind (`/metrics`), when it serves them.
+    pub fn relay_lost_chunks(&self) -> Option<u64> {
+        use std::io::Read as _;
+        let addr = self.metrics?;
+        let mut socket =
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        socket
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        socket.read_to_string(&mut text).ok()?;
+        let value = |name: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map(|v| v as u64)
+        };
+        Some(value("snaprelay_late_chunks_total")? + value("snaprelay_dropped_chunks_total")?)
+    }
+}
+
+/// A free port other than `taken`, for a second listener of the same server.
+fn server_port_after(taken: u16) -> u16 {
+    let start = taken.wrapping_add(1).max(20_000);
+    (start..30_000)
+        .chain(20_000..start)
+        .find(|port| *port != taken && std::net::TcpListener::bind(("0.0.0.0", *port)).is_ok())
+        .expect("a free port between 20000 and 30000")
 }
 
 /// A port for the server below the kernel's ephemeral range: thousands of client sockets
