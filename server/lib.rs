@@ -7,7 +7,7 @@
 //!    (binding listeners, the per-session sender with MSG_ZEROCOPY), `pool` (pooled chunk
 //!    buffers), [`clock`], [`sample_format`], `state` (clients and groups, their rules and
 //!    persistence), `properties` (stream properties, metadata and the control rules),
-//!    `image_cache` (cover art), [`pb`] (generated gRPC code).
+//!    `image_cache` (cover art), [`pb`] (generated gRPC code), [`heap`] (malloc settings).
 //! 2. [`source`] (pipe, file, tcp, process, tone inputs and the pacer), [`encoder`]
 //!    (pcm, flac, opus, ogg) and [`plugin`] (stream plugins: a stream's properties and
 //!    control).
@@ -42,6 +42,7 @@ pub mod control;
 mod diagnostics;
 mod discovery;
 pub mod encoder;
+pub mod heap;
 mod host;
 pub mod http;
 pub(crate) mod image_cache;

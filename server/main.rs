@@ -11,6 +11,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{reload, EnvFilter};
 
 fn main() -> ExitCode {
+    snaprelay::heap::tune();
     let args = Args::parse();
     if args.help_level() > 0 {
         config::print_help(args.help_level());

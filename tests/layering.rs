@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "calendar",
             "child",
             "clock",
+            "heap",
             "host",
             "image_cache",
             "net",
