@@ -238,7 +238,7 @@ fn streams(out: &mut Exposition, snapshot: &Snapshot) {
         streams.len() - playing_count,
     );
     type StreamFigure = fn(&StreamView) -> f64;
-    let per_stream: [(&str, Kind, &str, StreamFigure); 13] = [
+    let per_stream: [(&str, Kind, &str, StreamFigure); 14] = [
         (
             "snaprelay_stream_playing",
             Kind::Gauge,
@@ -293,6 +293,12 @@ fn streams(out: &mut Exposition, snapshot: &Snapshot) {
             Kind::Counter,
             "Times the stream's timeline restarted after the source was away longer than clients buffer.",
             |s| s.resyncs as f64,
+        ),
+        (
+            "snaprelay_stream_source_lead_seconds",
+            Kind::Gauge,
+            "How far ahead of real time the stream's writer keeps its data (a full pipe, a player's queue), as the relay learned it.",
+            |s| s.source_lead_us as f64 / 1e6,
         ),
         (
             "snaprelay_stream_encoder_overruns_total",

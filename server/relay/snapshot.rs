@@ -127,6 +127,8 @@ pub(crate) struct StreamView {
     pub(crate) stalls: u64,
     /// Times its time base was re-based.
     pub(crate) resyncs: u64,
+    /// How far ahead of real time its writer keeps its data, µs.
+    pub(crate) source_lead_us: i64,
     /// PCM chunks dropped because its encoder was behind.
     pub(crate) encoder_overruns: u64,
     /// Times its input was started again (source process, capture device).
@@ -213,6 +215,7 @@ impl StreamView {
             chunks_dropped: stats.chunks_dropped.load(Ordering::Relaxed),
             stalls: stats.stalls.load(Ordering::Relaxed),
             resyncs: stats.resyncs.load(Ordering::Relaxed),
+            source_lead_us: stats.source_lead_us.load(Ordering::Relaxed),
             encoder_overruns: stats.encoder_overruns.load(Ordering::Relaxed),
             source_restarts: stats.source.restarts.load(Ordering::Relaxed),
             source_overruns: stats.source.overruns.load(Ordering::Relaxed),

@@ -22,6 +22,12 @@ impl ChannelReader {
         }
     }
 
+    /// What is left of the block being read (blocks still queued are not counted: the
+    /// feeding task hands them over as they are due).
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.current.len().saturating_sub(self.offset)
+    }
+
     /// Reads at least one byte, waiting as long as needed; never ends (a closed channel
     /// waits forever, like a silent source).
     pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

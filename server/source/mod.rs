@@ -33,6 +33,18 @@ pub use spec::{SourceDefaults, SourceSpec, DEFAULT_PLUGIN_DIR};
 pub(crate) use stats::SourceStats;
 pub use uri::SourceUri;
 
+/// Bytes queued for reading on `fd` (FIONREAD; pipes and sockets), 0 when it cannot be told.
+fn queued_bytes(fd: std::os::fd::RawFd) -> usize {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points at a live local.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued as *mut libc::c_int) };
+    if rc == 0 {
+        usize::try_from(queued).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
 /// A source of raw PCM bytes.
 #[derive(Debug)]
 pub(crate) enum Reader {
@@ -195,6 +207,20 @@ impl Reader {
             | Self::Process(_)
             | Self::Channel(_) => true,
             Self::File(_) | Self::Tone(_) => false,
+        }
+    }
+
+    /// Bytes the writer has already handed over but we have not read yet (a pipe's or a
+    /// socket's kernel queue; a meta input's current block): how far ahead of us the writer
+    /// is. 0 where that cannot be seen.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        match self {
+            Self::Pipe(pipe) => pipe.pending_bytes(),
+            Self::TcpServer(tcp) => tcp.pending_bytes(),
+            Self::TcpClient(tcp) => tcp.pending_bytes(),
+            Self::Process(process) => process.pending_bytes(),
+            Self::Channel(channel) => channel.pending_bytes(),
+            Self::File(_) | Self::Tone(_) => 0,
         }
     }
 

@@ -13,36 +13,53 @@
 //! - **Pacing.** A chunk is not completed before its last sample would have been captured in
 //!   real time, so a writer that runs ahead (a decoder filling the FIFO) is consumed at the
 //!   audio rate instead of flooding clients with chunks from the future.
-//! - **Where the data belongs.** When a read had to wait for data ("live" sources: pipe, tcp,
-//!   process), the data was produced just now: its first frame belongs `arrival − its
-//!   duration` on the timeline. Reads go through a staging buffer of up to 100 ms (or four
-//!   chunks), so a writer's whole block arrives in one read and that estimate holds for
-//!   writers with large blocks too. Data that was already waiting is simply next in line.
-//!   Where it matters (the first data, and data after a pause) arrivals are collected for
-//!   `SETTLE` and the earliest estimate wins: one arrival carries the relay's own wake-up
-//!   delay (several ms on a busy machine), which would otherwise shift playback.
-//! - **Pause detection.** A chunk still short `GRACE` after it was due means the source
-//!   paused: the rest of the chunk is silence and it goes out. While the source stays quiet,
-//!   every further chunk is silence, sent when due + `GRACE`, so the encoder's last partial
-//!   frame of real audio is flushed on time and clients fill their buffers with the pause.
-//! - **Resume.** Data arriving later than its place on the timeline by more than `TOLERANCE`
-//!   (any amount once a pause was detected) gets that much silence in front of it, at the
-//!   exact frame where the pause happened; the data then sits where it belongs, so the
-//!   latency after a pause equals the latency before it. Smaller lateness is absorbed (the
-//!   data just continues): it is scheduling jitter, and inserting silence for it would be a
-//!   click and a lasting shift. Every placement is an upper bound on the capture time (data
-//!   arrives after it was produced), tightened by settling, so the timeline is never ahead
-//!   of the source, and the first data and the data after a pause relate to it alike. (A
-//!   steady-state "usual lateness" reference was tried and dropped: in steady state only
-//!   reads that meet a late writer wait, so it only ever learned the writer's delays.)
+//! - **The writer's lead.** Real players keep audio queued ahead of real time: a blocking
+//!   writer (librespot's pipe backend) fills the pipe, mpd or `ffmpeg -re` stay tens of ms
+//!   ahead, a socket holds what was sent. What a writer has handed over but we have not read
+//!   yet is visible (the pipe's or socket's queue, FIONREAD, plus our staging buffer), so
+//!   the pacer observes `lead = where the received data ends on the timeline − now`, after
+//!   every read that waited and after every chunk. Delays only make an observation smaller,
+//!   so the largest of the last one to two seconds of playback is the lead (`lead.rs`). It
+//!   is not observed while the source is paused, so a pause never ages it out.
+//! - **The first data.** Arrivals are collected for `FIRST_SETTLE`; where the first frame
+//!   would sit if played the moment it arrived is `arrival − what the writer had handed
+//!   over by then`, and the earliest of these wins (one arrival carries the relay's own
+//!   wake-up delay). Whatever the writer queued beyond one chunk is kept as its lead (as
+//!   snapserver's first read takes one chunk and leaves the rest queued), so a stall that
+//!   the writer's queue covers is never heard: the timeline goes on from the queue.
+//! - **Pause detection.** A chunk still short `GRACE` (plus how widely this writer's
+//!   observations scatter, so a jittery writer is not taken for a paused one) after it was
+//!   due means the source paused: the rest of the chunk is silence and it goes out. While
+//!   the source stays quiet, every further chunk is silence, sent when due + that grace, so
+//!   the encoder's last partial frame of real audio is flushed on time and clients fill
+//!   their buffers with the pause.
+//! - **Resume: the burst is placed by the lead.** Data that comes back is placed so that the
+//!   writer's lead right after it is the lead it had before: its first frame goes at
+//!   `min over SETTLE of (arrival − what the writer had handed over) + lead`. A writer that
+//!   rebuilds its lead in one burst after a pause therefore lands exactly where its real-time
+//!   position is, the silence in front of it is exactly what it skipped, and the latency
+//!   after the pause is the latency before it, whatever the lead (0 for a writer that writes
+//!   just in time, a full pipe for a blocking one). Data that comes back where the timeline
+//!   already is (the writer's queue covered the stall, or a jittery write caught up) simply
+//!   continues. Lateness below `TOLERANCE` without a detected pause is absorbed (scheduling
+//!   jitter; silence for it would be a click and a lasting shift).
+//! - **Why this cannot drift.** The timeline only advances by what it publishes, and every
+//!   placement is taken from arrival times (absolute) plus one reference lead. The reference
+//!   moves only when the observed lead moves by more than a few ms (`lead.rs`), so the
+//!   wake-up delay that makes one placement a fraction of a ms late is not learned back as a
+//!   larger lead: errors do not carry from one pause to the next, while a writer whose lead
+//!   really changed is followed within the window. Each placement is an upper bound on where
+//!   the writer's data can go (it arrived after it was written), so the timeline is never
+//!   ahead of the source.
 //! - **Bridging ends.** After `bridge` (the clients' buffer) of continuous silence nothing
 //!   more is sent: the clients hold the pause, and a stopped source costs no bandwidth. The
 //!   timeline's end is kept. If data returns while clients may still hold queued silence,
 //!   the hole up to the data is filled with silence at once (contiguous again). If it
 //!   returns later, every client has played out its buffer and the timeline restarts where
-//!   the data belongs, behind `LEAD_IN` of silence: an encoder may still hold up to one frame
-//!   of the old timeline, and that frame's unit carries the old (now stale) timestamp, which
-//!   sessions drop as too late; the lead-in makes sure it holds only silence.
+//!   the data belongs (by the same rule, with the same lead), behind `LEAD_IN` of silence:
+//!   an encoder may still hold up to one frame of the old timeline, and that frame's unit
+//!   carries the old (now stale) timestamp, which sessions drop as too late; the lead-in
+//!   makes sure it holds only silence.
 //! - Partial frames never get silence in the middle: the staging buffer hands out whole
 //!   frames only.
 
@@ -52,11 +69,12 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use super::Reader;
 use crate::clock;
 use crate::sample_format::SampleFormat;
+use lead::Lead;
 
 /// How late past its due time a chunk may complete before the source counts as paused.
 /// Detection delay only: where the silence goes is measured, not guessed from this.
@@ -105,10 +123,10 @@ pub(crate) fn max_burst_chunks(chunk_ms: u32, buffer_ms: u32) -> usize {
     (burst_us / (u64::from(chunk_ms.max(1)) * 1000)) as usize + 2
 }
 
-/// A staged read: the whole frames staged after it and, if the read had to wait, when it
-/// arrived.
+/// A staged read: the whole frames the writer had handed over by then (staged, plus what
+/// still waits in its pipe or socket) and, if the read had to wait, when it arrived.
 struct Arrival {
-    frames: usize,
+    backlog_frames: usize,
     waited_at: Option<i64>,
 }
 
@@ -138,6 +156,8 @@ pub(crate) struct Pacer {
     bridge_us: i64,
     /// Whether a read that waits means data produced in real time (pipe, tcp, process).
     live: bool,
+    /// How far ahead of real time the writer keeps its data.
+    lead: Lead,
     stall_pending: bool,
     pauses: u64,
     resyncs: u64,
@@ -167,6 +187,7 @@ impl Pacer {
             bridged_us: 0,
             bridge_us: i64::from(bridge_ms) * 1000,
             live,
+            lead: Lead::default(),
             stall_pending: false,
             pauses: 0,
             resyncs: 0,
@@ -176,6 +197,11 @@ impl Pacer {
     /// Source pauses detected (each bridged with silence).
     pub(crate) fn pauses(&self) -> u64 {
         self.pauses
+    }
+
+    /// How far ahead of real time the writer keeps its data, µs (0 until known).
+    pub(crate) fn lead_us(&self) -> i64 {
+        self.lead.reference()
     }
 
     /// Times the timeline restarted because the source was away longer than clients buffer.
@@ -216,13 +242,23 @@ impl Pacer {
                 self.staged_start += n;
                 continue;
             }
-            match self.stage(reader, Some(due + GRACE_US)).await? {
+            // A writer that scatters its writes gets as much more patience as it scatters.
+            let grace = GRACE_US + self.lead.spread();
+            match self.stage(reader, Some(due + grace)).await? {
                 None => {
                     // Nothing by the deadline: the source paused at this frame.
                     if !self.quiet {
                         self.quiet = true;
                         self.pauses += 1;
                         debug!(at_us = ts + self.micros_of(self.filled), "source paused");
+                        let partial = self.staged_end - self.staged_start;
+                        if partial > 0 {
+                            warn!(
+                                bytes = partial,
+                                frame_bytes = frame,
+                                "source paused in the middle of a frame; the partial frame waits for the rest of it"
+                            );
+                        }
                     }
                     self.chunk[self.filled..].fill(0);
                     self.filled = self.chunk.len();
@@ -234,6 +270,13 @@ impl Pacer {
         self.paced = false;
         let end = ts + self.chunk_us;
         self.next_ts = Some(end);
+        if self.live && !self.quiet {
+            // Where the writer's data ends now, against the clock: its lead.
+            let ahead = self.staged_end - self.staged_start + reader.pending_bytes();
+            let observed = end + self.micros_of(self.silence_owed + ahead) - clock::now_micros();
+            self.lead.observe(observed, false);
+            self.lead.played(self.chunk_us);
+        }
         if self.quiet {
             self.bridged_us += self.chunk_us;
             if self.bridged_us >= self.bridge_us {
@@ -263,15 +306,31 @@ impl Pacer {
             return Ok(());
         };
         let here = ts + self.micros_of(self.filled);
-        let late_by = at - self.micros_of_frames(arrival.frames) - here;
-        let tolerance = if was_quiet { 0 } else { TOLERANCE_US };
+        let observed = here + self.micros_of_frames(arrival.backlog_frames) - at;
+        if !was_quiet {
+            self.lead.observe(observed, true);
+        }
+        // Behind the writer's usual lead by this much: it skipped that much (or is late). A
+        // writer whose writes scatter is late by as much as they scatter all the time.
+        let late_by = self.lead.reference() - observed;
+        let tolerance = if was_quiet {
+            0
+        } else {
+            TOLERANCE_US.max(self.lead.spread())
+        };
         if late_by <= tolerance {
             return Ok(());
         }
-        // A pause ended. One arrival carries its own wake-up delay; the best of the next few
+        // A pause ended (or the writer skipped). One arrival carries its own wake-up delay,
+        // and a jittery writer's next write may come early again: the best of the next few
         // says where the data belongs.
-        let belongs_at = self.settle(reader, arrival, SETTLE_US).await?;
+        // The more a writer's writes scatter, the more of them it takes to find its earliest.
+        let window = SETTLE_US + 2 * self.lead.spread();
+        let belongs_at = self.settle(reader, arrival, window).await? + self.lead.reference();
         let silence = belongs_at - here;
+        if silence <= 0 {
+            return Ok(());
+        }
         self.silence_owed = self.bytes_of(silence);
         if !was_quiet {
             self.pauses += 1;
@@ -279,33 +338,69 @@ impl Pacer {
         debug!(
             at_us = here,
             silence_us = silence,
+            lead_us = self.lead.reference(),
             "source resumed; pause bridged"
         );
         Ok(())
     }
 
-    /// When the first staged frame was captured, as tightly as `SETTLE_US` of arrivals tell:
-    /// data arrives at or after its last frame's capture, so each read gives an upper bound
-    /// and wake-up delays only loosen it.
+    /// Where the writer's data starts, were it played the moment it arrived, as tightly as
+    /// `window_us` of arrivals tell: data arrives at or after it was written, so each read
+    /// gives an upper bound and wake-up delays only loosen it.
     async fn settle(
         &mut self,
         reader: &mut Reader,
         first: Arrival,
         window_us: i64,
     ) -> io::Result<i64> {
-        let bound = |pacer: &Self, arrival: &Arrival| {
-            arrival.waited_at.unwrap_or_else(clock::now_micros)
-                - pacer.micros_of_frames(arrival.frames)
+        Ok(self.settle_arrivals(reader, first, window_us).await?.0)
+    }
+
+    /// The arrivals of `window_us`: where the data starts (as [`Self::settle`]), what the
+    /// writer had queued up, and the most its data ran ahead of that start at an arrival.
+    async fn settle_arrivals(
+        &mut self,
+        reader: &mut Reader,
+        first: Arrival,
+        window_us: i64,
+    ) -> io::Result<(i64, i64, i64)> {
+        // (arrival, how much of the writer's data it had by then, µs)
+        let seen = |pacer: &Self, arrival: &Arrival| {
+            (
+                arrival.waited_at.unwrap_or_else(clock::now_micros),
+                pacer.micros_of_frames(arrival.backlog_frames),
+            )
         };
-        let mut best = bound(self, &first);
+        let mut arrivals = vec![seen(self, &first)];
         let until = clock::now_micros() + window_us;
         while self.staged_end - self.staged_start < self.staged.len() {
             match self.stage(reader, Some(until)).await? {
-                Some(arrival) => best = best.min(bound(self, &arrival)),
+                Some(arrival) => arrivals.push(seen(self, &arrival)),
                 None => break,
             }
         }
-        Ok(best)
+        // A burst larger than the staging buffer goes on arriving in the pipe or socket:
+        // what it holds by the end of the window counts too.
+        tokio::time::sleep_until(clock::instant_at(until)).await;
+        let held = self.staged_end - self.staged_start + reader.pending_bytes();
+        arrivals.push((clock::now_micros(), self.micros_of(held)));
+        let start = arrivals
+            .iter()
+            .map(|(at, had)| at - had)
+            .min()
+            .unwrap_or_else(clock::now_micros);
+        let first_at = arrivals.first().map_or(0, |(at, _)| *at);
+        let queued = arrivals
+            .iter()
+            .map(|(at, had)| had - (at - first_at))
+            .max()
+            .unwrap_or(0);
+        let ahead = arrivals
+            .iter()
+            .map(|(at, had)| start + had - at)
+            .max()
+            .unwrap_or(0);
+        Ok((start, queued, ahead))
     }
 
     /// With no timeline running, waits for data and decides where the timeline goes on.
@@ -318,14 +413,30 @@ impl Pacer {
         self.quiet = false;
         self.bridged_us = 0;
         self.paced = false;
-        // Where the data goes, related to its arrival as the data before it was.
+        // Where the data goes, related to its arrival as the data before it was: with the
+        // writer's learned lead; the very first data keeps all but one chunk of what the
+        // writer queued ahead as its lead (as snapserver's first read does), so a stall the
+        // writer's queue covers is never heard.
         let belongs_at = if self.live {
-            let window = if self.ended_at.is_some() {
-                SETTLE_US
+            if self.ended_at.is_some() {
+                let window = SETTLE_US + 2 * self.lead.spread();
+                self.settle(reader, arrival, window).await? + self.lead.reference()
             } else {
-                FIRST_SETTLE_US
-            };
-            self.settle(reader, arrival, window).await?
+                let (start, queued, ahead) = self
+                    .settle_arrivals(reader, arrival, FIRST_SETTLE_US)
+                    .await?;
+                let lead = (queued - self.chunk_us).max(0);
+                // The lead this timeline starts with, as its arrivals showed it (the writer
+                // may already have paused again by now), until playback shows more of it.
+                self.lead.observe(lead + ahead, false);
+                if lead > 0 {
+                    info!(
+                        lead_ms = lead / 1000,
+                        "source writes ahead of real time; keeping its lead"
+                    );
+                }
+                start + lead
+            }
         } else {
             clock::now_micros() - self.chunk_us
         };
@@ -359,28 +470,31 @@ impl Pacer {
             .copy_within(self.staged_start..self.staged_end, 0);
         self.staged_start = 0;
         self.staged_end = held;
-        let mut read = pin!(reader.read(&mut self.staged[held..]));
-        // One poll tells whether data was already waiting (then it is simply next in line)
-        // or the read has to wait (then its arrival time says where it belongs).
-        let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
-        let (n, waited_at) = match first {
-            Poll::Ready(result) => (result?, None),
-            Poll::Pending => {
-                let result = match deadline {
-                    Some(deadline) => {
-                        match tokio::time::timeout_at(clock::instant_at(deadline), read).await {
-                            Ok(result) => result,
-                            Err(_) => return Ok(None),
+        let (n, waited_at) = {
+            let mut read = pin!(reader.read(&mut self.staged[held..]));
+            // One poll tells whether data was already waiting (then it is simply next in
+            // line) or the read has to wait (then its arrival time says where it belongs).
+            let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+            match first {
+                Poll::Ready(result) => (result?, None),
+                Poll::Pending => {
+                    let result = match deadline {
+                        Some(deadline) => {
+                            match tokio::time::timeout_at(clock::instant_at(deadline), read).await {
+                                Ok(result) => result,
+                                Err(_) => return Ok(None),
+                            }
                         }
-                    }
-                    None => read.await,
-                };
-                (result?, Some(clock::now_micros()))
+                        None => read.await,
+                    };
+                    (result?, Some(clock::now_micros()))
+                }
             }
         };
         self.staged_end += n;
+        let backlog = self.staged_end + reader.pending_bytes();
         Ok(Some(Arrival {
-            frames: self.staged_end / self.format.frame_size(),
+            backlog_frames: backlog / self.format.frame_size(),
             waited_at,
         }))
     }
@@ -400,5 +514,6 @@ impl Pacer {
     }
 }
 
+mod lead;
 #[cfg(test)]
 mod tests;

@@ -100,6 +100,14 @@ impl PipeReader {
         }
     }
 
+    /// Bytes waiting in the FIFO (see `Reader::pending_bytes`).
+    pub(crate) fn pending_bytes(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        self.open
+            .as_ref()
+            .map_or(0, |(receiver, _)| super::queued_bytes(receiver.as_raw_fd()))
+    }
+
     fn try_open(&mut self) -> io::Result<()> {
         self.prepare()?;
         let receiver = pipe::OpenOptions::new()

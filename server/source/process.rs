@@ -223,6 +223,14 @@ impl ProcessReader {
         Ok(())
     }
 
+    /// Bytes the process wrote that wait in its stdout pipe.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        self.running
+            .as_ref()
+            .map_or(0, |(_, stdout, _)| super::queued_bytes(stdout.as_raw_fd()))
+    }
+
     pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.supervision.killall && self.starts == 0 {
             self.supervision.killall = false;

@@ -46,6 +46,14 @@ impl TcpServerReader {
         self.listener.local_addr()
     }
 
+    /// Bytes the producer sent that wait in our receive queue.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        self.producer
+            .as_ref()
+            .map_or(0, |(socket, _)| super::queued_bytes(socket.as_raw_fd()))
+    }
+
     pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let Some((producer, peer)) = self.producer.as_mut() else {
@@ -139,6 +147,14 @@ impl TcpClientReader {
             stream: None,
             backoff: Duration::from_secs(1),
         }
+    }
+
+    /// Bytes the producer sent that wait in our receive queue.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        self.stream
+            .as_ref()
+            .map_or(0, |socket| super::queued_bytes(socket.as_raw_fd()))
     }
 
     pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

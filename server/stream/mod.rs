@@ -65,6 +65,8 @@ pub(crate) struct StreamStats {
     pub(crate) stalls: AtomicU64,
     /// Times the timeline restarted: the source was away longer than clients buffer.
     pub(crate) resyncs: AtomicU64,
+    /// How far ahead of real time its writer keeps its data, µs (the pacer's learned lead).
+    pub(crate) source_lead_us: std::sync::atomic::AtomicI64,
     /// PCM chunks dropped because the encoder thread was still busy with earlier ones.
     pub(crate) encoder_overruns: AtomicU64,
     /// Whether data is flowing.
@@ -455,6 +457,9 @@ impl Stream {
                     }
                     stats.stalls.store(pacer.pauses(), Ordering::Relaxed);
                     stats.resyncs.store(pacer.resyncs(), Ordering::Relaxed);
+                    stats
+                        .source_lead_us
+                        .store(pacer.lead_us(), Ordering::Relaxed);
                 }
                 Ok(Paced::Stalled) => {
                     if stats.playing.swap(false, Ordering::Relaxed) {

@@ -5,6 +5,7 @@
 
 pub mod audio;
 pub mod edge;
+pub mod heard;
 pub mod matching;
 mod peers;
 mod playback;
@@ -39,6 +40,6 @@ pub use snapctl::snapctl;
 #[allow(unused_imports)]
 pub use snapserver::Snapserver;
 #[allow(unused_imports)]
-pub use source::{source_fifo, FifoWriter, RealTimeWriter};
+pub use source::{source_fifo, FifoWriter, Lead, LiveWriter, RealTimeWriter, WriterPlan};
 #[allow(unused_imports)]
 pub use wait::eventually;

@@ -146,3 +146,192 @@ impl RealTimeWriter {
         self.thread.stop();
     }
 }
+
+/// How far a [`LiveWriter`] keeps ahead of real time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lead {
+    /// Each 10 ms piece is written this many ms before its last frame is due (0: just in
+    /// time, as a capture device; tens of ms, as mpd's fifo output or `ffmpeg -re`).
+    Ms(u64),
+    /// Writes as fast as the FIFO takes it (librespot's pipe backend): the pipe is always
+    /// full and the reader's pace paces it.
+    Blocking,
+}
+
+/// What a [`LiveWriter`] does: its lead, one pause, and how much its writes scatter.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterPlan {
+    pub lead: Lead,
+    /// When the writer stops, ms after it started (real time).
+    pub pause_at_ms: u64,
+    /// How long it stops (0: never).
+    pub pause_ms: u64,
+    /// Each write comes up to this many ms early or late (deterministic pseudo-random).
+    pub jitter_ms: u64,
+}
+
+/// A writer that behaves as real players do: it keeps a lead, pauses once and, as a live
+/// source, resumes from the real-time position (skipping what it could not play) and
+/// rebuilds its lead in one burst. A blocking writer has no real-time position: it resumes
+/// with the next frame. Frame `n` is due at `start + n / 48 kHz` (real-time writers); each
+/// piece's write time is logged (blocking writers).
+pub struct LiveWriter {
+    thread: WriterThread,
+    start_us: Arc<std::sync::atomic::AtomicI64>,
+    /// (first frame of a piece, when it was written) for every piece.
+    log: Arc<std::sync::Mutex<Vec<(u64, i64)>>>,
+    plan: WriterPlan,
+}
+
+impl LiveWriter {
+    /// Writes into the FIFO at `path`.
+    pub fn start(path: &Path, signal: Signal, plan: WriterPlan) -> Self {
+        let path = path.to_owned();
+        Self::start_into(
+            move || {
+                Box::new(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .expect("open the source FIFO for writing"),
+                )
+            },
+            signal,
+            plan,
+        )
+    }
+
+    /// Writes into whatever `open` gives it (a TCP connection, a process's FIFO).
+    pub fn start_into(
+        open: impl FnOnce() -> Box<dyn Write + Send> + Send + 'static,
+        signal: Signal,
+        plan: WriterPlan,
+    ) -> Self {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let start_us = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let (sink, start_at) = (log.clone(), start_us.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut out = open();
+            let now = snaprelay::clock::now_micros;
+            let start = now();
+            start_at.store(start, Ordering::Relaxed);
+            let due = |frame: u64| start + (frame * 1_000_000 / 48_000) as i64;
+            let pause_start = start + plan.pause_at_ms as i64 * 1000;
+            let mut paused = plan.pause_ms == 0;
+            let mut frame = 0u64;
+            let mut piece = 0u64;
+            let mut buf = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                let write_at = match plan.lead {
+                    Lead::Ms(lead) => {
+                        due(frame + PIECE_FRAMES) - lead as i64 * 1000
+                            + jitter_us(piece, plan.jitter_ms)
+                    }
+                    Lead::Blocking => now(),
+                };
+                if !paused && write_at > pause_start {
+                    paused = true;
+                    let resume = pause_start + plan.pause_ms as i64 * 1000;
+                    sleep_until(resume);
+                    if let Lead::Ms(_) = plan.lead {
+                        // A live source: what was due while it was away is gone.
+                        let position = ((resume - start) * 48_000 / 1_000_000) as u64;
+                        frame = frame.max(position / PIECE_FRAMES * PIECE_FRAMES);
+                    }
+                    continue;
+                }
+                sleep_until(write_at);
+                buf.clear();
+                signal.render(frame, PIECE_FRAMES as usize, &mut buf);
+                if out.write_all(&buf).is_err() {
+                    return;
+                }
+                sink.lock().unwrap().push((frame, now()));
+                frame += PIECE_FRAMES;
+                piece += 1;
+            }
+        });
+        Self {
+            thread: WriterThread {
+                stop,
+                thread: Some(thread),
+            },
+            start_us,
+            log,
+            plan,
+        }
+    }
+
+    /// When frame `frame` was due (real-time writers) or written (blocking writers), µs on
+    /// the shared clock; `None` for a frame never written.
+    pub fn due_at(&self, frame: u64) -> Option<i64> {
+        let log = self.log.lock().unwrap();
+        let index = log
+            .partition_point(|(first, _)| *first <= frame)
+            .checked_sub(1)?;
+        let (first, written) = log[index];
+        if frame >= first + PIECE_FRAMES {
+            return None;
+        }
+        Some(match self.plan.lead {
+            Lead::Ms(_) => {
+                self.start_us.load(Ordering::Relaxed) + (frame * 1_000_000 / 48_000) as i64
+            }
+            Lead::Blocking => {
+                written - ((first + PIECE_FRAMES - frame) * 1_000_000 / 48_000) as i64
+            }
+        })
+    }
+
+    /// The frames the writer skipped at its pause (it was away longer than its lead), as
+    /// (last frame before, first frame after); `None` when it skipped nothing.
+    pub fn skipped(&self) -> Option<(u64, u64)> {
+        let log = self.log.lock().unwrap();
+        log.windows(2)
+            .find(|pair| pair[1].0 != pair[0].0 + PIECE_FRAMES)
+            .map(|pair| (pair[0].0 + PIECE_FRAMES - 1, pair[1].0))
+    }
+
+    /// The last frame written before the pause.
+    pub fn last_before_pause(&self) -> Option<u64> {
+        let pause_start =
+            self.start_us.load(Ordering::Relaxed) + self.plan.pause_at_ms as i64 * 1000;
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .take_while(|(_, written)| *written < pause_start)
+            .last()
+            .map(|(first, _)| first + PIECE_FRAMES - 1)
+    }
+
+    pub fn plan(&self) -> WriterPlan {
+        self.plan
+    }
+
+    /// Stops writing and closes its output.
+    pub fn stop(mut self) {
+        self.thread.stop();
+    }
+}
+
+/// A piece's deviation from its schedule, in [−jitter, +jitter] ms, the same every run.
+fn jitter_us(piece: u64, jitter_ms: u64) -> i64 {
+    if jitter_ms == 0 {
+        return 0;
+    }
+    // A fixed hash of the piece number (splitmix64's finaliser).
+    let mut x = piece.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    let span = 2 * jitter_ms * 1000 + 1;
+    (x % span) as i64 - (jitter_ms * 1000) as i64
+}
+
+fn sleep_until(at_us: i64) {
+    let wait = at_us - snaprelay::clock::now_micros();
+    if wait > 0 {
+        std::thread::sleep(std::time::Duration::from_micros(wait as u64));
+    }
+}

@@ -20,17 +20,25 @@ fn format() -> SampleFormat {
     SampleFormat::default()
 }
 
-/// Frame `n` of the test signal: left channel carries `n + 1` (never zero), right a marker.
+/// Frame `n` of the test signal: the left channel carries `n % 30000 + 1` (never zero), the
+/// right one which lap of 30 000 frames it is on, plus one.
 fn frame_bytes(n: usize, out: &mut Vec<u8>) {
     let left = (n % 30_000 + 1) as i16;
+    let lap = (n / 30_000 + 1) as i16;
     out.extend_from_slice(&left.to_le_bytes());
-    out.extend_from_slice(&0x0101i16.to_le_bytes());
+    out.extend_from_slice(&lap.to_le_bytes());
 }
 
-/// The counter of a frame, `None` for silence.
+/// The counter of a frame (its number modulo 30 000), `None` for silence.
 fn counter_of(frame: &[u8]) -> Option<usize> {
     let left = i16::from_le_bytes([frame[0], frame[1]]);
     (left != 0).then(|| left as usize - 1)
+}
+
+/// The whole number of a frame, `None` for silence.
+fn number_of(frame: &[u8]) -> Option<usize> {
+    let lap = i16::from_le_bytes([frame[2], frame[3]]);
+    Some(counter_of(frame)? + (lap.max(1) as usize - 1) * 30_000)
 }
 
 /// What a real-time writer does: write frames `from..to` spread over their duration in
@@ -438,5 +446,222 @@ async fn a_late_first_read_does_not_shorten_the_silence_of_a_later_pause() {
     assert!(
         (silence - 300_000).abs() <= 3_000,
         "a 300 ms pause became {silence} µs of silence"
+    );
+}
+
+/// A player's writer as real ones behave: frame `n` is due `n / 48 kHz` after the start; each
+/// 10 ms piece is written `lead` before its last frame is due, `jitter` early or late (by
+/// piece, alternating in a fixed pattern). At `pause_at` it stops for `pause_ms`, then goes
+/// on from the real-time position (skipping what was due meanwhile and not yet written) and
+/// rebuilds its lead in one burst. Returns the start (µs, server clock).
+fn write_with_lead(
+    fifo: &Fifo,
+    lead_ms: i64,
+    jitter_ms: i64,
+    pause_at_ms: i64,
+    pause_ms: i64,
+    frames: usize,
+) -> (i64, std::thread::JoinHandle<()>) {
+    let path = fifo.path.clone();
+    let start = clock::now_micros() + 20_000;
+    let handle = std::thread::spawn(move || {
+        let mut out = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let due = |frame: usize| start + (frame as i64 * 1_000_000 / 48_000);
+        let sleep_until = |at: i64| {
+            let wait = at - clock::now_micros();
+            if wait > 0 {
+                std::thread::sleep(Duration::from_micros(wait as u64));
+            }
+        };
+        let pause_start = start + pause_at_ms * 1000;
+        let mut paused = pause_ms == 0;
+        let mut frame = 0usize;
+        let mut piece = 0i64;
+        while frame < frames {
+            let jitter = [0, 1, -1, 1, 0, -1, 1, -1][(piece % 8) as usize] * jitter_ms * 1000;
+            let write_at = due(frame + 480) - lead_ms * 1000 + jitter;
+            if !paused && write_at.max(clock::now_micros()) > pause_start {
+                paused = true;
+                let resume = pause_start + pause_ms * 1000;
+                sleep_until(resume);
+                let position = ((resume - start) * 48_000 / 1_000_000) as usize;
+                frame = frame.max(position.div_ceil(480) * 480);
+                continue;
+            }
+            sleep_until(write_at);
+            let mut buf = Vec::with_capacity(480 * FRAME);
+            for n in frame..frame + 480 {
+                frame_bytes(n, &mut buf);
+            }
+            if out.write_all(&buf).is_err() {
+                return; // the test stopped reading
+            }
+            frame += 480;
+            piece += 1;
+        }
+    });
+    (start, handle)
+}
+
+/// Timeline time minus due time of every frame of the signal (by its whole number), µs:
+/// constant while nothing is lost or shifted.
+fn offsets_from_due(events: &[Option<(i64, Vec<u8>)>], start: i64) -> Vec<(usize, i64)> {
+    let mut out = Vec::new();
+    for (ts, data) in events.iter().flatten() {
+        for (i, frame) in data.chunks_exact(FRAME).enumerate() {
+            if let Some(n) = number_of(frame) {
+                let at = ts + (i as i64 * 1_000_000 / 48_000);
+                out.push((n, at - (start + (n as i64 * 1_000_000 / 48_000))));
+            }
+        }
+    }
+    out
+}
+
+/// The signal before `frame` and from `frame` on sits at the same distance from its due
+/// time (within 2 ms), and no frame is repeated.
+fn assert_same_offset_around(offsets: &[(usize, i64)], frame: usize, what: &str) {
+    let before: Vec<i64> = offsets
+        .iter()
+        .filter(|(n, _)| *n < frame)
+        .map(|(_, o)| *o)
+        .collect();
+    let after: Vec<i64> = offsets
+        .iter()
+        .filter(|(n, _)| *n >= frame)
+        .map(|(_, o)| *o)
+        .collect();
+    assert!(
+        !before.is_empty() && !after.is_empty(),
+        "{what}: signal on both sides"
+    );
+    let (b, a) = (before[before.len() - 1], after[0]);
+    assert!(
+        (a - b).abs() <= 2_000,
+        "{what}: the signal moved by {} µs across the pause",
+        a - b
+    );
+    for pair in offsets.windows(2) {
+        assert!(
+            pair[1].0 > pair[0].0,
+            "{what}: frame {} repeated",
+            pair[1].0
+        );
+    }
+}
+
+/// The writer keeps 300 ms queued and stalls 300 ms: its queue covers the stall, so the
+/// timeline has no silence and every frame at its place.
+#[tokio::test]
+async fn a_stall_the_writers_queue_covers_is_not_heard() {
+    let (fifo, mut reader) = fifo();
+    let mut pacer = Pacer::new(format(), CHUNK_MS, 1000, true);
+    let (start, writer) = write_with_lead(&fifo, 300, 0, 1_000, 300, 3 * 48_000);
+    let events = collect(&mut pacer, &mut reader, 2 * 48_000, 400).await;
+    drop(reader);
+    writer.join().unwrap();
+    assert_contiguous(&events);
+    let frames = frames_on_timeline(&events);
+    let first = frames.iter().position(|(_, c)| c.is_some()).unwrap();
+    let silent = frames[first..].iter().filter(|(_, c)| c.is_none()).count();
+    assert_eq!(silent, 0, "{silent} silent frames after the signal began");
+    let offsets = offsets_from_due(&events, start);
+    assert_same_offset_around(&offsets, 48_000, "300 ms lead, 300 ms stall");
+    for pair in offsets.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + 1, "signal skipped");
+    }
+}
+
+/// Writers ahead by 0, 100 and 300 ms pausing longer than their lead: the silence is what
+/// they skipped, and the signal after it sits exactly as far from its due time as before.
+#[tokio::test]
+async fn a_writers_lead_is_kept_across_a_pause() {
+    for (lead_ms, pause_ms) in [(0, 300), (100, 300), (300, 700), (100, 1500)] {
+        let (fifo, mut reader) = fifo();
+        let mut pacer = Pacer::new(format(), CHUNK_MS, 1000, true);
+        let (start, writer) = write_with_lead(
+            &fifo,
+            lead_ms,
+            0,
+            1_000,
+            pause_ms,
+            (2_500 + pause_ms as usize) * 48,
+        );
+        let events = collect(&mut pacer, &mut reader, 2_400 * 48 - 600, 600).await;
+        drop(reader);
+        writer.join().unwrap();
+        let offsets = offsets_from_due(&events, start);
+        let resumed = offsets
+            .windows(2)
+            .find(|pair| pair[1].0 != pair[0].0 + 1)
+            .map(|pair| pair[1].0)
+            .expect("the writer skipped frames");
+        let what = format!("{lead_ms} ms lead, {pause_ms} ms pause");
+        assert_same_offset_around(&offsets, resumed, &what);
+    }
+}
+
+/// A writer whose writes scatter by ±20 ms around their due times: nothing is inserted and
+/// nothing moves.
+#[tokio::test]
+async fn a_writer_scattering_its_writes_inserts_no_silence() {
+    let (fifo, mut reader) = fifo();
+    let mut pacer = Pacer::new(format(), CHUNK_MS, 1000, true);
+    let (start, writer) = write_with_lead(&fifo, 0, 20, 0, 0, 3 * 48_000);
+    let events = collect(&mut pacer, &mut reader, 3 * 48_000 - 1000, 400).await;
+    drop(reader);
+    writer.join().unwrap();
+    assert_contiguous(&events);
+    let offsets = offsets_from_due(&events, start);
+    let spread = offsets.iter().map(|(_, o)| *o).max().unwrap()
+        - offsets.iter().map(|(_, o)| *o).min().unwrap();
+    assert!(spread <= 1_000, "the signal moved by {spread} µs");
+    for pair in offsets.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + 1, "signal skipped or repeated");
+    }
+}
+
+/// A writer that dumps a file into the FIFO as fast as it takes it (faster than real time):
+/// paced at the audio rate, nothing dropped, and a pause of the writer is bridged with the
+/// pipe's lead kept.
+#[tokio::test]
+async fn a_blocking_writer_is_paced_and_keeps_its_lead_across_a_pause() {
+    let (fifo, mut reader) = fifo();
+    let mut pacer = Pacer::new(format(), CHUNK_MS, 1000, true);
+    let path = fifo.path.clone();
+    let writer = std::thread::spawn(move || {
+        let mut out = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let mut buf = Vec::new();
+        for n in 0..28_000 {
+            frame_bytes(n, &mut buf);
+            if n == 14_000 {
+                out.write_all(&buf).unwrap();
+                buf.clear();
+                std::thread::sleep(Duration::from_millis(800));
+            }
+        }
+        out.write_all(&buf).unwrap();
+    });
+    let begun = clock::now_micros();
+    let events = collect(&mut pacer, &mut reader, 28_000, 600).await;
+    let elapsed = clock::now_micros() - begun;
+    writer.join().unwrap();
+    assert_contiguous(&events);
+    let frames = frames_on_timeline(&events);
+    let signal: Vec<usize> = frames.iter().filter_map(|(_, c)| *c).collect();
+    for pair in signal.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "signal skipped or repeated");
+    }
+    // 583 ms of audio plus the part of the pause the pipe did not cover, at the audio rate.
+    assert!(
+        elapsed >= 560_000,
+        "paced too fast: {elapsed} µs for 583 ms of audio"
+    );
+    // The silence is the pause less what the pipe held: no more (nothing lost) and the
+    // lead is rebuilt (the silence is not longer than the pause).
+    let silence = silence_between(&frames, 14_000);
+    assert!(
+        (0..=800_000).contains(&silence),
+        "silence {silence} µs for an 800 ms pause of a writer with a full pipe"
     );
 }
