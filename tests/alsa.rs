@@ -68,7 +68,13 @@ fn an_alsa_capture_is_heard_frame_for_frame_then_its_silence_makes_the_stream_id
         &[("ALSA_CONFIG_PATH", &alsa_config)],
     );
     let client = Snapclient::start(relay.port(), "alsa-listener", &client_dir);
-    assert_eq!(stream_status(&relay), "playing", "{}", relay.log());
+    // The pacer collects the first data for a tenth of a second before the stream plays.
+    common::eventually(
+        Duration::from_secs(5),
+        "the capture stream plays",
+        || relay.log(),
+        || (stream_status(&relay) == "playing").then_some(()),
+    );
 
     // Played out: the file's last frame reached the client, then silence.
     let last_counter = (SIGNAL_SECONDS * audio::RATE as usize - 1) as u16;
