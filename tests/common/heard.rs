@@ -49,15 +49,19 @@ pub struct Heard {
 }
 
 impl Heard {
-    /// Median latency (ms) of the blocks that start within `frames`, and their number;
-    /// NaN with fewer than three.
-    pub fn latency_ms(&self, frames: Range<u64>) -> (f64, usize) {
-        let latencies: Vec<f64> = self
-            .blocks
+    /// Latencies (ms) of the blocks that start within `frames`.
+    fn latencies(&self, frames: Range<u64>) -> Vec<f64> {
+        self.blocks
             .iter()
             .filter(|b| frames.contains(&b.frame))
             .map(|b| b.latency_us as f64 / 1000.0)
-            .collect();
+            .collect()
+    }
+
+    /// Median latency (ms) of the blocks that start within `frames`, and their number;
+    /// NaN with fewer than three.
+    pub fn latency_ms(&self, frames: Range<u64>) -> (f64, usize) {
+        let latencies = self.latencies(frames);
         let median = if latencies.len() >= 3 {
             audio::median(&latencies)
         } else {
@@ -71,12 +75,7 @@ impl Heard {
     /// reader frees pipe pages (so a block's first frame may have waited in the writer),
     /// the lowest is the one that went straight through.
     pub fn latency_floor_ms(&self, frames: Range<u64>) -> f64 {
-        let latencies: Vec<f64> = self
-            .blocks
-            .iter()
-            .filter(|b| frames.contains(&b.frame))
-            .map(|b| b.latency_us as f64 / 1000.0)
-            .collect();
+        let latencies = self.latencies(frames);
         if latencies.len() >= 3 {
             latencies.iter().copied().fold(f64::INFINITY, f64::min)
         } else {
