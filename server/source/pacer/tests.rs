@@ -550,13 +550,15 @@ fn assert_same_offset_around(offsets: &[(usize, i64)], frame: usize, what: &str)
     }
 }
 
-/// The writer keeps 300 ms queued and stalls 300 ms: its queue covers the stall, so the
-/// timeline has no silence and every frame at its place.
+/// The writer keeps 300 ms queued and stalls 250 ms: its queue covers the stall, so the
+/// timeline has no silence and every frame at its place. (Exactly as long as the queue, the
+/// stall is covered only when the writer resumes on time: tests/real_writers.rs plays that
+/// case; here, with the whole test suite running beside it, the writer thread may not.)
 #[tokio::test]
 async fn a_stall_the_writers_queue_covers_is_not_heard() {
     let (fifo, mut reader) = fifo();
     let mut pacer = Pacer::new(format(), CHUNK_MS, 1000, true);
-    let (start, writer) = write_with_lead(&fifo, 300, 0, 1_000, 300, 3 * 48_000);
+    let (start, writer) = write_with_lead(&fifo, 300, 0, 1_000, 250, 3 * 48_000);
     let events = collect(&mut pacer, &mut reader, 2 * 48_000, 400).await;
     drop(reader);
     writer.join().unwrap();
@@ -566,7 +568,7 @@ async fn a_stall_the_writers_queue_covers_is_not_heard() {
     let silent = frames[first..].iter().filter(|(_, c)| c.is_none()).count();
     assert_eq!(silent, 0, "{silent} silent frames after the signal began");
     let offsets = offsets_from_due(&events, start);
-    assert_same_offset_around(&offsets, 48_000, "300 ms lead, 300 ms stall");
+    assert_same_offset_around(&offsets, 48_000, "300 ms lead, 250 ms stall");
     for pair in offsets.windows(2) {
         assert_eq!(pair[1].0, pair[0].0 + 1, "signal skipped");
     }
