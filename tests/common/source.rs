@@ -132,13 +132,8 @@ impl RealTimeWriter {
     /// When the frame `frame` went into the FIFO, µs on the shared clock, extrapolated from
     /// its piece's write (the piece is written when its last frame is due).
     pub fn written_at(&self, frame: u64) -> Option<i64> {
-        let log = self.log.lock().unwrap();
-        let index = log
-            .partition_point(|(first, _)| *first <= frame)
-            .checked_sub(1)?;
-        let (first, at) = log[index];
-        (frame < first + PIECE_FRAMES)
-            .then(|| at - ((first + PIECE_FRAMES - frame) * 1_000_000 / 48_000) as i64)
+        let (first, at) = piece_of(&self.log.lock().unwrap(), frame)?;
+        Some(at - ((first + PIECE_FRAMES - frame) * 1_000_000 / 48_000) as i64)
     }
 
     /// Stops writing (the FIFO stays open until the writer is dropped).
@@ -267,14 +262,7 @@ impl LiveWriter {
     /// When frame `frame` was due (real-time writers) or written (blocking writers), µs on
     /// the shared clock; `None` for a frame never written.
     pub fn due_at(&self, frame: u64) -> Option<i64> {
-        let log = self.log.lock().unwrap();
-        let index = log
-            .partition_point(|(first, _)| *first <= frame)
-            .checked_sub(1)?;
-        let (first, written) = log[index];
-        if frame >= first + PIECE_FRAMES {
-            return None;
-        }
+        let (first, written) = piece_of(&self.log.lock().unwrap(), frame)?;
         Some(match self.plan.lead {
             Lead::Ms(_) => {
                 self.start_us.load(Ordering::Relaxed) + (frame * 1_000_000 / 48_000) as i64
@@ -313,6 +301,15 @@ impl LiveWriter {
     pub fn stop(mut self) {
         self.thread.stop();
     }
+}
+
+/// The logged piece (its first frame, when it was written) that holds `frame`.
+fn piece_of(log: &[(u64, i64)], frame: u64) -> Option<(u64, i64)> {
+    let index = log
+        .partition_point(|(first, _)| *first <= frame)
+        .checked_sub(1)?;
+    let (first, at) = log[index];
+    (frame < first + PIECE_FRAMES).then_some((first, at))
 }
 
 /// A piece's deviation from its schedule, in [−jitter, +jitter] ms, the same every run.
