@@ -98,7 +98,23 @@ fi
 # smoke. Then every test; the end-to-end tests run real snapclients in real time, and two
 # at once fit two cores. (Both always run; the script fails if either failed.)
 # With every optional feature (ALSA capture), so its code and tests run too.
+# Tests that re-measure a noisy figure (a sync offset, a latency) once count each retry in
+# this file (tests/common/retry.rs); the count is reported at the end. The output is kept
+# too, so that what failed is repeated last, where a CI log's tail shows it.
+export SNAPRELAY_TEST_RETRIES="$PWD/target/test-retries.log"
+output="$PWD/target/test-output.log"
+mkdir -p target
+: >"$SNAPRELAY_TEST_RETRIES"
+: >"$output"
 status=0
-cargo test --features alsa --benches --no-fail-fast "$@" || status=$?
-cargo test --features alsa --lib --bins --tests --no-fail-fast "$@" -- --test-threads=2 || status=$?
+cargo test --features alsa --benches --no-fail-fast "$@" 2>&1 | tee -a "$output" || status=$?
+cargo test --features alsa --lib --bins --tests --no-fail-fast "$@" -- --test-threads=2 2>&1 \
+  | tee -a "$output" || status=$?
+retries=$(wc -l <"$SNAPRELAY_TEST_RETRIES")
+echo "retries: $retries (a noisy figure measured once more; functional checks never are)"
+sed 's/^/  /' "$SNAPRELAY_TEST_RETRIES"
+if [ "$status" -ne 0 ]; then
+  echo "what failed:"
+  grep -E -A4 "^thread '.*' .*panicked at" "$output" | grep -v "^stack backtrace:" | cut -c1-400 | head -n 120
+fi
 exit "$status"

@@ -8,8 +8,10 @@
 //! silence as long as what it skipped (none when its queue covered the pause), and the same
 //! latency (due time → output) after the pause as before. snaprelay must lose no audio, keep
 //! its latency and the silence within `MAX_SHIFT_MS`, and move no more than snapserver does
-//! (plus measurement noise). Three cases are known open and assert only that nothing is lost
-//! and there is at most one silence (their doc comments say why); their figures are printed.
+//! (plus measurement noise). Known open cases assert only that nothing is lost and there is at
+//! most one silence (their doc comments say why); their figures are printed. The timing is
+//! measured through real clients on a shared machine: a session out of its bounds is measured
+//! once more, and the retry is counted (`common::retry`); what is lost never is.
 
 mod common;
 
@@ -154,10 +156,42 @@ fn assert_plays_through(plan: WriterPlan) {
     assert_plays(plan, true);
 }
 
-/// [`assert_plays_through`], with the latency checks left out when `latency` is false (the
-/// one known open case; its figures are still printed).
-fn assert_plays(plan: WriterPlan, latency: bool) {
-    let (relay, snapserver) = play(plan);
+/// [`assert_plays_through`], with the timing checks left out when `timing` is false (the
+/// known open cases; their figures are still printed). What is functional (nothing lost, how
+/// many silences) is checked on every session; the timing (how far the latency moved, how
+/// long the silence is) is a figure measured through real clients on a shared machine, so a
+/// session out of bounds is measured once more (a counted retry, `common::retry`).
+fn assert_plays(plan: WriterPlan, timing: bool) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("real_writers")
+        .to_owned();
+    let (relay, snapserver) = common::retry::once_more_if(
+        &test,
+        |(relay, snapserver)| !timing || timing_fault(plan, relay, snapserver).is_none(),
+        |(relay, snapserver)| timing_fault(plan, relay, snapserver).unwrap_or_default(),
+        || {
+            let outcomes = play(plan);
+            assert_nothing_lost(plan, &outcomes.0, &outcomes.1);
+            outcomes
+        },
+    );
+    let summary = format!("{plan:?}: {relay:?} against {snapserver:?}");
+    if !timing {
+        eprintln!(
+            "timing not asserted: snaprelay moved {:.1} ms, snapserver {:.1} ms",
+            relay.shift_ms, snapserver.shift_ms
+        );
+        return;
+    }
+    if let Some(fault) = timing_fault(plan, &relay, &snapserver) {
+        panic!("{fault}; {summary}");
+    }
+}
+
+/// The functional checks: every frame the writer wrote is heard, and the silences are as
+/// many as the writer's pause calls for.
+fn assert_nothing_lost(plan: WriterPlan, relay: &Outcome, snapserver: &Outcome) {
     let summary = format!("{plan:?}: {relay:?} against {snapserver:?}");
     assert!(
         relay.latency_ms.is_finite(),
@@ -171,51 +205,52 @@ fn assert_plays(plan: WriterPlan, latency: bool) {
         relay.lost_ms <= snapserver.lost_ms,
         "lost more than snapserver; {summary}"
     );
-    if !latency {
-        assert!(
+    match plan.lead {
+        // One silence for what the writer skipped, or none when it skipped (almost) nothing.
+        Lead::Ms(_) => assert_eq!(
+            relay.long_silences.len(),
+            usize::from(relay.skipped_ms >= 20.0),
+            "silences heard {:?}, writer skipped {:.1} ms; {summary}",
+            relay.long_silences,
+            relay.skipped_ms
+        ),
+        Lead::Blocking => assert!(
             relay.long_silences.len() <= 1,
             "more than one silence; {summary}"
-        );
-        eprintln!(
-            "latency not asserted: snaprelay moved {:.1} ms, snapserver {:.1} ms",
-            relay.shift_ms, snapserver.shift_ms
-        );
-        return;
+        ),
     }
-    assert!(
-        relay.shift_ms <= MAX_SHIFT_MS,
-        "latency after the pause moved by more than {MAX_SHIFT_MS} ms; {summary}"
-    );
+}
+
+/// What is wrong with the timing, if anything: the latency after the pause moved, the
+/// silence is not as long as what the writer skipped, or snaprelay moved more than
+/// snapserver.
+fn timing_fault(plan: WriterPlan, relay: &Outcome, snapserver: &Outcome) -> Option<String> {
+    if relay.shift_ms > MAX_SHIFT_MS {
+        return Some(format!(
+            "latency after the pause moved by {:.1} ms (more than {MAX_SHIFT_MS} ms)",
+            relay.shift_ms
+        ));
+    }
     if let Lead::Ms(_) = plan.lead {
-        // One silence exactly as long as what the writer skipped, or none.
-        let expected: Vec<bool> = if relay.skipped_ms >= 20.0 {
-            vec![true]
-        } else {
-            vec![]
-        };
-        let found: Vec<bool> = relay
+        if let Some(ms) = relay
             .long_silences
             .iter()
-            .map(|ms| (ms - relay.skipped_ms).abs() <= MAX_SHIFT_MS)
-            .collect();
-        assert_eq!(
-            found, expected,
-            "silences heard {:?}, writer skipped {:.1} ms; {summary}",
-            relay.long_silences, relay.skipped_ms
-        );
-    } else {
-        assert!(
-            relay.long_silences.len() <= 1,
-            "more than one silence; {summary}"
-        );
+            .find(|ms| (*ms - relay.skipped_ms).abs() > MAX_SHIFT_MS)
+        {
+            return Some(format!(
+                "a silence of {ms:.1} ms where the writer skipped {:.1} ms",
+                relay.skipped_ms
+            ));
+        }
     }
     // At least as good as snapserver, case by case.
-    if snapserver.shift_ms.is_finite() {
-        assert!(
-            relay.shift_ms <= snapserver.shift_ms.max(5.0) + NOISE_MS,
-            "shifted more than snapserver; {summary}"
-        );
+    if snapserver.shift_ms.is_finite() && relay.shift_ms > snapserver.shift_ms.max(5.0) + NOISE_MS {
+        return Some(format!(
+            "shifted {:.1} ms, snapserver {:.1} ms",
+            relay.shift_ms, snapserver.shift_ms
+        ));
     }
+    None
 }
 
 fn plan(lead: Lead, pause_ms: u64) -> WriterPlan {

@@ -14,8 +14,8 @@ use common::edge::{
     edge_metric, edge_named, edge_on, stream_metric, wait_for_link, wait_for_reconnect,
 };
 use common::{
-    assert_hears_the_signal, jsonrpc_call, once_more_if_apart_or_failed, sync_offset_ms,
-    DelayProxy, FifoWriter, Relay, Snapclient,
+    assert_hears_the_signal, jsonrpc_call, once_more_if_apart, sync_offset_ms, DelayProxy,
+    FifoWriter, Relay, Snapclient,
 };
 use serde_json::{json, Value};
 
@@ -38,7 +38,7 @@ fn edge_of(core_port: u16, extra: &[&str]) -> Relay {
 fn clients_of_the_core_and_of_an_edge_play_in_sync() {
     let _measuring = measuring();
     for codec in ["pcm", "flac"] {
-        let (offsets, edge_log) = once_more_if_apart_or_failed(|| core_and_edge_session(codec));
+        let (offsets, edge_log) = once_more_if_apart(|| core_and_edge_session(codec));
         let median = offsets[0];
         assert!(
             median.abs() <= 1.0,
@@ -107,7 +107,7 @@ fn assert_offset_error_small(edge: &Relay) {
 #[test]
 fn an_upstream_restart_is_reconnected_and_plays_again() {
     let _measuring = measuring();
-    let (offsets, edge_log) = once_more_if_apart_or_failed(|| {
+    let (offsets, edge_log) = once_more_if_apart(|| {
         let (core, fifo) = Relay::start_with_pipe("pcm", &[]);
         let port = core.port();
         let writer = FifoWriter::start(&fifo, Signal::new(440.0, 660.0), 0);
@@ -152,7 +152,7 @@ fn two_hops_with_5ms_of_delay_each_play_in_sync_with_the_core() {
 /// Measures `session` (once more if its clients start apart) and checks that the clients of
 /// both edges play within 1 ms of the core's.
 fn assert_two_hops_in_sync(session: fn() -> (Vec<f64>, String)) {
-    let (offsets, logs) = once_more_if_apart_or_failed(session);
+    let (offsets, logs) = once_more_if_apart(session);
     for (hops, offset) in offsets.iter().enumerate() {
         assert!(
             offset.abs() <= 1.0,
@@ -227,7 +227,7 @@ fn core_and_edge_through_a_proxy() -> (Relay, FifoWriter, DelayProxy, Relay) {
 #[test]
 fn a_partition_is_silence_then_sync_again() {
     let _measuring = measuring();
-    let (offsets, edge_log) = once_more_if_apart_or_failed(|| {
+    let (offsets, edge_log) = once_more_if_apart(|| {
         let (core, writer, proxy, edge) = core_and_edge_through_a_proxy();
         let a = Snapclient::start(core.port(), "core-client", core.dir.path());
         let b = Snapclient::start(edge.port(), "edge-client", edge.dir.path());
@@ -247,7 +247,6 @@ fn a_partition_is_silence_then_sync_again() {
         // refilled its buffer): in sync again.
         let (median, blocks) = sync_after(&a, &b, released_us + 2_000_000);
         eprintln!("after a partition: {median:.3} ms over {blocks} blocks");
-        assert!(blocks >= 20, "too few blocks to compare: {blocks}");
         writer.stop();
         (vec![median], edge.log())
     });
@@ -255,7 +254,9 @@ fn a_partition_is_silence_then_sync_again() {
 }
 
 /// The median of how far `a` plays ahead of `b` (ms) over what both played from `from_us`
-/// on, and how many player blocks that compares.
+/// on, and how many player blocks it compares: at least 20, played for as long as that takes
+/// (up to 15 s more). A block counts only when the test read it in one piece, and a busy
+/// machine's reads take several at once, so a fixed time may give too few.
 fn sync_after(a: &Snapclient, b: &Snapclient, from_us: i64) -> (f64, usize) {
     let positions = |client: &Snapclient| {
         let (bytes, arrivals) = client.output();
@@ -266,8 +267,19 @@ fn sync_after(a: &Snapclient, b: &Snapclient, from_us: i64) -> (f64, usize) {
             / audio::FRAME_BYTES;
         audio::block_positions(&bytes, &arrivals, from_frame)
     };
-    let offsets = audio::sync_offsets_ms(&positions(a), &positions(b));
-    (audio::median(&offsets), offsets.len())
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let offsets = audio::sync_offsets_ms(&positions(a), &positions(b));
+        if offsets.len() >= 20 {
+            return (audio::median(&offsets), offsets.len());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "too few blocks to compare: {}",
+            offsets.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// A black-holed upstream (nothing arrives for longer than the edge waits) is dropped and
@@ -331,7 +343,7 @@ fn an_upstream_sending_garbage_is_dropped_and_retried() {
 #[test]
 fn snapserver_026_as_the_upstream() {
     let _measuring = measuring();
-    let (offsets, edge_log) = once_more_if_apart_or_failed(|| {
+    let (offsets, edge_log) = once_more_if_apart(|| {
         let dir = tempfile::tempdir().unwrap();
         let fifo = common::source_fifo(dir.path(), "music");
         let server = common::Snapserver::start(

@@ -18,7 +18,9 @@
 //!   ahead, a socket holds what was sent. What a writer has handed over but we have not read
 //!   yet is visible (the pipe's or socket's queue, FIONREAD, plus our staging buffer), so
 //!   the pacer observes `lead = where the received data ends on the timeline − now`, after
-//!   every read that waited and after every chunk. Delays only make an observation smaller,
+//!   every read that waited, after every chunk, and every millisecond of one chunk in each
+//!   quarter second (a writer far ahead is never waited for, and a look once a chunk would
+//!   always fall at the same phase of its writes). Delays only make an observation smaller,
 //!   so the largest of the last one to two seconds of playback is the lead (`lead.rs`). It
 //!   is not observed while the source is paused, so a pause never ages it out.
 //! - **The first data.** Arrivals are collected for `FIRST_SETTLE`; where the first frame
@@ -42,7 +44,8 @@
 //!   just in time, a full pipe for a blocking one). Data that comes back where the timeline
 //!   already is (the writer's queue covered the stall, or a jittery write caught up) simply
 //!   continues. Lateness below `TOLERANCE` without a detected pause is absorbed (scheduling
-//!   jitter; silence for it would be a click and a lasting shift).
+//!   jitter; silence for it would be a click and a lasting shift), whether the first read
+//!   shows it or the settled arrivals do (a refill read piece by piece).
 //! - **Why this cannot drift.** The timeline only advances by what it publishes, and every
 //!   placement is taken from arrival times (absolute) plus one reference lead. The reference
 //!   moves only when the observed lead moves by more than a few ms (`lead.rs`), so the
@@ -96,6 +99,10 @@ const SETTLE_US: i64 = 50_000;
 /// staging buffer holds), because a relay (and its clients) starting up is busy, and because
 /// later reads rarely wait and so rarely tell how far off the anchor is.
 const FIRST_SETTLE_US: i64 = STAGING_MIN_US as i64;
+/// How often a settle window, or a sampling of the lead, looks at the pipe or socket.
+const SAMPLE_US: i64 = 1_000;
+/// How much played time passes between two samplings of the lead (each one chunk long).
+const SAMPLING_EVERY_US: i64 = 250_000;
 
 /// One chunk of raw PCM, borrowed from the pacer's buffer.
 #[derive(Debug)]
@@ -158,6 +165,8 @@ pub(crate) struct Pacer {
     live: bool,
     /// How far ahead of real time the writer keeps its data.
     lead: Lead,
+    /// Played time since the lead was last sampled, µs.
+    unsampled_us: i64,
     stall_pending: bool,
     pauses: u64,
     resyncs: u64,
@@ -188,6 +197,7 @@ impl Pacer {
             bridge_us: i64::from(bridge_ms) * 1000,
             live,
             lead: Lead::default(),
+            unsampled_us: 0,
             stall_pending: false,
             pauses: 0,
             resyncs: 0,
@@ -220,7 +230,12 @@ impl Pacer {
         };
         let due = ts + self.chunk_us;
         if !self.paced {
-            tokio::time::sleep_until(clock::instant_at(due)).await;
+            if self.live && !self.quiet && self.unsampled_us >= SAMPLING_EVERY_US {
+                self.sample_lead_until(reader, ts, due).await;
+                self.unsampled_us = 0;
+            } else {
+                tokio::time::sleep_until(clock::instant_at(due)).await;
+            }
             self.paced = true;
         }
         let frame = self.format.frame_size();
@@ -276,6 +291,7 @@ impl Pacer {
             let observed = end + self.micros_of(self.silence_owed + ahead) - clock::now_micros();
             self.lead.observe(observed, false);
             self.lead.played(self.chunk_us);
+            self.unsampled_us += self.chunk_us;
         }
         if self.quiet {
             self.bridged_us += self.chunk_us;
@@ -290,6 +306,26 @@ impl Pacer {
             timestamp_us: ts,
             data: &self.chunk,
         }))
+    }
+
+    /// Waits until `due` looking at the writer's lead every `SAMPLE_US`. A writer whose
+    /// lead is larger than the staging buffer is never waited for, so its writes are seen
+    /// only when we look; looking once a chunk, always at the same phase of its period,
+    /// would take its lead for up to one period less than it is.
+    async fn sample_lead_until(&mut self, reader: &Reader, ts: i64, due: i64) {
+        loop {
+            let now = clock::now_micros();
+            if now >= due {
+                return;
+            }
+            tokio::time::sleep_until(clock::instant_at((now + SAMPLE_US).min(due))).await;
+            let received = self.filled
+                + self.silence_owed
+                + (self.staged_end - self.staged_start)
+                + reader.pending_bytes();
+            let observed = ts + self.micros_of(received) - clock::now_micros();
+            self.lead.observe(observed, false);
+        }
     }
 
     /// Decides where data that just came in goes: right here, or behind silence for the time
@@ -328,7 +364,10 @@ impl Pacer {
         let window = SETTLE_US + 2 * self.lead.spread();
         let belongs_at = self.settle(reader, arrival, window).await? + self.lead.reference();
         let silence = belongs_at - here;
-        if silence <= 0 {
+        // The same tolerance once the arrivals are settled: a writer whose queue covered its
+        // stall but who came back a few ms late (its first read caught only the first piece
+        // of the refill) has skipped nothing, and silence for it would be a lasting shift.
+        if silence <= tolerance {
             return Ok(());
         }
         self.silence_owed = self.bytes_of(silence);
@@ -373,14 +412,28 @@ impl Pacer {
         };
         let mut arrivals = vec![seen(self, &first)];
         let until = clock::now_micros() + window_us;
-        while self.staged_end - self.staged_start < self.staged.len() {
-            match self.stage(reader, Some(until)).await? {
-                Some(arrival) => arrivals.push(seen(self, &arrival)),
-                None => break,
+        loop {
+            if self.staged_end - self.staged_start < self.staged.len() {
+                match self.stage(reader, Some(until)).await? {
+                    Some(arrival) => arrivals.push(seen(self, &arrival)),
+                    None => break,
+                }
+                continue;
             }
+            // A burst larger than the staging buffer goes on arriving in the pipe or socket,
+            // which we cannot wait on without reading it: look at what it holds every
+            // millisecond instead. (Looking only at the window's end would see each write
+            // a random part of its period late: half a writer's period off on average.)
+            let now = clock::now_micros();
+            if now >= until {
+                break;
+            }
+            let next = (now + SAMPLE_US).min(until);
+            tokio::time::sleep_until(clock::instant_at(next)).await;
+            let held = self.staged_end - self.staged_start + reader.pending_bytes();
+            arrivals.push((clock::now_micros(), self.micros_of(held)));
         }
-        // A burst larger than the staging buffer goes on arriving in the pipe or socket:
-        // what it holds by the end of the window counts too.
+        // Data that is already waiting at the window's end counts too.
         tokio::time::sleep_until(clock::instant_at(until)).await;
         let held = self.staged_end - self.staged_start + reader.pending_bytes();
         arrivals.push((clock::now_micros(), self.micros_of(held)));

@@ -12,6 +12,7 @@ mod playback;
 mod ports;
 mod proxy;
 mod relay;
+pub mod retry;
 mod snapclient;
 mod snapctl;
 mod snapserver;
@@ -24,8 +25,8 @@ mod wait;
 pub use peers::{hello_client, http_get, jsonrpc_call, HttpResponse};
 #[allow(unused_imports)]
 pub use playback::{
-    assert_continuous, assert_hears_the_signal, once_more_if_apart, once_more_if_apart_or_failed,
-    recent_frequency, steady_frames, sync_offset_ms, SECOND,
+    assert_continuous, assert_hears_the_signal, once_more_if_apart, recent_frequency,
+    steady_frames, sync_offset_ms, SECOND,
 };
 #[allow(unused_imports)]
 pub use ports::free_port;

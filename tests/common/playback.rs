@@ -93,45 +93,17 @@ pub fn recent_frequency(client: &Snapclient) -> Option<f64> {
 
 /// Runs `measure` (a whole session: servers, writer, clients) and returns the sync offsets it
 /// measured, in ms, with whatever else it returns; if one offset is over 1 ms, measures once
-/// more with a fresh session and returns that. Snapclients started on a busy machine now and
-/// then settle 1–5 ms from where they should and stay there for many seconds (their soft
-/// correction moves 0.5 ms a second): seen between two clients of the same server, so it is a
-/// client's start, while a server defect shows in every session. Each attempt is printed.
+/// more with a fresh session and returns that (a counted retry, `retry::once_more_if`).
+/// Snapclients started on a busy machine now and then settle 1–5 ms from where they should
+/// and stay there for many seconds (their soft correction moves 0.5 ms a second): seen
+/// between two clients of the same server, so it is a client's start, while a server defect
+/// shows in every session. A functional check that fails inside `measure` fails the test.
 pub fn once_more_if_apart<T>(measure: impl Fn() -> (Vec<f64>, T)) -> (Vec<f64>, T) {
-    let first = measure();
-    if first.0.iter().all(|offset| offset.abs() <= 1.0) {
-        return first;
-    }
-    eprintln!(
-        "clients {:.3?} ms apart; measuring once more with a fresh session",
-        first.0
-    );
-    measure()
-}
-
-/// [`once_more_if_apart`] for sessions of several relays and clients at once (relay
-/// chaining): a first session that fails outright is also run once more, with what failed
-/// printed. On a busy two-core machine one client among several now and then writes a few
-/// hundred frames out of place (seen in a core's own client, with no relay between it and
-/// the core, and as rarely in the plain two-client test); a relay defect fails both sessions.
-pub fn once_more_if_apart_or_failed<T>(measure: impl Fn() -> (Vec<f64>, T)) -> (Vec<f64>, T) {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&measure)) {
-        Ok(first) if first.0.iter().all(|offset| offset.abs() <= 1.0) => first,
-        Ok(first) => {
-            eprintln!(
-                "clients {:.3?} ms apart; measuring once more with a fresh session",
-                first.0
-            );
-            measure()
-        }
-        Err(failure) => {
-            let why = failure
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| failure.downcast_ref::<&str>().copied())
-                .unwrap_or("a panic");
-            eprintln!("the session failed ({why}); measuring once more with a fresh session");
-            measure()
-        }
-    }
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    super::retry::once_more_if(
+        &test,
+        |(offsets, _)| offsets.iter().all(|offset| offset.abs() <= 1.0),
+        |(offsets, _)| format!("clients {offsets:.3?} ms apart"),
+        measure,
+    )
 }
