@@ -113,6 +113,12 @@ cargo test --features alsa --lib --bins --tests --no-fail-fast "$@" -- --test-th
 retries=$(wc -l <"$SNAPRELAY_TEST_RETRIES")
 echo "retries: $retries (a noisy figure measured once more; functional checks never are)"
 sed 's/^/  /' "$SNAPRELAY_TEST_RETRIES"
+# One retry per test at most: a figure that needs two is not noise.
+repeated=$(cut -d: -f1 "$SNAPRELAY_TEST_RETRIES" | sort | uniq -d)
+if [ -n "$repeated" ]; then
+  echo "tests that needed more than one retry (a failure): $repeated"
+  status=1
+fi
 if [ "$status" -ne 0 ]; then
   echo "what failed:"
   grep -E -A4 "^thread '.*' .*panicked at" "$output" | grep -v "^stack backtrace:" | cut -c1-400 | head -n 120

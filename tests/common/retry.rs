@@ -1,6 +1,7 @@
 //! The one way a test measures a noisy figure again (a sync offset, a latency, where a
 //! silence falls): once, never a functional check, and every time printed and counted in the
-//! file `SNAPRELAY_TEST_RETRIES` names, which scripts/test.sh reports at the end of a run.
+//! file `SNAPRELAY_TEST_RETRIES` names, which scripts/test.sh reports at the end of a run
+//! (failing it when one test needed more than one retry).
 
 use std::io::Write;
 

@@ -581,7 +581,8 @@ fn placed_once_more_if_off(what: &str, session: impl Fn() -> Placement) -> Place
             .append(true)
             .open(path)
         {
-            let _ = writeln!(file, "pacer::tests {note}");
+            let test = std::thread::current().name().unwrap_or("pacer").to_owned();
+            let _ = writeln!(file, "{test}: {note}");
         }
     }
     session()
