@@ -733,3 +733,91 @@ async fn a_blocking_writer_is_paced_and_keeps_its_lead_across_a_pause() {
         "silence {silence} µs for an 800 ms pause of a writer with a full pipe"
     );
 }
+
+/// A writer that hands over 10 MiB (a minute of audio) in one write: paced at the audio
+/// rate, in order, nothing dropped, and nothing buffered beyond the staging buffer (the rest
+/// waits in the writer, blocked on the full pipe).
+#[tokio::test]
+async fn ten_mib_written_at_once_is_paced_not_buffered() {
+    let (fifo, mut reader) = fifo();
+    let mut pacer = Pacer::new(format(), CHUNK_MS, 1000, true);
+    let staging = pacer.staged.len();
+    let path = fifo.path.clone();
+    let writer = std::thread::spawn(move || {
+        let mut buf = Vec::with_capacity(10 << 20);
+        for n in 0..(10 << 20) / FRAME {
+            frame_bytes(n, &mut buf);
+        }
+        let mut out = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        // Ends with a broken pipe once the test stops reading.
+        let _ = out.write_all(&buf);
+    });
+    let begun = clock::now_micros();
+    let events = collect(&mut pacer, &mut reader, 48_000, 100).await;
+    let elapsed = clock::now_micros() - begun;
+    assert_contiguous(&events);
+    let signal: Vec<usize> = events
+        .iter()
+        .flatten()
+        .flat_map(|(_, data)| data.chunks_exact(FRAME).filter_map(number_of))
+        .collect();
+    assert_eq!(signal[0], 0, "the first frame is played");
+    for pair in signal.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "signal skipped or repeated");
+    }
+    assert!(elapsed >= 900_000, "paced too fast: {elapsed} µs for 1 s");
+    assert_eq!(pacer.staged.len(), staging, "the staging buffer grew");
+    assert_eq!(
+        pacer.pauses(),
+        0,
+        "a writer blocked on a full pipe is no pause"
+    );
+    drop(reader);
+    writer.join().unwrap();
+}
+
+/// A writer that closes in the middle of its burst and another that opens the FIFO later
+/// (a player restarted): every whole frame of both is played, in order, with the time
+/// between them as silence, and the second writer's frames stay whole.
+#[tokio::test]
+async fn a_writer_closing_mid_burst_loses_nothing_it_wrote() {
+    let (fifo, mut reader) = fifo();
+    let mut pacer = Pacer::new(format(), CHUNK_MS, 1000, true);
+    let path = fifo.path.clone();
+    let writers = std::thread::spawn(move || {
+        // 200 ms at once (ahead of real time), then gone.
+        let mut first = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let mut buf = Vec::new();
+        for n in 0..9_600 {
+            frame_bytes(n, &mut buf);
+        }
+        first.write_all(&buf).unwrap();
+        drop(first);
+        std::thread::sleep(Duration::from_millis(600));
+        // The next player goes on from frame 9 600, in real time.
+        let mut second = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let start = Instant::now();
+        for piece in 0..40usize {
+            let due = start + Duration::from_millis(10 * piece as u64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            buf.clear();
+            for n in 9_600 + piece * 480..9_600 + (piece + 1) * 480 {
+                frame_bytes(n, &mut buf);
+            }
+            second.write_all(&buf).unwrap();
+        }
+    });
+    let events = collect(&mut pacer, &mut reader, 9_600 + 19_200, 200).await;
+    writers.join().unwrap();
+    assert_contiguous(&events);
+    let frames = frames_on_timeline(&events);
+    // Everything of both writers, in order, with only silence between them.
+    let silence = silence_between(&frames, 9_599);
+    assert!(
+        (200_000..=700_000).contains(&silence),
+        "{silence} µs of silence between the writers"
+    );
+    assert!(pacer.pauses() >= 1);
+}
