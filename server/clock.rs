@@ -1,5 +1,5 @@
 //! The server's one clock for the protocol: `CLOCK_MONOTONIC`, the clock snapserver stamps
-//! Time replies and chunks with (snapcast-protocol.md §0, §7.4). Time replies and WireChunk
+//! Time replies and chunks with (docs/PROTOCOL.md §2.3). Time replies and WireChunk
 //! timestamps must come from the same clock or clients drift apart.
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Cover art a stream plugin sent inline (`artData`), kept in memory and served over HTTP at
-//! `/__image_cache?name=<md5>.<ext>` (snapserver-streams.md §1). One image per owner (a
+//! `/__image_cache?name=<md5>.<ext>` (docs/SOURCES.md §4.3). One image per owner (a
 //! stream's control side; a stream removed and added again under its name is a new owner, so
 //! the old one can never touch the new one's image): a new one replaces the owner's old one,
 //! so the cache is bounded by the number of streams times [`MAX_IMAGE_BYTES`], and by

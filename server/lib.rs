@@ -66,18 +66,18 @@ pub(crate) mod upstream;
 
 pub use run::{run, Listeners, RunError, RunOptions};
 
-/// Default port for Snapcast stream clients (snapcast-protocol.md §6.2).
+/// Default port for Snapcast stream clients (docs/PROTOCOL.md §4.3).
 pub(crate) const DEFAULT_STREAM_PORT: u16 = 1704;
 
-/// Default port of the gRPC control API (design.md "Ports"); `snapctl` connects here.
+/// Default port of the gRPC control API (docs/DEPLOY.md, ports); `snapctl` connects here.
 pub const DEFAULT_GRPC_PORT: u16 = 1710;
 
-/// Default port of the HTTP listener: snapserver's JSON-RPC/HTTP port (snapcast-protocol.md
-/// §6.1), where `/metrics` is served too rather than on a separate node_exporter-style 9100
-/// (integrations.md §6).
+/// Default port of the HTTP listener: snapserver's JSON-RPC/HTTP port (docs/PROTOCOL.md
+/// §4.3), where `/metrics` is served too rather than on a separate node_exporter-style 9100
+/// (docs/DEPLOY.md, "Metrics").
 pub(crate) const DEFAULT_HTTP_PORT: u16 = 1780;
 /// snapserver's HTTPS port.
 pub(crate) const DEFAULT_HTTPS_PORT: u16 = 1788;
 
-/// Default port of the Snapcast JSON-RPC TCP control API (snapcast-protocol.md §5.1, §6.2).
+/// Default port of the Snapcast JSON-RPC TCP control API (docs/PROTOCOL.md §4.3).
 pub(crate) const DEFAULT_JSONRPC_PORT: u16 = 1705;

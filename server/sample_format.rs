@@ -1,5 +1,5 @@
 //! PCM sample formats in snapserver's `rate:bits:channels` notation
-//! (snapcast-protocol.md §3.1): parsing, validation and frame arithmetic.
+//! (docs/PROTOCOL.md §3.1): parsing, validation and frame arithmetic.
 
 use std::fmt;
 use std::str::FromStr;

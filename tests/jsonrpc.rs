@@ -252,7 +252,7 @@ fn issue_7_tcp_methods_notifications_and_grpc_cross_talk() {
         });
     }
 
-    // Errors (§5.2).
+    // Errors (docs/JSONRPC.md §2.3).
     let err = a.raw("{not json");
     assert_eq!(
         (err["error"]["code"].clone(), err["id"].clone()),

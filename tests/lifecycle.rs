@@ -15,7 +15,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-/// A Hello message written from snapcast-protocol.md §3 (base header + JSON), not by our
+/// A Hello message written from docs/PROTOCOL.md §1.2 and §1.5 (base header + JSON), not by our
 /// encoder.
 fn hello(host_id: &str) -> Vec<u8> {
     let json = format!(

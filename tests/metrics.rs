@@ -154,7 +154,7 @@ fn scrape_parses_with_prometheus_client_and_follows_a_real_client() {
     let relay = Relay::start(&["--source", "tone:///?name=tone&freq=440"]);
     let families = scrape(&relay);
 
-    // Naming rules (integrations.md §6): prefix, HELP and TYPE on every family, counters
+    // Naming rules (docs/DEPLOY.md, "Metrics"): prefix, HELP and TYPE on every family, counters
     // exposed with `_total` (the parser strips it from the family name, not the samples).
     assert!(families.len() >= 25, "{families:#?}");
     for family in &families {

@@ -1,5 +1,5 @@
-//! The session rules of snapcast-protocol.md §2 and §7, checked at the byte level with a
-//! scripted client. Requests are written from the fact sheet by hand, not with our encoder.
+//! The session rules of docs/PROTOCOL.md §2 and §5, checked at the byte level with a
+//! scripted client. Requests are written from that document by hand, not with our encoder.
 
 mod common;
 

@@ -89,7 +89,7 @@ fn snapclients_play_in_sync_over_zerocopy_sends() {
 }
 
 /// Proves the sync measurement can see an offset: a client told its sound card has 30 ms of
-/// latency plays 30 ms earlier (§2.4: bufferLen = bufferMs - latency).
+/// latency plays 30 ms earlier (docs/PROTOCOL.md §2.4: bufferLen = bufferMs - latency).
 #[test]
 fn sync_measurement_detects_a_client_playing_30ms_early() {
     let (median, _) = measure_two_clients(&[], &["--latency", "30"]);

@@ -1,5 +1,5 @@
 //! The zerocopy send path end to end, with scripted protocol-level clients: it stays correct
-//! on IPv4 and IPv6, and a zerocopy session does not spin (the tokio trap of zerocopy.md).
+//! on IPv4 and IPv6, and a zerocopy session does not spin (docs/ZEROCOPY.md, "The tokio trap").
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! JSON-RPC requests as a control client sends them (snapcast-protocol.md §5.2): any text
+//! JSON-RPC requests as a control client sends them (docs/JSONRPC.md §2): any text
 //! becomes requests or JSON-RPC errors, never a panic, and a batch never reports more
 //! well-formed requests than entries.
 #![no_main]

@@ -1,4 +1,4 @@
-//! Lines from a stream plugin (snapserver-streams.md §3) as the relay reads them: any text is
+//! Lines from a stream plugin (docs/SOURCES.md §6.2) as the relay reads them: any text is
 //! understood or refused, never a panic, and properties read from it write back into JSON
 //! that reads the same (what every control API shows is what the plugin said).
 #![no_main]

@@ -1,5 +1,5 @@
 //! The Snapcast message decoder over a byte stream cut at arbitrary boundaries, the way TCP
-//! delivers it to a session (snapcast-protocol.md §1.1).
+//! delivers it to a session (docs/PROTOCOL.md §1.1).
 //!
 //! Input: one byte `n` (number of cuts, up to 15), `n` bytes of piece lengths, then the
 //! stream. Properties checked, beyond "never panics":

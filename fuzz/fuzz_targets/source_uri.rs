@@ -1,6 +1,6 @@
-//! Stream source URIs (`SourceSpec::parse`, snapcast-protocol.md §4.1) and sample formats
-//! (`rate:bits:channels`, §3.1) from arbitrary text. Beyond "never panics": a sample format
-//! that parses prints back to text that parses to the same format.
+//! Stream source URIs (`SourceSpec::parse`, docs/SOURCES.md §1.1) and sample formats
+//! (`rate:bits:channels`, docs/PROTOCOL.md §3.1) from arbitrary text. Beyond "never panics":
+//! a sample format that parses prints back to text that parses to the same format.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,5 +1,5 @@
 //! The server's command-line flags. Named flags are clap's; snapserver's generic
-//! `--<section>.<key>=<value>` overrides (snapcast-protocol.md §6) cannot be declared to clap,
+//! `--<section>.<key>=<value>` overrides (docs/PROTOCOL.md §4.1) cannot be declared to clap,
 //! so they are taken out of argv before clap sees it.
 
 use std::ffi::OsString;

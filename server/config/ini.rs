@@ -1,4 +1,4 @@
-//! snapserver.conf's INI form (snapcast-protocol.md §6), read the way snapserver's `popl` reads
+//! snapserver.conf's INI form (docs/PROTOCOL.md §4.1), read the way snapserver's `popl` reads
 //! it: `[section]` headers, `key = value` lines split at the first `=`, full-line `#`/`;`
 //! comments. Unlike popl, a line we cannot read is an error, not silently skipped.
 //! Pure text in, a figment [`Dict`] out: no I/O.

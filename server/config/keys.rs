@@ -1,4 +1,4 @@
-//! The one table of every config key snaprelay or snapserver knows (snapcast-protocol.md §6.1).
+//! The one table of every config key snaprelay or snapserver knows (docs/PROTOCOL.md §4.2).
 //!
 //! The table drives unknown-key detection, the "not supported yet" notices, aliases, the `-hh`
 //! listing, and what values are valid: each row's [`Rule`] is what start-up validation and

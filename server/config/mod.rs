@@ -1,6 +1,6 @@
 //! Server configuration: figment layers (built-in defaults → config file → `SNAPRELAY_*`
 //! environment → command-line flags), snapserver.conf compatibility and validation
-//! (design.md "Configuration", snapcast-protocol.md §6.1).
+//! (docs/ARCHITECTURE.md, layer 4; docs/PROTOCOL.md §4).
 //!
 //! Every layer goes through the key table in `keys`: unknown keys are errors, keys snapserver
 //! knows but we do not implement yet become [`Loaded::notices`], aliases are folded into their

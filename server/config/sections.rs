@@ -199,8 +199,8 @@ impl Default for GrpcConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServerConfig {
-    /// Directory for server.json; `None` picks the snapserver locations (snapcast-protocol.md
-    /// §6.3). An empty value in the file means `None`, as in snapserver.
+    /// Directory for server.json; `None` picks the snapserver locations (docs/PROTOCOL.md
+    /// §4.4). An empty value in the file means `None`, as in snapserver.
     pub(crate) datadir: Option<PathBuf>,
     /// Runtime worker threads; -1 means automatic.
     pub threads: i32,

@@ -1,5 +1,6 @@
-//! The gRPC control plane (issue 4, design.md "Control plane"): `snaprelay.v1.Control` plus
-//! grpc.health.v1 and server reflection, on its own listener.
+//! The gRPC control plane (issue 4; the API as users see it: README.md, "Control plane (gRPC)
+//! and snapctl"): `snaprelay.v1.Control` plus grpc.health.v1 and server reflection, on its own
+//! listener.
 //!
 //! This module is the only part of the server that knows the generated [`pb`](crate::pb)
 //! types: it reads the shared state and the live settings and converts at the edge. Health

@@ -1,10 +1,10 @@
-//! The `flac` codec (snapcast-protocol.md §3.3): a `fLaC` + STREAMINFO + VORBIS_COMMENT
+//! The `flac` codec (docs/PROTOCOL.md §3.3): a `fLaC` + STREAMINFO + VORBIS_COMMENT
 //! header, then whole FLAC frames of a fixed block size, encoded in pure Rust by flacenc.
 //!
 //! flacenc encodes one frame from a buffer of exactly one block, so this module does the
 //! streaming: samples from each read are queued, every complete block becomes one frame, and
 //! the frames completed by one read travel together in one chunk stamped with the capture
-//! time of their first sample. A read that completes no block sends nothing (§7.11).
+//! time of their first sample. A read that completes no block sends nothing (§1.4).
 
 use flacenc::bitsink::ByteSink;
 use flacenc::component::{BitRepr, StreamInfo};

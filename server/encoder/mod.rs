@@ -1,4 +1,4 @@
-//! Encoders: PCM chunk in, encoded units plus the codec header out (snapcast-protocol.md §3).
+//! Encoders: PCM chunk in, encoded units plus the codec header out (docs/PROTOCOL.md §3).
 //! Each stream has exactly one encoder, so every chunk is encoded once whatever the number
 //! of clients. Encoders do no I/O and never block; the stream runs them on its own thread
 //! so that a slow encode can never delay a time-sync reply on the runtime.
@@ -28,7 +28,7 @@ pub(crate) const SUPPORTED_CODECS: &[&str] = &["flac", "ogg", "opus", "pcm"];
 pub(crate) const NULL_CODEC: &str = "null";
 
 /// The codec a stream uses when neither its URI nor `[stream] codec` names one; snapserver's
-/// default too (snapcast-protocol.md §0).
+/// default too (§3.7).
 pub(crate) const DEFAULT_CODEC: &str = "flac";
 
 /// Why an encoder could not be built. Each variant names the offending value, since these
@@ -122,7 +122,7 @@ pub trait Encoder: Send {
     /// Encodes one chunk of interleaved little-endian PCM in the stream's sample format whose
     /// first frame was captured at `timestamp_us`. Hands each finished unit, with the capture
     /// time of *its* first sample (§2.4), to `emit`. A codec that buffers may emit nothing for
-    /// a chunk (§7.11), or several units (opus with long reads).
+    /// a chunk (§1.4), or several units (opus with long reads).
     fn encode(&mut self, timestamp_us: i64, pcm: &[u8], emit: &mut dyn FnMut(Unit<'_>));
 }
 

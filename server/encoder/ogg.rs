@@ -1,4 +1,4 @@
-//! The `ogg` codec (snapcast-protocol.md §3.5): Ogg/Vorbis. The header is the Ogg pages of
+//! The `ogg` codec (docs/PROTOCOL.md §3.5): Ogg/Vorbis. The header is the Ogg pages of
 //! the three Vorbis header packets, flushed so audio starts on a new page; the comment
 //! packet carries `SAMPLE_FORMAT=rate:bits:channels`, from which the client takes its output
 //! bit depth. Each read's packets are flushed into whole pages and sent as one chunk,

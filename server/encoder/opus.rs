@@ -1,4 +1,4 @@
-//! The `opus` codec (snapcast-protocol.md §3.4): a 12-byte `SUPO` pseudo-header, then one raw
+//! The `opus` codec (docs/PROTOCOL.md §3.4): a 12-byte `SUPO` pseudo-header, then one raw
 //! Opus packet per WireChunk, restricted-low-delay, as snapserver does.
 //!
 //! The encoder is libopus 1.3.1 (the version Debian's snapclient decodes with) transpiled to
@@ -22,7 +22,7 @@ use crate::sample_format::SampleFormat;
 
 /// The only rate Opus runs at here (§3.4).
 pub(super) const RATE: u32 = 48000;
-/// Opus carries stereo only in snapcast (§3.4, §7.12).
+/// Opus carries stereo only in snapcast (§3.4).
 const CHANNELS: u16 = 2;
 /// snapserver's defaults (§3.4).
 const DEFAULT_BITRATE: i32 = 192_000;

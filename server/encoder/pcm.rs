@@ -1,5 +1,5 @@
 //! The `pcm` codec: raw frames behind a canonical 44-byte RIFF/WAVE header
-//! (snapcast-protocol.md §3.2). Snapclient exits on a malformed header, so its layout is
+//! (docs/PROTOCOL.md §3.2). Snapclient exits on a malformed header, so its layout is
 //! tested byte for byte.
 
 use super::{Encoder, Unit};

@@ -1,4 +1,4 @@
-//! Maps a buffering encoder's sample positions back to capture times (snapcast-protocol.md
+//! Maps a buffering encoder's sample positions back to capture times (docs/PROTOCOL.md
 //! §2.4: a chunk's timestamp is the capture time of the first sample *in the encoded chunk*).
 //!
 //! Each PCM chunk that goes in starts a segment `(first sample index, timestamp)`. A unit

@@ -1,6 +1,6 @@
-//! Prometheus metrics (issue 8, integrations.md §6): the relay core's [`Snapshot`] rendered in
-//! the text exposition format 0.0.4, names prefixed `snaprelay_`, base units, counters ending
-//! `_total`.
+//! Prometheus metrics (issue 8, docs/DEPLOY.md "Metrics"): the relay core's [`Snapshot`]
+//! rendered in the text exposition format 0.0.4, names prefixed `snaprelay_`, base units,
+//! counters ending `_total`.
 //!
 //! Every counter is monotonic since start (the snapshot keeps closed sessions' figures).
 //! Labels are bounded: the only label with configured values is `stream`; no per-client label
@@ -130,7 +130,7 @@ fn sends(out: &mut Exposition, snapshot: &Snapshot) {
         totals.time_replies,
     );
 
-    // Zerocopy (design.md "Zerocopy sender" defines each figure).
+    // Zerocopy (docs/ZEROCOPY.md, "Statistics", defines each figure).
     let z = &totals.sends;
     out.counter(
         "snaprelay_zerocopy_attempts_total",

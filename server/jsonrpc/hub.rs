@@ -1,5 +1,5 @@
 //! The connected control clients (TCP and websocket) and the notification fan-out
-//! (snapcast-protocol.md §5.5): one task turns each state announcement into one notification
+//! (docs/JSONRPC.md §5): one task turns each state announcement into one notification
 //! text and offers it to every other connection's bounded queue.
 //!
 //! A connection costs its task and an idle queue: no timers, no polling. A connection whose
@@ -153,7 +153,7 @@ pub(crate) async fn run(rpc: Arc<Rpc>, mut events: broadcast::Receiver<Announcem
     }
 }
 
-/// The notification for `event` (§5.5), read from the state as it is now; `None` when what
+/// The notification for `event` (§5), read from the state as it is now; `None` when what
 /// it names is already gone.
 fn notification(rpc: &Rpc, event: &Event) -> Option<Value> {
     let relay = &rpc.relay;
@@ -163,7 +163,7 @@ fn notification(rpc: &Rpc, event: &Event) -> Option<Value> {
     let group = |id: &str| relay.state.read(|m| m.group(id).cloned());
     Some(match event {
         // A client in a new group is announced with the whole server, so listeners never
-        // see an id they do not know (integrations.md §1a rule 5).
+        // see an id they do not know (§7.1).
         Event::ClientConnected {
             new_group: true, ..
         }

@@ -1,6 +1,6 @@
-//! The method table (snapcast-protocol.md §5.4) with the result objects python-snapcast and
-//! Music Assistant read back (integrations.md §1a rule 4; where upstream's doc and code
-//! disagree, the code wins: AddStream/RemoveStream return `{"id"}`).
+//! The method table (docs/JSONRPC.md §4) with the result objects python-snapcast and Music
+//! Assistant read back (§7.1, §7.2; where upstream's doc and code disagree, the code wins:
+//! AddStream/RemoveStream return `{"id"}`).
 
 use std::sync::atomic::Ordering;
 
@@ -88,7 +88,7 @@ pub(crate) async fn call(
                 .get("volume")
                 .and_then(Value::as_object)
                 .ok_or_else(|| missing_or_bad("volume", params, "an object"))?;
-            // Partial updates allowed (§5.4). A fractional percent is rounded; the range is
+            // Partial updates allowed (§4). A fractional percent is rounded; the range is
             // the model's rule (state::rules), the same for gRPC.
             let percent = match volume.get("percent") {
                 None => None,
@@ -232,7 +232,7 @@ pub(crate) async fn call(
             Ok(json!({"server": objects::server(relay)}))
         }
         "Server.GetRPCVersion" => {
-            // What snapserver 0.30+ (and so the 0.34.0 we report) answers (§5.4).
+            // What snapserver 0.30+ (and so the 0.34.0 we report) answers (§4).
             Ok(json!({"major": 23, "minor": 0, "patch": 0}))
         }
         "Server.GetStatus" => Ok(json!({"server": objects::server(relay)})),
@@ -360,7 +360,7 @@ fn control_error(err: ControlError) -> RpcError {
     }
 }
 
-/// The model's refusals as snapserver words them (§5.2).
+/// The model's refusals as snapserver words them (§2.3).
 fn state_error(err: StateError) -> RpcError {
     match err {
         StateError::ClientNotFound(_) => RpcError::internal("Client not found"),

@@ -1,4 +1,4 @@
-//! The Snapcast JSON-RPC control API (snapcast-protocol.md §5; issue 7): what Home Assistant,
+//! The Snapcast JSON-RPC control API (docs/JSONRPC.md; issue 7): what Home Assistant,
 //! Music Assistant (python `snapcast` over TCP 1705), Snapweb (websocket `/jsonrpc` on 1780)
 //! and curl users (HTTP `POST /jsonrpc`) speak. It is a second front end over the same
 //! `state/` model as gRPC: every change goes through `Relay::change`, and every
@@ -214,7 +214,7 @@ impl Rpc {
             Ok(request) => request,
             Err((id, err)) => return Some(protocol::error(id, &err)),
         };
-        // A notification from a client (no id) is accepted and ignored (§5.2).
+        // A notification from a client (no id) is accepted and ignored (§2.1).
         let id = request.id?;
         let outcome = if caller.authenticated.load(Ordering::Relaxed)
             || methods::open_without_auth(&request.method)

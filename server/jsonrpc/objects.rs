@@ -1,4 +1,4 @@
-//! The JSON objects the API reports (snapcast-protocol.md §5.3): Server, Stream and the host
+//! The JSON objects the API reports (docs/JSONRPC.md §3): Server, Stream and the host
 //! facts. Clients and groups serialize straight from the state model, whose serde objects are
 //! snapserver's. Secrets in source URIs never leave here unmasked.
 
@@ -11,7 +11,7 @@ use crate::stream::Stream;
 
 /// The snapserver version reported to control clients. python-snapcast (Home Assistant, Music
 /// Assistant) parses it with PEP 440 and refuses Stream.Control/SetProperty below 0.26
-/// (integrations.md §1a rule 3), so it is a plain snapserver release number; snaprelay's own
+/// (§7.1), so it is a plain snapserver release number; snaprelay's own
 /// version goes in `snaprelayVersion` next to it.
 pub(crate) const SNAPSERVER_VERSION: &str = "0.34.0";
 

@@ -1,4 +1,4 @@
-//! JSON-RPC 2.0 framing as snapserver speaks it (snapcast-protocol.md §5.2): one request,
+//! JSON-RPC 2.0 framing as snapserver speaks it (docs/JSONRPC.md §2): one request,
 //! notification or batch per message in, responses out. No I/O and no knowledge of methods.
 
 use serde_json::{json, Map, Value};
@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 /// requests are well under a kilobyte; the bound keeps a client from growing our buffers.
 pub(crate) const MAX_REQUEST_BYTES: usize = 1 << 20;
 
-/// An error object: standard codes (§5.2), snapserver's stream-control codes 1..7 and the auth
+/// An error object: standard codes (§2.3), snapserver's stream-control codes 1..7 and the auth
 /// codes 401/403, with the detail in `data` as snapserver's code does.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message} ({code}): {data:?}")]
@@ -54,7 +54,7 @@ impl RpcError {
         Self::new(-32603, "Internal error", Some(detail.into()))
     }
 
-    /// A stream-control error (§5.4): code 1..7 with the detail as the message.
+    /// A stream-control error (§4.1): code 1..7 with the detail as the message.
     pub(crate) fn stream_control(code: i64, message: &str) -> Self {
         Self::new(code, message, None)
     }

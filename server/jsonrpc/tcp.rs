@@ -1,6 +1,6 @@
-//! JSON-RPC over raw TCP (snapcast-protocol.md §5.1): requests split on `\n` (a trailing `\r`
+//! JSON-RPC over raw TCP (docs/JSONRPC.md §1): requests split on `\n` (a trailing `\r`
 //! stripped, empty lines skipped), every message sent ends in `\r\n` — python-snapcast only
-//! parses input that ends in `\r\n` (integrations.md §1a rule 1).
+//! parses input that ends in `\r\n` (§7.1).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

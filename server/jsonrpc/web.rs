@@ -1,4 +1,4 @@
-//! JSON-RPC on the HTTP listener (snapcast-protocol.md §5.1): `POST /jsonrpc` (one request or
+//! JSON-RPC on the HTTP listener (docs/JSONRPC.md §1): `POST /jsonrpc` (one request or
 //! batch per body; 200 with the response, an empty body when there is none; no notifications)
 //! and the `/jsonrpc` websocket (one request or batch per message; responses and
 //! notifications come back as text messages without a trailing newline).

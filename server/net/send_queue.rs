@@ -321,7 +321,7 @@ impl InFlight {
     }
 
     /// Releases every buffer `completion` covers, returning how many. Matched by range, not
-    /// by "front of queue" (zerocopy.md).
+    /// by "front of queue" (docs/ZEROCOPY.md, "The kernel contract").
     pub(crate) fn complete(&mut self, completion: &Completion) -> u64 {
         let before = self.held.len();
         self.held.retain(|(id, _)| !completion.covers(*id));

@@ -50,7 +50,7 @@ pub(crate) struct Sender {
     in_flight: InFlight,
     zerocopy: bool,
     /// `SO_ZEROCOPY` was set: this socket's tokio write readiness can no longer be trusted
-    /// (zerocopy.md, "The tokio trap"), so the writer must never wait on it.
+    /// (docs/ZEROCOPY.md, "The tokio trap"), so the writer must never wait on it.
     zerocopy_socket: bool,
     threshold: usize,
     auto_fallback: bool,
@@ -184,7 +184,7 @@ impl Sender {
                 Ok(true)
             }
             Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
-                // optmem exhausted: these messages go the ordinary way (zerocopy.md).
+                // optmem exhausted: these messages go the ordinary way (docs/ZEROCOPY.md).
                 SendStats::bump(&self.stats.enobufs_fallbacks, run as u64);
                 self.queue.mark_zerocopy_tried(run);
                 self.send_ordinary(fd, true)

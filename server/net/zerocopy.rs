@@ -1,5 +1,5 @@
-//! The only module that issues `sendmsg`/`MSG_ERRQUEUE` syscalls (zerocopy.md, "The kernel
-//! contract"). Rules it implements:
+//! The only module that issues `sendmsg`/`MSG_ERRQUEUE` syscalls (docs/ZEROCOPY.md, "The
+//! kernel contract"). Rules it implements:
 //! - `SO_ZEROCOPY` must be set per socket, or `MSG_ZEROCOPY` is silently ignored.
 //! - Every successful zerocopy `sendmsg` takes the next u32 id; completions arrive on the
 //!   error queue as inclusive id ranges, for IPv4 (`IP_RECVERR`) and IPv6 (`IPV6_RECVERR`).

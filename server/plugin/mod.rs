@@ -1,4 +1,4 @@
-//! Stream plugins (snapserver's `controlscript`, snapserver-streams.md §3): a process beside
+//! Stream plugins (snapserver's `controlscript`, docs/SOURCES.md §6): a process beside
 //! the stream that reports its player's properties and metadata and carries out
 //! `Stream.Control` and `Stream.SetProperty`.
 //!

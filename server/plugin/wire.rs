@@ -1,4 +1,4 @@
-//! The stream plugin protocol (snapserver-streams.md §3): newline-delimited JSON-RPC 2.0 on
+//! The stream plugin protocol (docs/SOURCES.md §6.2): newline-delimited JSON-RPC 2.0 on
 //! the plugin's stdin and stdout. What a plugin's line means, and the lines sent to it. No
 //! I/O here.
 

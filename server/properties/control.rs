@@ -1,4 +1,4 @@
-//! What a caller may ask of a stream's player (snapserver-streams.md §2): the `Stream.Control`
+//! What a caller may ask of a stream's player (docs/SOURCES.md §5): the `Stream.Control`
 //! commands and `Stream.SetProperty` changes, read from their JSON with snapserver's
 //! messages, the `can*` flag each one needs, their form on the plugin's wire, and the one
 //! error type every control front end maps to its own shape.

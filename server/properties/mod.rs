@@ -1,4 +1,4 @@
-//! Stream properties as snapserver reports them (snapserver-streams.md §1): the player state
+//! Stream properties as snapserver reports them (docs/SOURCES.md §4.1): the player state
 //! a stream plugin describes (playback and loop status, shuffle, volume, position, the `can*`
 //! flags, now-playing [`Metadata`]), read leniently per key as snapserver does (a wrongly
 //! typed key is dropped with a warning, the rest kept) and written as the `properties` object

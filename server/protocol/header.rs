@@ -1,4 +1,4 @@
-//! The 26-byte base header every Snapcast message starts with (snapcast-protocol.md §1.2) and
+//! The 26-byte base header every Snapcast message starts with (docs/PROTOCOL.md §1.2) and
 //! the message type ids (§1.3).
 
 use super::{DecodeError, Tv, MAX_PAYLOAD_SIZE};

@@ -1,4 +1,4 @@
-//! The whole-message codec (snapcast-protocol.md §1.2–1.5): [`Message`], any message of the
+//! The whole-message codec (docs/PROTOCOL.md §1.2–1.5): [`Message`], any message of the
 //! protocol, encoded behind its header and decoded from header and payload bytes. The
 //! payload types themselves are in `payloads.rs`.
 

@@ -1,4 +1,4 @@
-//! Snapcast's binary stream protocol (snapcast-protocol.md §1): every message type, encoded to
+//! Snapcast's binary stream protocol (docs/PROTOCOL.md §1): every message type, encoded to
 //! and decoded from byte slices. No I/O and no clock reads here: callers pass times in.
 //!
 //! Every length a peer supplies is checked before it is used, and payloads are capped at
@@ -18,7 +18,7 @@ pub use messages::Message;
 pub use payloads::{ClientInfo, CodecHeader, ErrorMessage, Hello, ServerSettings, Time, WireChunk};
 pub use wire::Tv;
 
-/// Largest payload either upstream end accepts; anything larger drops the connection (§0).
+/// Largest payload either upstream end accepts; anything larger drops the connection (§1.3).
 pub(crate) const MAX_PAYLOAD_SIZE: usize = 1_000_000;
 
 /// Checks a message header read from a peer before anything is allocated for its payload:

@@ -1,4 +1,4 @@
-//! The typed payload of every message (snapcast-protocol.md §1.4–1.5): what each message
+//! The typed payload of every message (docs/PROTOCOL.md §1.4–1.5): what each message
 //! carries, with the JSON objects and defaults of the JSON ones. Their bytes are `messages.rs`'s
 //! business.
 
@@ -95,7 +95,7 @@ fn default_instance() -> u32 {
 
 impl Hello {
     /// The highest message type this client's version understands: 0.26 treats anything
-    /// above 7 as fatal; 0.32 added Error (8) (§1.3, §7.8).
+    /// above 7 as fatal; 0.32 added Error (8) (§1.3).
     #[cfg(test)]
     pub(crate) fn max_message_type(&self) -> MessageType {
         let mut parts = self

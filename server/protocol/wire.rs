@@ -1,4 +1,4 @@
-//! The protocol's primitives (snapcast-protocol.md §1.2): the `(sec, usec)` time value,
+//! The protocol's primitives (docs/PROTOCOL.md §1.2): the `(sec, usec)` time value,
 //! little-endian fields read through a bounds-checked cursor, and u32-length-prefixed blobs.
 
 use super::DecodeError;

@@ -1,5 +1,5 @@
 //! One stream client connection: the handshake, time sync, and the writer that owns the
-//! socket's write side (snapcast-protocol.md §2).
+//! socket's write side (docs/PROTOCOL.md §2).
 //!
 //! A session is one task: its reader and writer are two futures raced in one `select!`, so
 //! a misbehaving client ends only its own task, with a warning naming the peer.
@@ -53,7 +53,7 @@ pub(crate) enum Outbound {
         latency: Tv,
     },
     /// The reply to Hello: ServerSettings (refersTo = Hello id), then the stream's
-    /// CodecHeader, then its chunks, in exactly that order (§2.1, §7.1–7.2).
+    /// CodecHeader, then its chunks, in exactly that order (§2.1).
     Welcome {
         /// The Hello's id.
         hello_id: u16,
@@ -171,7 +171,7 @@ impl PolicyDrops {
 pub(crate) struct SessionStats {
     /// Audio chunks written.
     pub(crate) chunks_sent: AtomicU64,
-    /// Chunks skipped because they were already too old to play (§7.5).
+    /// Chunks skipped because they were already too old to play (§2.4).
     pub(crate) chunks_late: AtomicU64,
     /// Chunks lost because the session fell more than the stream's queue behind.
     pub(crate) chunks_dropped: AtomicU64,
@@ -349,7 +349,7 @@ impl Drop for RegistryEntry {
 
 /// Runs one client connection to its end.
 pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, env: Arc<SessionEnv>) {
-    // Chunks and time replies are small and latency-sensitive (§7.14).
+    // Chunks and time replies are small and latency-sensitive (§2.3).
     if let Err(err) = socket.set_nodelay(true) {
         warn!(%peer, error = %err, "cannot set TCP_NODELAY");
     }
@@ -394,7 +394,7 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, env: Arc<SessionE
         env.registry.drops.record(&result);
         let details = info.client();
         if let Some(details) = &details {
-            // §7.16: only the last session of a client id marks it disconnected.
+            // §2.7: only the last session of a client id marks it disconnected.
             if !env.registry.has_other_session(&details.client_id, id) {
                 let now = unix_micros(SystemTime::now());
                 let _ = env.state.update(

@@ -1,4 +1,5 @@
-//! The read side of a session: frames in, Time replies and the Welcome queued to the writer.
+//! The read side of a session (docs/PROTOCOL.md §2): frames in, Time replies and the Welcome
+//! queued to the writer.
 
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;

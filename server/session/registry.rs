@@ -116,7 +116,8 @@ impl SessionRegistry {
         all
     }
 
-    /// The live sessions of `client_id` (a client may connect more than once, §7.16).
+    /// The live sessions of `client_id` (a client may connect more than once,
+    /// docs/PROTOCOL.md §2.7).
     pub(crate) fn of_client(&self, client_id: &str) -> Vec<Arc<SessionInfo>> {
         self.live
             .iter()

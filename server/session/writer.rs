@@ -1,14 +1,15 @@
-//! The write side of a session: the single owner of the socket's write half.
+//! The write side of a session (docs/PROTOCOL.md §2): the single owner of the socket's write
+//! half.
 //!
 //! Everything the client receives goes through one [`Sender`] queue, control messages ahead
 //! of queued audio, so time replies never wait behind audio and no two writers can ever
 //! interleave bytes on the wire (see `net::sender` for how zerocopy fits in).
 //!
 //! Waiting for socket space: a regular socket waits on tokio's write readiness. A socket
-//! with `SO_ZEROCOPY` never does (zerocopy.md, "The tokio trap": its write readiness sticks
-//! once a completion notice is pending); it retries on the next message or a short backing-off
-//! timer instead, and waits for completion notices on tokio's *error* readiness, which is
-//! cleared properly. An idle session therefore has no timer and costs no CPU.
+//! with `SO_ZEROCOPY` never does (docs/ZEROCOPY.md, "The tokio trap": its write readiness
+//! sticks once a completion notice is pending); it retries on the next message or a short
+//! backing-off timer instead, and waits for completion notices on tokio's *error* readiness,
+//! which is cleared properly. An idle session therefore has no timer and costs no CPU.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -28,7 +29,7 @@ use crate::net::sender::{Flushed, Payload, SendPolicy, Sender};
 use crate::protocol::{Message, Time, Tv, WireChunk};
 use crate::stream::{Chunk, Stream};
 
-/// Upstream drops queued chunks older than the buffer plus this (§2.4, §7.5).
+/// Upstream drops queued chunks older than the buffer plus this (§2.4).
 const LATE_MARGIN_US: i64 = 100_000;
 
 /// First and longest retry delay while a zerocopy socket is full.
@@ -69,7 +70,7 @@ pub(super) async fn run(
                 scratch.clear();
                 match message {
                     Outbound::TimeReply { request_id, latency } => {
-                        // `sent` is stamped here, as late as the queue allows (§7.14).
+                        // `sent` is stamped here, as late as the queue allows (§2.3).
                         Message::Time(Time { latency })
                             .encode_into(&mut scratch, request_id, request_id, clock::now());
                         stats.time_replies.fetch_add(1, Ordering::Relaxed);
@@ -158,8 +159,8 @@ pub(super) async fn run(
                     let batch = env.settings.send_batch();
                     if !batch.is_zero() && !blocked {
                         // Send this chunk with the ones that follow in the next `batch`:
-                        // fewer, larger sends (performance-floor.md); time replies and
-                        // other control messages still go at once.
+                        // fewer, larger sends (docs/PERFORMANCE.md, "The per-client
+                        // floor"); time replies and other control messages still go at once.
                         batch_deadline = Some(Instant::now() + batch);
                         continue;
                     }

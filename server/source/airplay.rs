@@ -1,4 +1,4 @@
-//! `airplay://` sources (snapserver-streams.md §4): shairport-sync run as a process writing
+//! `airplay://` sources (docs/SOURCES.md §2.6): shairport-sync run as a process writing
 //! 44100:16:2 PCM to stdout, with its metadata (album, artist, title, cover) read from the
 //! pipe it is told to write to. Here: the command line snapserver builds, the port it moves
 //! to when another instance holds it, and the parser of the metadata pipe's XML items.

@@ -1,4 +1,4 @@
-//! Raw PCM file input (snapcast-protocol.md §4.3 `file`): no WAV parsing, looped at its end
+//! Raw PCM file input (docs/SOURCES.md §2.2): no WAV parsing, looped at its end
 //! like snapserver. Pacing to real time is the [`super::pacer`]'s job.
 
 use std::io;

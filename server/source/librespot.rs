@@ -1,4 +1,4 @@
-//! `librespot://` (and snapserver's alias `spotify://`) sources (snapserver-streams.md §4): the
+//! `librespot://` (and snapserver's alias `spotify://`) sources (docs/SOURCES.md §2.5): the
 //! Spotify Connect player librespot, run as a process writing 44100:16:2 PCM to stdout. Here:
 //! the command line snapserver builds from the URI, and what its log says about the track.
 //! The process itself is run by the process reader (restart, watchdog, `killall`).

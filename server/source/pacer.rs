@@ -1,5 +1,5 @@
 //! Cuts a source's bytes into fixed-duration PCM chunks, paced to real time, each stamped
-//! with the capture time of its first sample (snapcast-protocol.md §2.4), on a timeline that
+//! with the capture time of its first sample (docs/PROTOCOL.md §2.4), on a timeline that
 //! stays contiguous across source pauses.
 //!
 //! Why the timeline must stay contiguous: snapclient plays chunks back to back. It never

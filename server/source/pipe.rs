@@ -1,4 +1,4 @@
-//! FIFO input (snapcast-protocol.md §4.3 `pipe`): opened non-blocking through tokio so no
+//! FIFO input (docs/SOURCES.md §2.1): opened non-blocking through tokio so no
 //! runtime worker ever blocks on it, created when missing (`mode=create`), and reopened when
 //! the path is replaced or vanishes.
 //!

@@ -1,4 +1,4 @@
-//! Process input (snapcast-protocol.md §4.3 `process`, and the players librespot runs as):
+//! Process input (docs/SOURCES.md §2.4, and the players of §2.5 and §2.6):
 //! runs a command and reads raw PCM from its stdout; each stderr line goes to our log and to
 //! an optional handler (a player's log says what it plays); when it exits it is restarted
 //! with backoff. A watchdog can restart it when its log stays silent too long (librespot's

@@ -1,4 +1,4 @@
-//! What each source scheme means (snapcast-protocol.md §4.3): the one list of schemes
+//! What each source scheme means (docs/SOURCES.md §2): the one list of schemes
 //! snaprelay serves, and the [`SourceKind`] each one's URI parameters make.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,7 +40,7 @@ const SNAPSERVER_ONLY_SCHEMES: &[&str] = &["jack", "pipewire"];
 /// snapserver's ALSA capture device when the URI names none.
 const DEFAULT_ALSA_DEVICE: &str = "hw:0";
 
-/// Default port of `tcp://` sources (§6.2).
+/// Default port of `tcp://` sources (§2.3).
 const DEFAULT_TCP_SOURCE_PORT: u16 = 4953;
 
 /// Which player a player source runs, for what its log and metadata mean.

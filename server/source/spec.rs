@@ -1,4 +1,4 @@
-//! Source URIs checked into a [`SourceSpec`] at start-up (snapcast-protocol.md §4.2): the
+//! Source URIs checked into a [`SourceSpec`] at start-up (docs/SOURCES.md §1.2): the
 //! stream's name, PCM layout, codec and chunking, with `[stream]` defaults for what a URI
 //! leaves out, plus the [`SourceKind`] its scheme describes.
 
@@ -11,7 +11,7 @@ use crate::sample_format::SampleFormat;
 /// snapserver's plugin directory (Debian's package ships `meta_mpd.py` there).
 pub const DEFAULT_PLUGIN_DIR: &str = "/usr/share/snapserver/plug-ins";
 
-/// Defaults the `[stream]` section supplies for parameters a URI leaves out (§4.2).
+/// Defaults the `[stream]` section supplies for parameters a URI leaves out (§1.2).
 #[derive(Debug, Clone)]
 pub struct SourceDefaults {
     /// `[stream] sampleformat`.
@@ -50,7 +50,7 @@ pub struct SourceSpec {
     pub(crate) codec_options: String,
     /// Chunk duration in ms.
     pub(crate) chunk_ms: u32,
-    /// No input for this long (plus one chunk) marks the stream idle (§4.2, default 100).
+    /// No input for this long (plus one chunk) marks the stream idle (§1.2, §3; default 100).
     pub(crate) idle_threshold_ms: u32,
     /// Samples at most this % of full scale count as silence (`silence_threshold_percent`,
     /// default 0: exact zeros).
@@ -65,7 +65,7 @@ pub struct SourceSpec {
 }
 
 impl SourceSpec {
-    /// Parses a source URI, filling unset parameters from `defaults` (§4.2).
+    /// Parses a source URI, filling unset parameters from `defaults` (§1.2).
     pub fn parse(text: &str, defaults: &SourceDefaults) -> Result<Self, SourceError> {
         let mut uri = SourceUri::parse(text)?;
         let name = uri

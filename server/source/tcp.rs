@@ -1,4 +1,4 @@
-//! TCP PCM inputs (snapcast-protocol.md §4.3 `tcp`): a server that takes one producer at a
+//! TCP PCM inputs (docs/SOURCES.md §2.3): a server that takes one producer at a
 //! time, or a client that connects out and reconnects with backoff. Like every reader, they
 //! never return EOF: a producer going away is just silence until the next one.
 

@@ -1,11 +1,11 @@
-//! The generic source URI of snapserver's form (snapcast-protocol.md §4.1): parsed into its
+//! The generic source URI of snapserver's form (docs/SOURCES.md §1.1): parsed into its
 //! parts, percent-decoded, and written back. What each scheme means is `schemes.rs`'s business.
 
 use std::collections::BTreeMap;
 
 use super::SourceError;
 
-/// Generic `scheme://host/path?query#fragment`, every part percent-decoded (§4.1).
+/// Generic `scheme://host/path?query#fragment`, every part percent-decoded (§1.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceUri {
     /// e.g. `pipe`.

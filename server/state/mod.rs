@@ -18,7 +18,7 @@ pub(crate) use model::{Playback, StateError};
 pub(crate) use persist::{default_datadir, Store};
 pub(crate) use records::{Client, Group, Model};
 
-/// Changes are written this long after the last one (snapserver: 2 s, §6.3).
+/// Changes are written this long after the last one (snapserver: 2 s; docs/PROTOCOL.md §4.4).
 const SAVE_DEBOUNCE: Duration = Duration::from_secs(2);
 
 /// What changed, for listeners such as the JSON-RPC notifications.
@@ -47,7 +47,7 @@ pub(crate) enum Event {
     GroupName(String),
     /// Membership changed or a client was deleted: the whole topology.
     Topology,
-    /// A stream went idle or started playing (snapcast-protocol.md §4.4).
+    /// A stream went idle or started playing (docs/SOURCES.md §3).
     StreamState(String),
     /// A stream's properties or metadata changed (`Stream.OnProperties`).
     StreamProperties(String),
@@ -58,7 +58,8 @@ pub(crate) enum Event {
 }
 
 /// An [`Event`] and the JSON-RPC control connection whose request caused it, so that
-/// connection gets the response only and every other one the notification (§5.2).
+/// connection gets the response only and every other one the notification
+/// (docs/JSONRPC.md §2.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Announcement {
     /// What changed.

@@ -1,5 +1,6 @@
-//! Every change that can be made to clients and groups (snapcast-protocol.md §5.3, §5.4,
-//! §6.3): the behaviour of the [`Model`], its errors, and what sessions hand in and get back.
+//! Every change that can be made to clients and groups (docs/JSONRPC.md §3, §4;
+//! docs/PROTOCOL.md §4.4): the behaviour of the [`Model`], its errors, and what sessions hand
+//! in and get back.
 //! Pure logic: no I/O, no clock reads (callers pass times in), no sessions.
 //!
 //! The records themselves live in [`super::records`]; they are re-exported here so
@@ -38,8 +39,8 @@ pub(crate) enum StateError {
     },
 }
 
-/// The id snapserver gives a client: `ID`, or `ID#instance` (§1.5), with `_` replaced by `-`
-/// because Home Assistant splits entity ids on `_` (integrations.md §1a).
+/// The id snapserver gives a client: `ID`, or `ID#instance` (docs/PROTOCOL.md §1.5), with `_`
+/// replaced by `-` because Home Assistant splits entity ids on `_` (docs/JSONRPC.md §7.1).
 pub(crate) fn client_id(host_id: &str, instance: u32) -> String {
     let base = host_id.replace('_', "-");
     if instance == 1 {
@@ -54,7 +55,7 @@ pub(crate) fn client_id(host_id: &str, instance: u32) -> String {
 pub(crate) struct Playback {
     /// Volume percent.
     pub(crate) volume: u16,
-    /// Client muted OR group muted (§1.5).
+    /// Client muted OR group muted (docs/PROTOCOL.md §1.5).
     pub(crate) muted: bool,
     /// Extra latency in ms.
     pub(crate) latency: i32,
@@ -131,9 +132,9 @@ impl Model {
         })
     }
 
-    /// Records a client's Hello (§2.1): a new client gets `initial_volume` and its own new
-    /// group on `default_stream`; a group whose stream no longer exists falls back to it.
-    /// Returns whether a new group was created.
+    /// Records a client's Hello (docs/PROTOCOL.md §2.1): a new client gets `initial_volume` and
+    /// its own new group on `default_stream`; a group whose stream no longer exists falls back
+    /// to it. Returns whether a new group was created.
     pub(crate) fn arrive(
         &mut self,
         arrival: Arrival,
@@ -185,7 +186,7 @@ impl Model {
         new_group
     }
 
-    /// Marks a client disconnected (when its last session ends, §7.16).
+    /// Marks a client disconnected (when its last session ends, docs/PROTOCOL.md §2.7).
     pub(crate) fn depart(&mut self, client_id: &str, now_us: i64) {
         if let Ok(client) = self.client_mut(client_id) {
             client.connected = false;
@@ -193,7 +194,7 @@ impl Model {
         }
     }
 
-    /// Sets volume and/or mute; partial updates allowed (§5.4).
+    /// Sets volume and/or mute; partial updates allowed (docs/JSONRPC.md §4).
     pub(crate) fn set_volume(
         &mut self,
         client_id: &str,
@@ -211,7 +212,8 @@ impl Model {
         Ok(client.config.volume)
     }
 
-    /// Sets a client's latency, clamped to [-10000, buffer_ms] like snapserver (§2.5).
+    /// Sets a client's latency, which must lie in [-10000, buffer_ms]; snapserver clamps other
+    /// values, we refuse them (docs/PROTOCOL.md §2.5).
     pub(crate) fn set_latency(
         &mut self,
         client_id: &str,
@@ -271,10 +273,10 @@ impl Model {
         Ok(name)
     }
 
-    /// Makes `client_ids` the members of a group (§5.4 `Group.SetClients`): members not listed
-    /// move to new one-client groups keeping the old stream, listed clients are pulled out of
-    /// their groups, emptied groups are deleted (the target too, if it ends up empty).
-    /// Returns every client whose group changed.
+    /// Makes `client_ids` the members of a group (`Group.SetClients`, docs/JSONRPC.md §4):
+    /// members not listed move to new one-client groups keeping the old stream, listed clients
+    /// are pulled out of their groups, emptied groups are deleted (the target too, if it ends
+    /// up empty). Returns every client whose group changed.
     pub(crate) fn set_group_clients(
         &mut self,
         group_id: &str,
@@ -324,7 +326,7 @@ impl Model {
         Ok(moved)
     }
 
-    /// Removes a disconnected client, and its group if that empties (§5.4).
+    /// Removes a disconnected client, and its group if that empties (docs/JSONRPC.md §4).
     pub(crate) fn delete_client(&mut self, client_id: &str) -> Result<(), StateError> {
         let (g, c) = self
             .locate(client_id)
@@ -337,7 +339,7 @@ impl Model {
         Ok(())
     }
 
-    /// Every client marked disconnected (after loading a state file, §6.3).
+    /// Every client marked disconnected (after loading a state file, docs/PROTOCOL.md §4.4).
     pub(crate) fn mark_all_disconnected(&mut self) {
         for group in &mut self.groups {
             for client in &mut group.clients {

@@ -1,4 +1,5 @@
-//! The state file, `server.json` in the data dir, in snapserver's format (§6.3).
+//! The state file, `server.json` in the data dir, in snapserver's format (docs/PROTOCOL.md
+//! §4.4).
 //!
 //! Writes are atomic: a temp file in the same directory is written and fsynced, renamed over
 //! the old file, and the directory fsynced, so a crash at any moment leaves either the old or
@@ -18,7 +19,7 @@ use super::records::Model;
 pub(crate) const STATE_FILE: &str = "server.json";
 
 /// snapserver's data dir when none is configured: `$HOME/.config/snapserver/`, else
-/// `/var/lib/snapserver/` (§6.3).
+/// `/var/lib/snapserver/` (docs/PROTOCOL.md §4.4).
 pub(crate) fn default_datadir() -> PathBuf {
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(home) => Path::new(&home).join(".config").join("snapserver"),

@@ -1,5 +1,5 @@
 //! The list of running streams: the configured ones plus those added at run time over JSON-RPC
-//! (`Stream.AddStream`, snapcast-protocol.md §5.4). Readers get cheap snapshots (a `Stream` is
+//! (`Stream.AddStream`, docs/JSONRPC.md §4.2). Readers get cheap snapshots (a `Stream` is
 //! an `Arc`), so no lock is held while a caller works with one; the first stream is the
 //! default stream.
 

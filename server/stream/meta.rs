@@ -1,4 +1,4 @@
-//! Meta streams (`meta:///A/B?name=Mix`, snapserver-streams.md §4): the first of the inputs
+//! Meta streams (`meta:///A/B?name=Mix`, docs/SOURCES.md §2.8): the first of the inputs
 //! that is playing is the active one; its PCM feeds the meta stream's pacer (converted to the
 //! meta's sample format when it differs), its properties are the meta stream's, and control
 //! requests go to it. When none plays, nothing is fed: the meta stream bridges with silence,

@@ -139,8 +139,8 @@ struct Inner {
     codec: std::sync::RwLock<&'static str>,
     /// The sample format it shows: the source's, or what an upstream's codec header says.
     shown_format: std::sync::RwLock<SampleFormat>,
-    /// The CodecHeader message, serialized once and sent to every joiner (§2.6); `None`
-    /// while an upstream has not said its codec yet.
+    /// The CodecHeader message, serialized once and sent to every joiner (docs/PROTOCOL.md
+    /// §2.6); `None` while an upstream has not said its codec yet.
     codec_header: std::sync::RwLock<Option<Bytes>>,
     /// Its upstream link, when it relays an upstream server's stream.
     upstream: Option<Arc<crate::upstream::UpstreamStats>>,
@@ -149,7 +149,8 @@ struct Inner {
     /// Buffers for serialized chunks; each returns when the last session and the kernel
     /// are done with it.
     pool: BufferPool,
-    /// Idle/playing changes, for whoever announces them (`Stream.OnUpdate`, §4.4).
+    /// Idle/playing changes, for whoever announces them (`Stream.OnUpdate`,
+    /// docs/SOURCES.md §3).
     playing_tx: watch::Sender<bool>,
     /// Properties, metadata and control (its stream plugin, when it has one).
     control: Arc<StreamControl>,
@@ -404,8 +405,8 @@ impl Stream {
             match pacer.next(&mut reader).await {
                 Ok(Paced::Chunk(chunk)) => {
                     // Silence (exact zeros, or below silence_threshold_percent) for
-                    // idle_threshold also counts as idle (§4.4, snapserver 0.28+); the silence
-                    // is still sent unless send_silence=false.
+                    // idle_threshold also counts as idle (docs/SOURCES.md §3, snapserver
+                    // 0.28+); the silence is still sent unless send_silence=false.
                     let silent = spec
                         .sample_format
                         .is_silent(chunk.data, spec.silence_threshold_percent);
@@ -497,7 +498,7 @@ impl Stream {
     fn publish(&self, unit: Unit<'_>) {
         let (timestamp_us, data) = (unit.timestamp_us, unit.data);
         if data.is_empty() {
-            return; // §7.11: skip empty chunks
+            return; // docs/PROTOCOL.md §1.4: skip empty chunks
         }
         // Serialized once, into a pooled buffer that every session shares.
         let mut message = self.inner.pool.get(WireChunk::message_len(data.len()));

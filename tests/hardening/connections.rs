@@ -23,7 +23,8 @@ fn connections_that_never_say_hello_are_dropped_after_the_hello_timeout() {
         .collect();
     let started = Instant::now();
     for mut s in silent {
-        // The relay sends nothing before Hello (§2.1), then closes: EOF or a reset.
+        // The relay sends nothing before Hello (docs/PROTOCOL.md §2.1), then closes: EOF or a
+        // reset.
         let mut buf = [0u8; 64];
         match s.read(&mut buf) {
             Ok(0) => {}

@@ -61,7 +61,8 @@ fn saved_volume(state_file: &Path, client_id: &str) -> Result<Option<u64>, Strin
         .and_then(|c| c["config"]["volume"]["percent"].as_u64()))
 }
 
-/// Connects, says Hello and reports a mixer volume (ClientInfo, §2.5): a state change.
+/// Connects, says Hello and reports a mixer volume (ClientInfo, docs/PROTOCOL.md §2.5): a state
+/// change.
 fn report_volume(addr: SocketAddr, host_id: &str, volume: u16) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(&hello(2, host_id)).unwrap();

@@ -1,6 +1,6 @@
 //! Hardening (issue 10): hostile and slow clients, connection churn with zerocopy, and faults
 //! in sources and the data dir. Each test runs the built relay and drives it with scripted
-//! protocol-level clients whose bytes are written from snapcast-protocol.md §1, not with our
+//! protocol-level clients whose bytes are written from docs/PROTOCOL.md §1, not with our
 //! encoder. What is tried and what held is summarised in docs/HARDENING.md.
 //!
 //! Every offender is checked three ways: the others keep receiving every chunk on time, the
@@ -36,7 +36,7 @@ use snaprelay::protocol::{Header, Message, HEADER_SIZE};
 /// The tone source's chunk length (the relay's default `chunk_ms`).
 const CHUNK_US: i64 = 20_000;
 
-// ---- protocol bytes, from snapcast-protocol.md §1.2–1.5 ----
+// ---- protocol bytes, from docs/PROTOCOL.md §1.2–1.5 ----
 
 fn header(type_id: u16, id: u16, sent_sec: i32, size: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_SIZE + size as usize);
