@@ -286,10 +286,7 @@ impl Pacer {
         let end = ts + self.chunk_us;
         self.next_ts = Some(end);
         if self.live && !self.quiet {
-            // Where the writer's data ends now, against the clock: its lead.
-            let ahead = self.staged_end - self.staged_start + reader.pending_bytes();
-            let observed = end + self.micros_of(self.silence_owed + ahead) - clock::now_micros();
-            self.lead.observe(observed, false);
+            self.observe_lead(reader, end);
             self.lead.played(self.chunk_us);
             self.unsampled_us += self.chunk_us;
         }
@@ -319,13 +316,22 @@ impl Pacer {
                 return;
             }
             tokio::time::sleep_until(clock::instant_at((now + SAMPLE_US).min(due))).await;
-            let received = self.filled
-                + self.silence_owed
-                + (self.staged_end - self.staged_start)
-                + reader.pending_bytes();
-            let observed = ts + self.micros_of(received) - clock::now_micros();
-            self.lead.observe(observed, false);
+            self.observe_lead(reader, ts);
         }
+    }
+
+    /// Observes the writer's lead: where the data it handed over ends on the timeline (the
+    /// current chunk starts at `ts`), against the clock.
+    fn observe_lead(&mut self, reader: &Reader, ts: i64) {
+        let received = self.filled + self.silence_owed + self.unplaced_bytes(reader);
+        let observed = ts + self.micros_of(received) - clock::now_micros();
+        self.lead.observe(observed, false);
+    }
+
+    /// What the writer handed over that is not placed yet: staged, and still in its pipe or
+    /// socket.
+    fn unplaced_bytes(&self, reader: &Reader) -> usize {
+        self.staged_end - self.staged_start + reader.pending_bytes()
     }
 
     /// Decides where data that just came in goes: right here, or behind silence for the time
@@ -430,13 +436,17 @@ impl Pacer {
             }
             let next = (now + SAMPLE_US).min(until);
             tokio::time::sleep_until(clock::instant_at(next)).await;
-            let held = self.staged_end - self.staged_start + reader.pending_bytes();
-            arrivals.push((clock::now_micros(), self.micros_of(held)));
+            arrivals.push((
+                clock::now_micros(),
+                self.micros_of(self.unplaced_bytes(reader)),
+            ));
         }
         // Data that is already waiting at the window's end counts too.
         tokio::time::sleep_until(clock::instant_at(until)).await;
-        let held = self.staged_end - self.staged_start + reader.pending_bytes();
-        arrivals.push((clock::now_micros(), self.micros_of(held)));
+        arrivals.push((
+            clock::now_micros(),
+            self.micros_of(self.unplaced_bytes(reader)),
+        ));
         let start = arrivals
             .iter()
             .map(|(at, had)| at - had)
@@ -545,7 +555,7 @@ impl Pacer {
             }
         };
         self.staged_end += n;
-        let backlog = self.staged_end + reader.pending_bytes();
+        let backlog = self.unplaced_bytes(reader);
         Ok(Some(Arrival {
             backlog_frames: backlog / self.format.frame_size(),
             waited_at,
