@@ -113,8 +113,9 @@ cargo test --features alsa --lib --bins --tests --no-fail-fast "$@" -- --test-th
 retries=$(wc -l <"$SNAPRELAY_TEST_RETRIES")
 echo "retries: $retries (a noisy figure measured once more; functional checks never are)"
 sed 's/^/  /' "$SNAPRELAY_TEST_RETRIES"
-# One retry per test at most: a figure that needs two is not noise.
-repeated=$(cut -d: -f1 "$SNAPRELAY_TEST_RETRIES" | sort | uniq -d)
+# One retry per test at most: a figure that needs two is not noise. (Each line is the test's
+# name, a tab, and why; a unit test's name has `::` in it.)
+repeated=$(cut -f1 "$SNAPRELAY_TEST_RETRIES" | sort | uniq -d)
 if [ -n "$repeated" ]; then
   echo "tests that needed more than one retry (a failure): $repeated"
   status=1

@@ -23,7 +23,7 @@ pub fn once_more_if<T>(
 }
 
 /// Prints and counts one retry.
-pub fn record(test: &str, why: &str) {
+fn record(test: &str, why: &str) {
     eprintln!("retry ({test}): {why}; measuring once more with a fresh session");
     let Some(path) = std::env::var_os("SNAPRELAY_TEST_RETRIES") else {
         return;
@@ -34,7 +34,7 @@ pub fn record(test: &str, why: &str) {
         .open(&path);
     match file {
         Ok(mut file) => {
-            let _ = writeln!(file, "{test}: {why}");
+            let _ = writeln!(file, "{test}\t{why}");
         }
         Err(error) => eprintln!("cannot count the retry in {path:?}: {error}"),
     }

@@ -582,7 +582,7 @@ fn placed_once_more_if_off(what: &str, session: impl Fn() -> Placement) -> Place
             .open(path)
         {
             let test = std::thread::current().name().unwrap_or("pacer").to_owned();
-            let _ = writeln!(file, "{test}: {note}");
+            let _ = writeln!(file, "{test}\t{note}");
         }
     }
     session()
