@@ -14,10 +14,14 @@ use super::zerocopy::Completion;
 /// Most messages gathered into one vectored write.
 pub(crate) const MAX_IOV: usize = 16;
 
-/// Largest control message kept inline: Time replies are 34 bytes, and they are the only
-/// control messages of a session's steady state. Rarer ones (ServerSettings, ~95 bytes)
-/// take shared bytes. Kept small: every queue slot of every session carries it.
-pub(crate) const INLINE_CAPACITY: usize = 40;
+/// Largest control message kept inline: Time replies are 34 bytes (a 26-byte header and an
+/// 8-byte time), and they are the only control messages of a session's steady state. Rarer
+/// ones (ServerSettings, ~95 bytes) take shared bytes. Exactly a Time reply: every queue slot
+/// of every session carries it.
+pub(crate) const INLINE_CAPACITY: usize = 34;
+
+/// Slots a send queue starts with (see [`SendQueue::default`]).
+pub(crate) const QUEUE_SLOTS: usize = 12;
 
 /// A queued message: shared chunk bytes, or a small control message kept inline so that
 /// time replies cost no allocation.
@@ -75,6 +79,9 @@ struct Pending {
     zerocopy_tried: bool,
 }
 
+// Every session keeps a queue of these (docs/PERFORMANCE.md, "Memory per client").
+const _: () = assert!(std::mem::size_of::<Pending>() <= 64);
+
 impl Pending {
     /// Inline payloads live in the queue entry itself, which is gone before a completion
     /// could arrive, so only shared bytes may go zerocopy.
@@ -101,10 +108,11 @@ pub(crate) struct SendQueue {
 
 impl Default for SendQueue {
     fn default() -> Self {
-        // Small to start: a healthy session rarely queues more than one batch, and the
-        // memory of every idle slot is paid once per client.
+        // What a session's writer queues at most in steady state (ten chunks ahead at the
+        // default batch window, see `session::writer`, and a few control messages), so the
+        // queue never grows: its memory is paid once per client, and kept for good.
         Self {
-            queue: VecDeque::with_capacity(8),
+            queue: VecDeque::with_capacity(QUEUE_SLOTS),
         }
     }
 }
@@ -113,6 +121,12 @@ impl SendQueue {
     /// Nothing left to send.
     pub(crate) fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// Audio chunks queued (started or not): what the session took from its stream's ring
+    /// and has not finished sending.
+    pub(crate) fn queued_audio(&self) -> usize {
+        self.queue.iter().filter(|p| !p.urgent).count()
     }
 
     /// Queues an audio chunk behind everything else.

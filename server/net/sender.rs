@@ -28,7 +28,10 @@ use bytes::Bytes;
 use tracing::{info, warn};
 
 pub(crate) use super::send_queue::Payload;
-use super::send_queue::{InFlight, SendQueue, MAX_IOV};
+pub(crate) use super::send_queue::MAX_IOV;
+#[cfg(test)]
+pub(crate) use super::send_queue::QUEUE_SLOTS;
+use super::send_queue::{InFlight, SendQueue};
 use super::send_stats::{SendMode, SendStats};
 use super::zerocopy::{self, Completion};
 
@@ -122,6 +125,11 @@ impl Sender {
     /// Zerocopy sends awaiting their completion notice.
     pub(crate) fn outstanding(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Audio chunks queued and not finished.
+    pub(crate) fn queued_audio(&self) -> usize {
+        self.queue.queued_audio()
     }
 
     /// Queues an audio chunk behind everything else.

@@ -184,13 +184,15 @@ impl Relay {
         self.started.elapsed()
     }
 
-    /// Serves one stream client connection to its end.
+    /// Sets up one stream client connection; the future it returns serves it to its end,
+    /// holding `slot` (the client limit) until then.
     pub(crate) fn serve_session(
         &self,
         socket: TcpStream,
         peer: SocketAddr,
+        slot: tokio::sync::OwnedSemaphorePermit,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        session::serve(socket, peer, self.session_env.clone())
+        session::serve(socket, peer, self.session_env.clone(), slot)
     }
 
     /// Forwards the stream's idle/playing changes (`Stream.OnUpdate`) and property changes

@@ -14,7 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use std::future::Future;
+
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
@@ -347,8 +350,19 @@ impl Drop for RegistryEntry {
     }
 }
 
-/// Runs one client connection to its end.
-pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, env: Arc<SessionEnv>) {
+/// Sets up one client connection and returns the future that serves it to its end; `slot`
+/// (the relay's client limit) is held until then.
+///
+/// The set-up is done here, not in the future, and the future is spawned as it is: a task
+/// stores every argument of an async fn and every future it awaits for its whole life, so
+/// this keeps one session's task to what it needs (docs/PERFORMANCE.md, "Memory per
+/// client"; `run::tests` guards the size).
+pub(crate) fn serve(
+    socket: TcpStream,
+    peer: SocketAddr,
+    env: Arc<SessionEnv>,
+    slot: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send + 'static {
     // Chunks and time replies are small and latency-sensitive (§2.3).
     if let Err(err) = socket.set_nodelay(true) {
         warn!(%peer, error = %err, "cannot set TCP_NODELAY");
@@ -368,26 +382,17 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, env: Arc<SessionE
         cancel: cancel.clone(),
     });
     env.registry.insert(info.clone());
-    let _registered = RegistryEntry {
+    let registered = RegistryEntry {
         registry: env.registry.clone(),
         id,
     };
-
     let span = tracing::info_span!("session", id, %peer);
-    async {
-        let (read_half, write_half) = socket.into_split();
-        let hello_timeout = env.settings.hello_timeout;
-        let hello_deadline = async {
-            tokio::time::sleep(hello_timeout).await;
-            if info.hello_received.load(Ordering::Relaxed) {
-                std::future::pending::<()>().await;
-            }
-        };
+    let (read_half, write_half) = socket.into_split();
+    async move {
         let result = tokio::select! {
             result = reader::run(read_half, &env, &info) => result,
             result = writer::run(write_half, &env, &info) => result,
             () = cancel.cancelled() => Ok(()),
-            () = hello_deadline => Err(SessionError::HandshakeTimedOut(hello_timeout)),
         };
         // Settings pushed from now on are refused rather than queued for nobody.
         info.mailbox.close();
@@ -411,7 +416,8 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, env: Arc<SessionE
             Ok(()) => info!(%client, "client disconnected"),
             Err(err) => warn!(%client, error = %err, "session closed"),
         }
+        drop(registered);
+        drop(slot);
     }
     .instrument(span)
-    .await;
 }

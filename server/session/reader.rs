@@ -20,6 +20,9 @@ use crate::stream::Stream;
 /// is hostile or broken, and refusing it caps what one connection can make us allocate.
 const MAX_CLIENT_PAYLOAD: usize = 64 * 1024;
 
+/// Payload capacity a session keeps between messages: a Time request's or a ClientInfo's.
+const STEADY_PAYLOAD: usize = 64;
+
 /// Time requests a client may send back to back: snapclient's 50 quick syncs at connect
 /// (§2.3) twice over, so a reconnecting client never comes near it.
 const TIME_BURST: f64 = 100.0;
@@ -64,14 +67,27 @@ pub(super) async fn run(
 ) -> Result<(), SessionError> {
     let mut payload = Vec::new();
     let mut time_budget = TimeBudget::new();
+    let hello_timeout = env.settings.hello_timeout;
+    let hello_by = tokio::time::Instant::now() + hello_timeout;
     loop {
-        let Some(header) = read_frame(&mut socket, &mut payload).await? else {
+        // A client has `server.hello_timeout_ms` from its connection to say Hello, however
+        // it spends them (silence, half a frame, Time requests).
+        let frame = if info.hello_received.load(Ordering::Relaxed) {
+            read_frame(&mut socket, &mut payload).await
+        } else {
+            tokio::time::timeout_at(hello_by, read_frame(&mut socket, &mut payload))
+                .await
+                .map_err(|_| SessionError::HandshakeTimedOut(hello_timeout))?
+        };
+        let Some(header) = frame? else {
             return Ok(());
         };
         // §2.3: the server stamps its receive time after reading the whole message.
         let received = clock::now();
         let message = Message::decode(&header, &payload)?;
-        let closed = match message {
+        // Decided without awaiting, so only the reply is kept across the wait for the
+        // writer's mailbox, not the decoded message (it is part of every session's task).
+        let reply = match message {
             Message::Time(_) => {
                 if !time_budget.take() {
                     return Err(SessionError::TimeFlood {
@@ -85,44 +101,21 @@ pub(super) async fn run(
                 info.stats
                     .last_time_at_us
                     .store(super::unix_micros(SystemTime::now()), Ordering::Relaxed);
-                info.mailbox
-                    .send(Outbound::TimeReply {
-                        request_id: header.id,
-                        latency: Tv::from_micros(offset_us),
-                    })
-                    .await
-                    .is_err()
+                Some(Outbound::TimeReply {
+                    request_id: header.id,
+                    latency: Tv::from_micros(offset_us),
+                })
             }
             Message::Hello(hello) => {
                 if info.hello_received.swap(true, Ordering::Relaxed) {
                     warn!("second Hello ignored");
-                    continue;
+                    None
+                } else {
+                    let Some(welcome) = accept_hello(env, info, hello, header.id) else {
+                        return Ok(());
+                    };
+                    Some(welcome)
                 }
-                let Some((settings, stream, client_id)) = welcome(env, info, &hello) else {
-                    return Ok(());
-                };
-                info!(
-                    client = %client_id,
-                    version = %hello.version,
-                    host = %hello.host_name,
-                    stream = %stream.name(),
-                    "client connected"
-                );
-                info.update_client(|client| {
-                    *client = Some(ClientDetails {
-                        client_id,
-                        hello,
-                        stream: stream.name().to_owned(),
-                    });
-                });
-                info.mailbox
-                    .send(Outbound::Welcome {
-                        hello_id: header.id,
-                        settings,
-                        stream,
-                    })
-                    .await
-                    .is_err()
             }
             Message::ClientInfo(report) => {
                 debug!(
@@ -147,17 +140,22 @@ pub(super) async fn run(
                         debug!(error = %err, "client mixer report not recorded");
                     }
                 }
-                false
+                None
             }
             other => {
                 // Upstream skips types it does not act on (§1.3); so do we.
                 debug!(kind = ?other.message_type(), "ignored message from client");
-                false
+                None
             }
         };
-        if closed {
-            return Ok(());
+        if let Some(reply) = reply {
+            if info.mailbox.send(reply).await.is_err() {
+                return Ok(());
+            }
         }
+        // The Hello (a few hundred bytes) is the largest message a client sends; every
+        // connected client would keep that much capacity for Time requests of 8 bytes.
+        payload.shrink_to(STEADY_PAYLOAD);
     }
 }
 
@@ -188,6 +186,36 @@ async fn read_frame(
             _ => SessionError::Io(err),
         })?;
     Ok(Some(header))
+}
+
+/// Takes the client's Hello: records it and returns the Welcome for the writer; `None`
+/// when the relay has no stream to play.
+fn accept_hello(
+    env: &SessionEnv,
+    info: &SessionInfo,
+    hello: Hello,
+    hello_id: u16,
+) -> Option<Outbound> {
+    let (settings, stream, client_id) = welcome(env, info, &hello)?;
+    info!(
+        client = %client_id,
+        version = %hello.version,
+        host = %hello.host_name,
+        stream = %stream.name(),
+        "client connected"
+    );
+    info.update_client(|client| {
+        *client = Some(ClientDetails {
+            client_id,
+            hello,
+            stream: stream.name().to_owned(),
+        });
+    });
+    Some(Outbound::Welcome {
+        hello_id,
+        settings,
+        stream,
+    })
 }
 
 /// Records the client's arrival in the state and works out what it gets: its settings, its
