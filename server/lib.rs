@@ -7,10 +7,13 @@
 //!    (binding listeners, the per-session sender with MSG_ZEROCOPY), `pool` (pooled chunk
 //!    buffers), [`clock`], [`sample_format`], `state` (clients and groups, their rules and
 //!    persistence), `properties` (stream properties, metadata and the control rules),
-//!    `image_cache` (cover art), [`pb`] (generated gRPC code), [`heap`] (malloc settings).
+//!    `image_cache` (cover art), [`pb`] (generated gRPC code), [`heap`] (malloc settings),
+//!    [`calendar`] (dates people read), `child` (child processes that end with the relay),
+//!    `host` (facts about this machine), `startup_pages` (giving back start-up code pages),
+//!    `alloc_counter` (tests only: allocations counted per thread).
 //! 2. [`source`] (pipe, file, tcp, process, tone inputs and the pacer), [`encoder`]
-//!    (pcm, flac, opus, ogg) and [`plugin`] (stream plugins: a stream's properties and
-//!    control).
+//!    (pcm, flac, opus, ogg), [`plugin`] (stream plugins: a stream's properties and
+//!    control) and `upstream` (another Snapcast server as a stream's input).
 //! 3. `stream`: one source + encoder, fanning each serialized chunk out to its sessions;
 //!    the list of running streams.
 //! 4. [`config`] (figment layering of defaults, file, environment and flags; the keys table)
@@ -21,7 +24,7 @@
 //!    adding/removing streams, the one stats snapshot.
 //! 7. Front ends over the core: [`control`] (gRPC), [`jsonrpc`] (Snapcast JSON-RPC over TCP,
 //!    HTTP and WebSocket), [`http`] (`/metrics` and the JSON-RPC routes), `diagnostics` (the
-//!    periodic log).
+//!    periodic log), `discovery` (mDNS publishing of the listeners).
 //! 8. [`run`](mod@run): the one place that knows every listener: [`Listeners::bind`] binds them all,
 //!    [`run()`] starts the core and a front end on each, and runs the shutdown sequence.
 //!    `main.rs` only parses flags, sets up logging and the runtime, and calls those two.

@@ -12,7 +12,7 @@ use figment::{Metadata, Profile, Provider};
 
 use super::ini;
 use super::keys::{self, Repeat, Status};
-use super::load::{render, LAYER_DEFAULT, LAYER_ENV, LAYER_FILE, LAYER_FLAG};
+use super::provenance::{render, LAYER_DEFAULT, LAYER_ENV, LAYER_FILE, LAYER_FLAG};
 use super::{Args, Config, ConfigError};
 
 /// One figment layer: a normalised `{section: {key: value}}` dict, with metadata whose

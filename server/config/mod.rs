@@ -9,7 +9,7 @@
 //! set up yet when it runs).
 //!
 //! Files: `sections` (the structs and defaults), `keys` and `rules` (the key table and what
-//! each key accepts), `layers` and `load` (figment layering, origins), `validate`, `log_filter`
+//! each key accepts), `layers` and `load` (figment layering), `provenance` (where a value came from), `validate`, `log_filter`
 //! (snapserver filters), `token` (the token file), `args` and `ini` (flags, snapserver.conf).
 
 mod args;
@@ -19,6 +19,7 @@ pub(crate) mod keys;
 mod layers;
 mod load;
 mod log_filter;
+mod provenance;
 mod rules;
 mod sections;
 mod token;

@@ -6,7 +6,7 @@ use figment::value::Value;
 use figment::Figment;
 
 use super::keys::{self, Rule, Status};
-use super::load::{describe, render};
+use super::provenance::{describe, render};
 use super::{Config, ConfigError};
 
 /// Checks `config` (extracted from `figment`, which says where each value came from) and

@@ -111,13 +111,15 @@ impl OggEncoder {
         // SAFETY: all-zero bytes are a valid "not yet initialised" value for these C structs
         // (integers, floats and null pointers); each is initialised by its init call below
         // before any other use.
-        let mut state: Box<State> = Box::new(State {
-            info: unsafe { std::mem::zeroed() },
-            comment: unsafe { std::mem::zeroed() },
-            dsp: unsafe { std::mem::zeroed() },
-            block: unsafe { std::mem::zeroed() },
-            ogg: unsafe { std::mem::zeroed() },
-            initialised: Initialised::default(),
+        let mut state: Box<State> = Box::new(unsafe {
+            State {
+                info: std::mem::zeroed(),
+                comment: std::mem::zeroed(),
+                dsp: std::mem::zeroed(),
+                block: std::mem::zeroed(),
+                ogg: std::mem::zeroed(),
+                initialised: Initialised::default(),
+            }
         });
         let s = &mut *state;
         let fail = |what: &str, code: c_int| EncoderError::Init {

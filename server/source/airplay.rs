@@ -37,7 +37,7 @@ pub(super) fn kind(uri: &SourceUri, name: &str) -> Result<SourceKind, SourceErro
     if !password.is_empty() {
         args.extend(["--password".to_owned(), password]);
     }
-    args.extend(super::schemes::split_params(&get("params", "")));
+    args.extend(super::uri::split_params(&get("params", "")));
     let port_text = get("port", "5000");
     let port = port_text
         .parse::<u16>()

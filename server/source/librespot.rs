@@ -34,7 +34,7 @@ pub(super) fn kind(uri: &SourceUri, name: &str) -> Result<SourceKind, SourceErro
         "false" => Ok(false),
         other => Err(invalid(key, other, "true or false")),
     };
-    let mut args = super::schemes::split_params(&get("params", ""));
+    let mut args = super::uri::split_params(&get("params", ""));
     if args.iter().any(|a| a.starts_with("--onevent")) {
         return Err(invalid(
             "params",

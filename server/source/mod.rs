@@ -9,6 +9,7 @@ mod alsa;
 mod channel;
 mod error;
 mod file;
+mod kind;
 mod librespot;
 pub(crate) mod pacer;
 mod pipe;
@@ -27,8 +28,9 @@ use std::sync::Arc;
 use crate::plugin::StreamControl;
 
 pub use error::SourceError;
+pub(crate) use kind::{Player, SourceKind};
 pub(crate) use redact::redacted_uri_string;
-pub(crate) use schemes::{Player, SourceKind, SCHEMES};
+pub(crate) use schemes::SCHEMES;
 pub use spec::{SourceDefaults, SourceSpec, DEFAULT_PLUGIN_DIR};
 pub(crate) use stats::SourceStats;
 pub use uri::SourceUri;

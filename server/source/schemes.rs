@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use super::{SourceError, SourceUri};
+use super::{SourceError, SourceKind, SourceUri};
 use crate::sample_format::SampleFormat;
 
 /// Every scheme this code knows; `alsa` last, since a build without the `alsa` feature
@@ -42,85 +42,6 @@ const DEFAULT_ALSA_DEVICE: &str = "hw:0";
 
 /// Default port of `tcp://` sources (§2.3).
 const DEFAULT_TCP_SOURCE_PORT: u16 = 4953;
-
-/// Which player a player source runs, for what its log and metadata mean.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Player {
-    /// librespot.
-    Librespot,
-    /// shairport-sync, first tried on this port.
-    Airplay {
-        /// `port=` (default 5000).
-        port: u16,
-    },
-}
-
-/// What kind of input a stream reads.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum SourceKind {
-    /// A named pipe; `create` makes it when missing (`mode=create`, the default).
-    Pipe {
-        /// FIFO path.
-        path: PathBuf,
-        /// Create the FIFO if it does not exist.
-        create: bool,
-    },
-    /// A raw PCM file, read at real-time pace and looped at its end.
-    File {
-        /// File path.
-        path: PathBuf,
-    },
-    /// Listens for one PCM producer at a time.
-    TcpServer {
-        /// Listen address.
-        addr: SocketAddr,
-    },
-    /// Connects to a PCM producer, reconnecting with backoff.
-    TcpClient {
-        /// Producer address.
-        addr: SocketAddr,
-    },
-    /// Runs a command and reads its stdout (config file only, never from the network).
-    Process {
-        /// Executable.
-        path: PathBuf,
-        /// Its arguments (`params=`, split like a shell would on spaces and double quotes).
-        args: Vec<String>,
-    },
-    /// A player program (librespot, shairport-sync) run as snapserver runs it: PCM on its stdout, what it
-    /// plays in its log (config file only, never from the network).
-    Player {
-        /// Executable (found on `PATH` when not absolute).
-        path: PathBuf,
-        /// Its arguments, as snapserver builds them from the URI.
-        args: Vec<String>,
-        /// `killall` running instances of it before the first start.
-        killall: bool,
-        /// Restart it when its log has been silent this long.
-        watchdog: Option<std::time::Duration>,
-        /// Which player, for what its log means.
-        player: Player,
-    },
-    /// Plays the first of its inputs (streams defined before it) that is playing.
-    Meta {
-        /// The input streams' names, in order of preference.
-        inputs: Vec<String>,
-    },
-    /// Re-serves a stream of an upstream Snapcast server, encoded chunks unchanged.
-    Upstream(crate::upstream::Upstream),
-    /// Captures from an ALSA device (built with the `alsa` feature).
-    Alsa {
-        /// ALSA device name (`device=`, default `hw:0`).
-        device: String,
-    },
-    /// A built-in sine generator; one frequency per channel (the last repeats).
-    Tone {
-        /// Frequencies in Hz.
-        frequencies: Vec<f64>,
-        /// Peak amplitude as a fraction of full scale.
-        amplitude: f64,
-    },
-}
 
 impl SourceKind {
     /// The kind `uri`'s scheme and parameters describe, for the stream `name`. `text` is the
@@ -167,7 +88,7 @@ impl SourceKind {
             }
             "process" => Self::Process {
                 path: require_path(uri, text)?,
-                args: split_params(param(uri, "params", "")),
+                args: super::uri::split_params(param(uri, "params", "")),
             },
             "librespot" | "spotify" => super::librespot::kind(uri, name)?,
             "airplay" => super::airplay::kind(uri, name)?,
@@ -329,36 +250,6 @@ fn tcp_address(uri: &SourceUri) -> Option<SocketAddr> {
         None => DEFAULT_TCP_SOURCE_PORT,
     };
     Some(SocketAddr::new(ip, port))
-}
-
-/// Splits `params=` into arguments on spaces, keeping double-quoted runs together.
-pub(super) fn split_params(text: &str) -> Vec<String> {
-    let mut args = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    let mut any = false;
-    for c in text.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any {
-                    args.push(std::mem::take(&mut current));
-                    any = false;
-                }
-            }
-            c => {
-                current.push(c);
-                any = true;
-            }
-        }
-    }
-    if any {
-        args.push(current);
-    }
-    args
 }
 
 #[cfg(test)]

@@ -190,7 +190,7 @@ fn control_script(
     let params = uri
         .query
         .get("controlscriptparams")
-        .map(|p| super::schemes::split_params(p))
+        .map(|p| super::uri::split_params(p))
         .unwrap_or_default();
     Ok(Some(ControlScript { path, params }))
 }

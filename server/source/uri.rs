@@ -1,5 +1,6 @@
 //! The generic source URI of snapserver's form (docs/SOURCES.md §1.1): parsed into its
-//! parts, percent-decoded, and written back. What each scheme means is `schemes.rs`'s business.
+//! parts, percent-decoded, and written back, and the `params=` argument list the process and
+//! player schemes share. What each scheme means is `schemes.rs`'s business.
 
 use std::collections::BTreeMap;
 
@@ -90,6 +91,36 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Splits `params=` into arguments on spaces, keeping double-quoted runs together.
+pub(super) fn split_params(text: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    args.push(std::mem::take(&mut current));
+                    any = false;
+                }
+            }
+            c => {
+                current.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        args.push(current);
+    }
+    args
 }
 
 #[cfg(test)]
