@@ -188,7 +188,7 @@ pub(super) async fn run(
             sender.flush(fd)?
         } else {
             // try_io clears tokio's write readiness when the kernel says EAGAIN, so the
-            // `writable()` wait above is a real wait, not a spin.
+            // write-readiness wait above is a real wait, not a spin.
             match stream.try_io(Interest::WRITABLE, || match sender.flush(fd)? {
                 Flushed::All => Ok(Flushed::All),
                 Flushed::Blocked => Err(io::ErrorKind::WouldBlock.into()),
