@@ -33,25 +33,29 @@ const TIME_BURST: f64 = 100.0;
 const TIME_RATE_PER_S: f64 = 20.0;
 
 /// A token bucket over Time requests: [`TIME_BURST`] tokens, refilled at [`TIME_RATE_PER_S`].
+/// It takes the time as an argument and reads no clock, so its rule is tested without one.
 struct TimeBudget {
     tokens: f64,
     refilled_at: std::time::Instant,
 }
 
 impl TimeBudget {
-    fn new() -> Self {
+    fn new(now: std::time::Instant) -> Self {
         Self {
             tokens: TIME_BURST,
-            refilled_at: std::time::Instant::now(),
+            refilled_at: now,
         }
     }
 
-    /// Takes one token; false when the client has exhausted its budget.
-    fn take(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        let earned = now.duration_since(self.refilled_at).as_secs_f64() * TIME_RATE_PER_S;
+    /// Takes one token for a request arriving at `now`; false when the client has exhausted
+    /// its budget.
+    fn take(&mut self, now: std::time::Instant) -> bool {
+        let earned = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64()
+            * TIME_RATE_PER_S;
         self.tokens = (self.tokens + earned).min(TIME_BURST);
-        self.refilled_at = now;
+        self.refilled_at = self.refilled_at.max(now);
         if self.tokens < 1.0 {
             return false;
         }
@@ -66,7 +70,7 @@ pub(super) async fn run(
     info: &SessionInfo,
 ) -> Result<(), SessionError> {
     let mut payload = Vec::new();
-    let mut time_budget = TimeBudget::new();
+    let mut time_budget = TimeBudget::new(std::time::Instant::now());
     let hello_timeout = env.settings.hello_timeout;
     let hello_by = tokio::time::Instant::now() + hello_timeout;
     loop {
@@ -89,7 +93,7 @@ pub(super) async fn run(
         // writer's mailbox, not the decoded message (it is part of every session's task).
         let reply = match message {
             Message::Time(_) => {
-                if !time_budget.take() {
+                if !time_budget.take(std::time::Instant::now()) {
                     return Err(SessionError::TimeFlood {
                         rate_per_s: TIME_RATE_PER_S as u32,
                     });
@@ -283,4 +287,48 @@ fn welcome(
         stream,
         client_id,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn time_requests_get_a_burst_then_the_sustained_rate() {
+        let start = Instant::now();
+        let mut budget = TimeBudget::new(start);
+        // snapclient's quick syncs at connect, twice over, back to back.
+        for request in 0..TIME_BURST as usize {
+            assert!(budget.take(start), "request {request} of the burst");
+        }
+        assert!(!budget.take(start), "one past the burst");
+        // A second later the sustained rate has earned its tokens back, no more.
+        let later = start + Duration::from_secs(1);
+        for request in 0..TIME_RATE_PER_S as usize {
+            assert!(budget.take(later), "request {request} a second later");
+        }
+        assert!(!budget.take(later), "one past the sustained rate");
+    }
+
+    #[test]
+    fn a_quiet_client_earns_back_no_more_than_the_burst() {
+        let start = Instant::now();
+        let mut budget = TimeBudget::new(start);
+        assert!(budget.take(start));
+        let much_later = start + Duration::from_secs(3600);
+        let allowed = (0..1000).filter(|_| budget.take(much_later)).count();
+        assert_eq!(allowed, TIME_BURST as usize);
+    }
+
+    #[test]
+    fn a_time_before_the_last_one_earns_nothing_and_does_not_panic() {
+        let start = Instant::now() + Duration::from_secs(10);
+        let mut budget = TimeBudget::new(start);
+        for _ in 0..TIME_BURST as usize {
+            assert!(budget.take(start));
+        }
+        assert!(!budget.take(start - Duration::from_secs(5)));
+    }
 }
