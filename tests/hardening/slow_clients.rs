@@ -59,3 +59,57 @@ fn clients_that_stop_reading_or_read_a_byte_a_second_are_dropped_others_play_on(
         client.finish(&format!("good client {i}"), MAX_LATE);
     }
 }
+
+/// A client that stops reading for less than its buffer (a Wi-Fi stall, a busy device) gets
+/// every chunk when it reads again: what its socket could not take waits in the relay (a few
+/// chunks in its session's queue, the rest in the stream's ring) and goes out at once.
+#[test]
+fn a_client_that_stops_reading_for_700ms_catches_up_with_every_chunk() {
+    let relay = tone_relay(&[]);
+    // A small receive buffer, so the kernel holds little of the backlog: the relay must.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&relay.addr.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(&hello(2, "stalls-700ms")).unwrap();
+
+    let mut timestamps = Vec::new();
+    let read_chunks = |stream: &mut TcpStream, count: usize, timestamps: &mut Vec<i64>| {
+        let until = timestamps.len() + count;
+        while timestamps.len() < until {
+            match crate::read_message(stream) {
+                Ok((_, snaprelay::protocol::Message::WireChunk(chunk))) => {
+                    timestamps.push(chunk.timestamp.as_micros());
+                }
+                Ok(_) => {}
+                Err(err) => panic!("after {} chunks: {err}\n{}", timestamps.len(), relay.log()),
+            }
+        }
+    };
+    read_chunks(&mut stream, 50, &mut timestamps);
+    // 35 chunks' worth of silence from this client; its send timeout is 2 s.
+    std::thread::sleep(Duration::from_millis(700));
+    read_chunks(&mut stream, 100, &mut timestamps);
+
+    for pair in timestamps.windows(2) {
+        let step = pair[1] - pair[0];
+        assert!(
+            (crate::CHUNK_US - 1_000..=crate::CHUNK_US + 1_000).contains(&step),
+            "gap in the chunk timestamps: {step} µs after {} µs",
+            pair[0]
+        );
+    }
+    let metrics = crate::metrics(&relay);
+    for counter in [
+        "snaprelay_late_chunks_total",
+        "snaprelay_dropped_chunks_total",
+    ] {
+        assert_eq!(metrics.get(counter).copied(), Some(0.0), "{counter}");
+    }
+    assert_eq!(policy_drops(&relay, "send_stall"), 0);
+    assert_eq!(open_sessions(&relay), 1, "the client is still connected");
+}
