@@ -33,7 +33,8 @@ use crate::stream::{Chunk, Stream};
 /// Upstream drops queued chunks older than the buffer plus this (§2.4).
 const LATE_MARGIN_US: i64 = 100_000;
 
-/// Fewest audio chunks a session takes ahead of its socket (see [`audio_ahead`]).
+/// Audio chunks a session takes ahead of its socket beyond two batch windows, and so the
+/// fewest it takes without batching (see [`audio_ahead`]).
 const MIN_AUDIO_AHEAD: usize = 4;
 
 /// First and longest retry delay while a zerocopy socket is full.
@@ -231,7 +232,7 @@ fn audio_ahead(env: &SessionEnv, audio: Option<&(Stream, broadcast::Receiver<Chu
 /// [`audio_ahead`] for a batch window and a chunk length.
 fn audio_ahead_for(batch: Duration, chunk_ms: u32) -> usize {
     let batch_chunks = batch.as_millis() as usize / chunk_ms.max(1) as usize;
-    (2 * batch_chunks + 4).clamp(MIN_AUDIO_AHEAD, MAX_IOV)
+    (2 * batch_chunks + MIN_AUDIO_AHEAD).min(MAX_IOV)
 }
 
 /// Takes what the stream has published and the session has not, up to [`audio_ahead`].
