@@ -359,9 +359,8 @@ fn the_library_documents_every_module_in_its_layer_list() {
     let missing: Vec<&str> = LAYERS
         .iter()
         .flat_map(|(_, modules)| modules.iter().copied())
-        .filter(|module| {
-            !doc.contains(&format!("`{module}`")) && !doc.contains(&format!("[`{module}`]"))
-        })
+        // "`net`" and "[`source`]" both name one.
+        .filter(|module| !doc.contains(&format!("`{module}`")))
         .collect();
     assert!(
         missing.is_empty(),
