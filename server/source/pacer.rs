@@ -13,6 +13,13 @@
 //! - **Pacing.** A chunk is not completed before its last sample would have been captured in
 //!   real time, so a writer that runs ahead (a decoder filling the FIFO) is consumed at the
 //!   audio rate instead of flooding clients with chunks from the future.
+//! - **Reading as frames fall due.** A blocking writer (the pipe full) writes again only when
+//!   a read frees room, so when we read sets when it writes, and with it the latency from its
+//!   writes to the clients. While a writer has data queued, its frames are read within
+//!   `READ_STEP_US` of their time on the timeline and never more than a chunk needs, so that
+//!   latency stays the same across a pause, whatever silence the pause inserted (reading a
+//!   chunk, or a staging buffer, at a time would tie it to chunk boundaries that a pause
+//!   moves against the data).
 //! - **The writer's lead.** Real players keep audio queued ahead of real time: a blocking
 //!   writer (librespot's pipe backend) fills the pipe, mpd or `ffmpeg -re` stay tens of ms
 //!   ahead, a socket holds what was sent. What a writer has handed over but we have not read
@@ -103,6 +110,9 @@ const FIRST_SETTLE_US: i64 = STAGING_MIN_US as i64;
 const SAMPLE_US: i64 = 1_000;
 /// How much played time passes between two samplings of the lead (each one chunk long).
 const SAMPLING_EVERY_US: i64 = 250_000;
+/// How often frames are taken in as they fall due while a writer has data queued: the most
+/// a blocked writer's writes lag the time of the frames that make room for them.
+const READ_STEP_US: i64 = 2_000;
 
 /// One chunk of raw PCM, borrowed from the pacer's buffer.
 #[derive(Debug)]
@@ -230,36 +240,20 @@ impl Pacer {
         };
         let due = ts + self.chunk_us;
         if !self.paced {
-            if self.live && !self.quiet && self.unsampled_us >= SAMPLING_EVERY_US {
-                self.sample_lead_until(reader, ts, due).await;
-                self.unsampled_us = 0;
-            } else {
-                tokio::time::sleep_until(clock::instant_at(due)).await;
-            }
+            self.wait_until_due(reader, ts, due).await?;
             self.paced = true;
         }
         let frame = self.format.frame_size();
-        while self.filled < self.chunk.len() {
+        loop {
+            self.place_received();
             let space = self.chunk.len() - self.filled;
-            if self.silence_owed > 0 {
-                let n = self.silence_owed.min(space);
-                self.chunk[self.filled..self.filled + n].fill(0);
-                self.filled += n;
-                self.silence_owed -= n;
-                continue;
-            }
-            let whole = (self.staged_end - self.staged_start) / frame * frame;
-            if whole > 0 {
-                let n = whole.min(space);
-                self.chunk[self.filled..self.filled + n]
-                    .copy_from_slice(&self.staged[self.staged_start..self.staged_start + n]);
-                self.filled += n;
-                self.staged_start += n;
-                continue;
+            if space == 0 {
+                break;
             }
             // A writer that scatters its writes gets as much more patience as it scatters.
             let grace = GRACE_US + self.lead.spread();
-            match self.stage(reader, Some(due + grace)).await? {
+            // No more than the chunk needs: what is left stays with the writer until due.
+            match self.stage(reader, Some(due + grace), space).await? {
                 None => {
                     // Nothing by the deadline: the source paused at this frame.
                     if !self.quiet {
@@ -305,19 +299,93 @@ impl Pacer {
         }))
     }
 
-    /// Waits until `due` looking at the writer's lead every `SAMPLE_US`. A writer whose
-    /// lead is larger than the staging buffer is never waited for, so its writes are seen
-    /// only when we look; looking once a chunk, always at the same phase of its period,
-    /// would take its lead for up to one period less than it is.
-    async fn sample_lead_until(&mut self, reader: &Reader, ts: i64, due: i64) {
+    /// Waits until the chunk starting at `ts` is `due`, meanwhile sampling the writer's lead
+    /// (one chunk in each `SAMPLING_EVERY_US`) and taking in its frames as they fall due.
+    ///
+    /// Sampling: a writer whose lead is larger than the staging buffer is never waited for,
+    /// so its writes are seen only when we look; looking once a chunk, always at the same
+    /// phase of its period, would take its lead for up to one period less than it is.
+    ///
+    /// Taking frames in as they fall due: a writer blocked on a full pipe or socket writes
+    /// again only when a read frees room, so *when we read* sets when it writes. Reading a
+    /// whole chunk at once when the chunk is due would tie its writes to the chunk
+    /// boundaries, and those move against the data by whatever silence a pause inserted, so
+    /// its latency after a pause would differ from before by up to a chunk. Reading each
+    /// frame within `READ_STEP_US` of its time keeps it the same.
+    async fn wait_until_due(&mut self, reader: &mut Reader, ts: i64, due: i64) -> io::Result<()> {
+        let flowing = self.live && !self.quiet;
+        let sampling = flowing && self.unsampled_us >= SAMPLING_EVERY_US;
+        if sampling {
+            self.unsampled_us = 0;
+        }
         loop {
             let now = clock::now_micros();
             if now >= due {
-                return;
+                return Ok(());
             }
-            tokio::time::sleep_until(clock::instant_at((now + SAMPLE_US).min(due))).await;
-            self.observe_lead(reader, ts);
+            let queued = reader.pending_bytes() > 0;
+            self.place_received();
+            if flowing && !queued && self.all_placed() {
+                // The writer has nothing queued, so it is not waiting for us: read its next
+                // write as it comes, even when this chunk is complete (a jittery writer's
+                // earliest writes come then). Its arrival tells exactly how far ahead it
+                // writes and whether it skipped; what came before it is placed already (in
+                // this chunk), so a silence for a skip goes exactly in between.
+                if let Some(arrival) = self.stage(reader, Some(due), usize::MAX).await? {
+                    self.take_in(reader, ts, arrival).await?;
+                }
+                continue;
+            }
+            // Only a writer with data queued can be held back by when we read, and only
+            // frames of this chunk fall due before it is.
+            let keeping_pace = flowing && queued && self.filled < self.chunk.len();
+            let step = match (sampling, keeping_pace) {
+                (true, _) => SAMPLE_US,
+                (false, true) => READ_STEP_US,
+                (false, false) => due - now,
+            };
+            tokio::time::sleep_until(clock::instant_at((now + step).min(due))).await;
+            if keeping_pace {
+                self.take_in_due_frames(reader, ts).await?;
+            }
+            if sampling {
+                self.observe_lead(reader, ts);
+            }
         }
+    }
+
+    /// Whether everything received is placed: no silence owed, no whole frame staged.
+    fn all_placed(&self) -> bool {
+        self.silence_owed == 0 && self.staged_end - self.staged_start < self.format.frame_size()
+    }
+
+    /// Places what is owed and received into the current chunk, as far as it has room: the
+    /// silence owed, then the whole frames staged.
+    fn place_received(&mut self) {
+        let frame = self.format.frame_size();
+        let space = self.chunk.len() - self.filled;
+        let silence = self.silence_owed.min(space);
+        self.chunk[self.filled..self.filled + silence].fill(0);
+        self.filled += silence;
+        self.silence_owed -= silence;
+        let whole = (self.staged_end - self.staged_start) / frame * frame;
+        let n = whole.min(self.chunk.len() - self.filled);
+        self.chunk[self.filled..self.filled + n]
+            .copy_from_slice(&self.staged[self.staged_start..self.staged_start + n]);
+        self.filled += n;
+        self.staged_start += n;
+    }
+
+    /// Reads, without waiting, the writer's frames whose time on the timeline (the current
+    /// chunk starts at `ts`) has come.
+    async fn take_in_due_frames(&mut self, reader: &mut Reader, ts: i64) -> io::Result<()> {
+        let held = self.staged_end - self.staged_start;
+        let received_until = ts + self.micros_of(self.filled + self.silence_owed + held);
+        let due_bytes = self.bytes_of(clock::now_micros() - received_until);
+        if due_bytes > 0 {
+            self.stage_waiting(reader, due_bytes).await?;
+        }
+        Ok(())
     }
 
     /// Observes the writer's lead: where the data it handed over ends on the timeline (the
@@ -349,18 +417,20 @@ impl Pacer {
         };
         let here = ts + self.micros_of(self.filled);
         let observed = here + self.micros_of_frames(arrival.backlog_frames) - at;
-        if !was_quiet {
-            self.lead.observe(observed, true);
-        }
         // Behind the writer's usual lead by this much: it skipped that much (or is late). A
         // writer whose writes scatter is late by as much as they scatter all the time.
         let late_by = self.lead.reference() - observed;
+        // The scatter as it was before this arrival: a skip must not widen the patience
+        // that decides whether it was one.
         let tolerance = if was_quiet {
             0
         } else {
             TOLERANCE_US.max(self.lead.spread())
         };
         if late_by <= tolerance {
+            if !was_quiet {
+                self.lead.observe(observed, true);
+            }
             return Ok(());
         }
         // A pause ended (or the writer skipped). One arrival carries its own wake-up delay,
@@ -374,6 +444,10 @@ impl Pacer {
         // stall but who came back a few ms late (its first read caught only the first piece
         // of the refill) has skipped nothing, and silence for it would be a lasting shift.
         if silence <= tolerance {
+            // Late, and then on time again: how this writer's writes scatter.
+            if !was_quiet {
+                self.lead.observe(observed, true);
+            }
             return Ok(());
         }
         self.silence_owed = self.bytes_of(silence);
@@ -384,6 +458,8 @@ impl Pacer {
             at_us = here,
             silence_us = silence,
             lead_us = self.lead.reference(),
+            spread_us = self.lead.spread(),
+            settled_over_us = window,
             "source resumed; pause bridged"
         );
         Ok(())
@@ -420,7 +496,7 @@ impl Pacer {
         let until = clock::now_micros() + window_us;
         loop {
             if self.staged_end - self.staged_start < self.staged.len() {
-                match self.stage(reader, Some(until)).await? {
+                match self.stage(reader, Some(until), usize::MAX).await? {
                     Some(arrival) => arrivals.push(seen(self, &arrival)),
                     None => break,
                 }
@@ -469,7 +545,7 @@ impl Pacer {
     /// With no timeline running, waits for data and decides where the timeline goes on.
     async fn start_timeline(&mut self, reader: &mut Reader) -> io::Result<i64> {
         let arrival = loop {
-            if let Some(arrival) = self.stage(reader, None).await? {
+            if let Some(arrival) = self.stage(reader, None, usize::MAX).await? {
                 break arrival;
             }
         };
@@ -521,20 +597,42 @@ impl Pacer {
         Ok(ts)
     }
 
-    /// Reads more into the staging buffer, which must have room. `None` when `deadline` (µs,
-    /// server clock) passed first.
-    async fn stage(
-        &mut self,
-        reader: &mut Reader,
-        deadline: Option<i64>,
-    ) -> io::Result<Option<Arrival>> {
+    /// Moves the staged bytes to the front of the staging buffer; returns how many there are.
+    fn compact_staging(&mut self) -> usize {
         let held = self.staged_end - self.staged_start;
         self.staged
             .copy_within(self.staged_start..self.staged_end, 0);
         self.staged_start = 0;
         self.staged_end = held;
+        held
+    }
+
+    /// Reads up to `max` bytes into the staging buffer if the writer has data waiting;
+    /// never waits.
+    async fn stage_waiting(&mut self, reader: &mut Reader, max: usize) -> io::Result<()> {
+        let held = self.compact_staging();
+        let end = (held + max).min(self.staged.len());
+        let mut read = pin!(reader.read(&mut self.staged[held..end]));
+        if let Poll::Ready(result) =
+            std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await
+        {
+            self.staged_end += result?;
+        }
+        Ok(())
+    }
+
+    /// Reads up to `max` more bytes into the staging buffer, which must have room. `None`
+    /// when `deadline` (µs, server clock) passed first.
+    async fn stage(
+        &mut self,
+        reader: &mut Reader,
+        deadline: Option<i64>,
+        max: usize,
+    ) -> io::Result<Option<Arrival>> {
+        let held = self.compact_staging();
+        let end = held.saturating_add(max).min(self.staged.len());
         let (n, waited_at) = {
-            let mut read = pin!(reader.read(&mut self.staged[held..]));
+            let mut read = pin!(reader.read(&mut self.staged[held..end]));
             // One poll tells whether data was already waiting (then it is simply next in
             // line) or the read has to wait (then its arrival time says where it belongs).
             let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
