@@ -184,3 +184,57 @@ pub fn heard(
     }
     heard
 }
+
+/// Where the sound stops and starts again around the pauses a client heard, for codecs that
+/// do not carry the frame counter through (opus, vorbis): found from the level, not the
+/// counter.
+#[derive(Debug, Clone, Default)]
+pub struct Edges {
+    /// Every stretch of 20 ms or more without the tone, after settling: (when the sound
+    /// before it ended, when the sound after it began), µs on the player's output clock.
+    pub quiet: Vec<(i64, i64)>,
+}
+
+/// A sample at least this loud is the tone (12 000 peak): a quarter of it keeps the codec's
+/// pre-echo and ringing around an edge out, and misses a sine only near its zero crossings.
+const TONE_LEVEL: i16 = 3_000;
+/// Longer gaps between loud samples than this are a silence, not a zero crossing.
+const QUIET_FRAMES: usize = RATE as usize / 50;
+
+/// The quiet stretches of `client`'s output from `settle_frames` after its first sound on.
+pub fn edges(client: &Snapclient, settle_frames: usize) -> Edges {
+    let (bytes, arrivals) = client.output();
+    let frames = audio::frames(&bytes);
+    let mut found = Edges::default();
+    let Some(first_sound) = audio::first_sound(&frames) else {
+        return found;
+    };
+    let output_at = |i: usize| -> Option<i64> {
+        let offset = i * FRAME_BYTES;
+        let index = arrivals
+            .partition_point(|a| a.offset <= offset)
+            .checked_sub(1)?;
+        let arrival = &arrivals[index];
+        Some(
+            arrival.at_us
+                + ((offset - arrival.offset) / FRAME_BYTES) as i64 * 1_000_000 / i64::from(RATE),
+        )
+    };
+    let loud =
+        |f: &(i16, i16)| f.0.saturating_abs() >= TONE_LEVEL || f.1.saturating_abs() >= TONE_LEVEL;
+    let mut last_loud: Option<usize> = None;
+    for (i, frame) in frames.iter().enumerate().skip(first_sound + settle_frames) {
+        if !loud(frame) {
+            continue;
+        }
+        if let Some(previous) = last_loud {
+            if i - previous > QUIET_FRAMES {
+                if let (Some(ended), Some(began)) = (output_at(previous + 1), output_at(i)) {
+                    found.quiet.push((ended, began));
+                }
+            }
+        }
+        last_loud = Some(i);
+    }
+    found
+}
