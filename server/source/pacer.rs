@@ -27,7 +27,12 @@
 //!   the pacer observes `lead = where the received data ends on the timeline − now`, after
 //!   every read that waited, after every chunk, and every millisecond of one chunk in each
 //!   quarter second (a writer far ahead is never waited for, and a look once a chunk would
-//!   always fall at the same phase of its writes). Delays only make an observation smaller,
+//!   always fall at the same phase of its writes). A writer with nothing queued is read as
+//!   each write arrives, even when the current chunk is complete, so every one of its writes
+//!   is an observation at its arrival: a jittery writer's earliest writes are seen, and its
+//!   lead is measured the same way as the burst after its pause is placed (by arrivals).
+//!   An arrival found to be a skip is not an observation: it would widen the scatter that
+//!   decides whether it was one. Delays only make an observation smaller,
 //!   so the largest of the last one to two seconds of playback is the lead (`lead.rs`). It
 //!   is not observed while the source is paused, so a pause never ages it out.
 //! - **The first data.** Arrivals are collected for `FIRST_SETTLE`; where the first frame
