@@ -107,9 +107,12 @@ pub fn source_specs(config: &Config) -> Result<Vec<SourceSpec>, RunError> {
     Ok(specs)
 }
 
-/// Binds the stream listeners the config asks for.
+/// Binds the stream listeners the config asks for (none with TCP streaming off).
 async fn bind_stream(config: &Config) -> Result<Vec<TcpListener>, RunError> {
     let mut listeners = Vec::new();
+    if !config.stream.tcp_enabled {
+        return Ok(listeners);
+    }
     for text in &config.stream.bind_to_address {
         let ip: IpAddr = text
             .trim()
@@ -127,8 +130,12 @@ async fn bind_stream(config: &Config) -> Result<Vec<TcpListener>, RunError> {
 /// config turns it off.
 #[derive(Debug)]
 pub struct Listeners {
-    /// Stream clients (`stream.bind_to_address` × `stream.port`).
+    /// Stream clients (`stream.bind_to_address` × `stream.port`); none with
+    /// `stream.tcp_enabled` off.
     pub(crate) stream: Vec<TcpListener>,
+    /// With TCP streaming off, where WebSocket `/stream` clients join the stream sessions:
+    /// loopback, a free port, never published.
+    pub(crate) stream_bridge: Option<TcpListener>,
     /// The gRPC control API.
     pub(crate) grpc: Option<GrpcListener>,
     /// HTTP: `/metrics`, JSON-RPC over HTTP and WebSocket.
@@ -144,10 +151,19 @@ impl Listeners {
     ///
     /// The first listener that cannot be bound, naming its address.
     pub async fn bind(config: &Config) -> Result<Self, RunError> {
+        let stream = bind_stream(config).await?;
+        let http = crate::http::bind(config).await?;
+        let stream_bridge = if stream.is_empty() && http.is_some() {
+            let addr = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+            Some(listen(addr).map_err(|source| RunError::Bind { addr, source })?)
+        } else {
+            None
+        };
         Ok(Self {
-            stream: bind_stream(config).await?,
+            stream,
+            stream_bridge,
             grpc: crate::control::bind(&config.grpc).await?,
-            http: crate::http::bind(config).await?,
+            http,
             jsonrpc: crate::jsonrpc::bind(config).await?,
         })
     }
@@ -194,6 +210,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let Listeners {
         stream: listeners,
+        stream_bridge,
         grpc,
         http,
         jsonrpc,
@@ -275,7 +292,11 @@ pub async fn run(
     }
     if let Some(http) = http {
         let rpc = rpc.filter(|_| http_jsonrpc);
-        let stream_addresses = stream_addresses.clone();
+        // Browsers join the public stream listener, or with TCP streaming off the bridge's.
+        let stream_addresses = match &stream_bridge {
+            Some(bridge) => bridge.local_addr().into_iter().collect(),
+            None => stream_addresses.clone(),
+        };
         let relay = relay.clone();
         tracker.spawn(async move {
             crate::http::serve(http, relay, rpc, &stream_addresses).await;
@@ -283,9 +304,22 @@ pub async fn run(
     }
     tracker.spawn(crate::diagnostics::run(relay.clone()));
     tracker.spawn(release_startup_pages(cancel.clone()));
-    for listener in listeners {
+    if listeners.is_empty() {
+        match stream_bridge.as_ref().and_then(|l| l.local_addr().ok()) {
+            Some(addr) => info!(
+                %addr,
+                "stream clients over TCP are off (tcp_streaming.enabled = false); WebSocket /stream clients join on loopback"
+            ),
+            None => warn!(
+                "no stream client can connect: TCP streaming (tcp_streaming.enabled) and HTTP are both off"
+            ),
+        }
+    }
+    for listener in listeners.into_iter().chain(stream_bridge) {
         if let Ok(addr) = listener.local_addr() {
-            info!(%addr, "listening for stream clients");
+            if config.stream.tcp_enabled {
+                info!(%addr, "listening for stream clients");
+            }
         }
         tracker.spawn(accept_loop(
             listener,

@@ -35,20 +35,26 @@ fn certificate(dir: &Path) -> (CertificateDer<'static>, String, String) {
 }
 
 fn start_https_relay() -> (Relay, CertificateDer<'static>, SocketAddr) {
+    start_https_relay_with(&[])
+}
+
+/// [`start_https_relay`] with `extra` flags.
+fn start_https_relay_with(extra: &[&str]) -> (Relay, CertificateDer<'static>, SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
     let (der, cert, key) = certificate(dir.path());
-    let relay = Relay::start_in(
-        dir,
-        &[
-            "--source",
-            "tone:///?name=Chime&codec=pcm",
-            "--http.ssl_enabled=true",
-            "--http.ssl_bind_to_address=127.0.0.1",
-            "--http.ssl_port=0",
-            &format!("--ssl.certificate={cert}"),
-            &format!("--ssl.certificate_key={key}"),
-        ],
-    );
+    let cert = format!("--ssl.certificate={cert}");
+    let key = format!("--ssl.certificate_key={key}");
+    let mut args = vec![
+        "--source",
+        "tone:///?name=Chime&codec=pcm",
+        "--http.ssl_enabled=true",
+        "--http.ssl_bind_to_address=127.0.0.1",
+        "--http.ssl_port=0",
+        &cert,
+        &key,
+    ];
+    args.extend_from_slice(extra);
+    let relay = Relay::start_in(dir, &args);
     let line = relay.wait_for_log(&["listening for HTTPS"], Duration::from_secs(10));
     let addr: SocketAddr = line
         .split("addr=")
@@ -128,8 +134,39 @@ async fn json_rpc_over_https_and_wss_and_the_stream_over_wss() {
         "{answer}"
     );
 
-    // wss:// /stream: a Hello brings ServerSettings, then the CodecHeader, then chunks.
-    let tls = tls_connect(addr, &der).await;
+    assert_wss_stream_plays(addr, &der, &relay).await;
+
+    // The plain HTTP port still serves plain HTTP.
+    assert_eq!(common::http_get(relay.http_addr(), "/metrics").status, 200);
+}
+
+/// `[tcp-streaming] enabled = false` (snapserver 0.33: stream clients over WSS only):
+/// nothing listens on the stream port, and a `wss:///stream` client still plays.
+#[tokio::test]
+async fn with_tcp_streaming_off_the_stream_port_is_closed_and_wss_stream_plays() {
+    let port = common::free_port().to_string();
+    let (relay, der, addr) =
+        start_https_relay_with(&["--port", &port, "--tcp-streaming.enabled=false"]);
+    relay.wait_for_log(
+        &["stream clients over TCP are off"],
+        Duration::from_secs(10),
+    );
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).await;
+    assert!(
+        refused.is_err(),
+        "something listens on the stream port with TCP streaming off"
+    );
+    assert!(
+        !relay.log().contains("listening for stream clients"),
+        "{}",
+        relay.log()
+    );
+    assert_wss_stream_plays(addr, &der, &relay).await;
+}
+
+/// wss:// /stream: a Hello brings ServerSettings, then the CodecHeader, then chunks.
+async fn assert_wss_stream_plays(addr: SocketAddr, der: &CertificateDer<'static>, relay: &Relay) {
+    let tls = tls_connect(addr, der).await;
     let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/stream", tls)
         .await
         .expect("wss upgrade");
@@ -152,9 +189,6 @@ async fn json_rpc_over_https_and_wss_and_the_stream_over_wss() {
     }
     // ServerSettings (3), CodecHeader (1), WireChunks (2).
     assert_eq!(types, [3, 1, 2, 2], "{}", relay.log());
-
-    // The plain HTTP port still serves plain HTTP.
-    assert_eq!(common::http_get(relay.http_addr(), "/metrics").status, 200);
 }
 
 /// A Hello as Snapweb's player sends it (id 1).
@@ -265,4 +299,137 @@ fn unusable_certificates_and_keys_stop_the_start_naming_the_file() {
     );
     let none = start_up_error(&[]);
     assert!(none.contains("ssl.certificate"), "{none}");
+}
+
+/// A CA, and a client certificate it signed, for mutual TLS.
+struct ClientPki {
+    ca_pem: String,
+    client_chain: Vec<CertificateDer<'static>>,
+    client_key: rustls_pki_types::PrivateKeyDer<'static>,
+}
+
+fn client_pki() -> ClientPki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test client CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client_params = rcgen::CertificateParams::new(vec!["kitchen".to_owned()]).unwrap();
+    let client = client_params.signed_by(&client_key, &ca).unwrap();
+    ClientPki {
+        ca_pem: ca.pem(),
+        client_chain: vec![client.der().clone()],
+        client_key: rustls_pki_types::PrivatePkcs8KeyDer::from(client_key.serialize_der()).into(),
+    }
+}
+
+/// POST Server.GetRPCVersion over TLS with `client_auth` (chain and key) or none; the HTTP
+/// status line, or what went wrong.
+async fn rpc_version_over_tls(
+    addr: SocketAddr,
+    trusted: &CertificateDer<'static>,
+    client_auth: Option<(
+        Vec<CertificateDer<'static>>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    )>,
+) -> Result<String, String> {
+    let mut roots = RootCertStore::empty();
+    roots.add(trusted.clone()).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client_auth {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let body = json!({"id": 1, "jsonrpc": "2.0", "method": "Server.GetRPCVersion"}).to_string();
+    let request = format!(
+        "POST /jsonrpc HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response))
+        .await
+        .map_err(|_| "no answer in 10 s".to_owned())?
+        .map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&response);
+    Ok(text.lines().next().unwrap_or("").to_owned())
+}
+
+/// Mutual TLS (`ssl.verify_clients` with `ssl.client_cert`, snapserver 0.32): a client whose
+/// certificate the CA signed is answered; one with no certificate, or one the CA did not
+/// sign, is refused in the handshake.
+#[tokio::test]
+async fn mutual_tls_answers_only_clients_whose_certificate_the_ca_signed() {
+    let pki = client_pki();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_file = ca_dir.path().join("clients-ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let ca_flag = format!("--ssl.client_cert={}", ca_file.display());
+    let (relay, der, addr) = start_https_relay_with(&["--ssl.verify_clients=true", &ca_flag]);
+
+    let signed = rpc_version_over_tls(
+        addr,
+        &der,
+        Some((pki.client_chain.clone(), pki.client_key.clone_key())),
+    )
+    .await;
+    assert_eq!(
+        signed.as_deref(),
+        Ok("HTTP/1.1 200 OK"),
+        "a client the CA signed; {}",
+        relay.log()
+    );
+    let anonymous = rpc_version_over_tls(addr, &der, None).await;
+    assert!(
+        !matches!(&anonymous, Ok(status) if status.starts_with("HTTP/")),
+        "a client without a certificate was answered: {anonymous:?}"
+    );
+    let stranger = client_pki();
+    let unsigned = rpc_version_over_tls(
+        addr,
+        &der,
+        Some((stranger.client_chain, stranger.client_key)),
+    )
+    .await;
+    assert!(
+        !matches!(&unsigned, Ok(status) if status.starts_with("HTTP/")),
+        "a client the CA did not sign was answered: {unsigned:?}"
+    );
+}
+
+/// `ssl.verify_clients` without a CA to check against stops the start, naming the key.
+#[test]
+fn verifying_clients_without_a_ca_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = certificate(dir.path());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_snaprelay"))
+        .args([
+            "--check-config",
+            "--http.ssl_enabled=true",
+            &format!("--ssl.certificate={cert}"),
+            &format!("--ssl.certificate_key={key}"),
+            "--ssl.verify_clients=true",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("ssl.client_cert"), "{stderr}");
 }

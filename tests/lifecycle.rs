@@ -245,12 +245,23 @@ fn check_config_validates_without_starting() {
     // A snapserver.conf (INI) works too, and its notices go to stderr.
     let ini = write(
         "snapserver.conf",
-        "[stream]\nsource = tone:///?name=x\n[ssl]\nkey_password = secret\n",
+        "[stream]\nsource = tone:///?name=x\n[server]\npidfile = /run/snapserver.pid\n",
     );
     let (code, stdout, stderr) = snaprelay(&["--check-config", "-c", &ini]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("1 stream(s): x"), "{stdout}");
+    assert!(stderr.contains("server.pidfile"), "{stderr}");
+
+    // A security key snaprelay does not implement is an error, not a notice, and the
+    // password is not shown.
+    let ini = write(
+        "locked.conf",
+        "[stream]\nsource = tone:///?name=x\n[ssl]\nkey_password = secret\n",
+    );
+    let (code, _, stderr) = snaprelay(&["--check-config", "-c", &ini]);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("ssl.key_password"), "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
 
     // Each kind of mistake exits 1 with the reason.
     let cases = [

@@ -74,6 +74,20 @@ pub enum ConfigError {
         /// What is allowed.
         allowed: String,
     },
+    /// A key snaprelay does not implement yet, set to something that ignoring would leave open
+    /// (client certificates, authorization).
+    #[error(
+        "{key} (from {origin}: {what}) is not supported by snaprelay yet, and running without \
+         it would leave open what it asks to close; remove it, or use snapserver for this setup"
+    )]
+    Unsupported {
+        /// `section.key`.
+        key: String,
+        /// File (and line), `env VAR` or `flag --x`.
+        origin: String,
+        /// What the key does.
+        what: &'static str,
+    },
     /// An extraction error figment could not tie to a key (should not happen).
     #[error("{0}")]
     Extract(String),

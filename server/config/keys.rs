@@ -24,10 +24,12 @@ pub(crate) enum Status {
     /// A newer snapserver name for the key given here; when both are set in the same layer, this
     /// one wins (e.g. `tcp_streaming.port` over `stream.port`).
     Overrides(&'static str),
-    /// A switch for something snaprelay always does; `false` is accepted with a notice.
-    AlwaysOn,
     /// Known to snapserver but not implemented yet: accepted and ignored with a notice.
     NotYet,
+    /// Known to snapserver and not implemented yet, where ignoring it would leave open what it
+    /// asks to close (client certificates, authorization): any value but its default stops
+    /// the start with an error.
+    Refused,
 }
 
 /// How a key given more than once (repeated INI lines, repeated `--section.key` flags) combines.
@@ -99,7 +101,7 @@ const fn key(
 }
 
 use Repeat::{Join, List, Once};
-use Status::{Alias, AlwaysOn, Implemented, NotYet, Overrides};
+use Status::{Alias, Implemented, NotYet, Overrides, Refused};
 
 // Rules several rows share, and the texts of number ranges.
 const ANY: Rule = Rule::Any;
@@ -153,11 +155,15 @@ pub(crate) const KEYS: &[Key] = &[
         "certificate chain (PEM) of the HTTPS listener", Implemented, Once),
     key("ssl.certificate_key", "", Rule::text("a file path, or empty"),
         "its private key (PEM: PKCS#8, PKCS#1 or SEC1, unencrypted)", Implemented, Once),
-    key("ssl.key_password", "", ANY, "password of an encrypted private key", NotYet, Once),
-    key("ssl.verify_clients", "false", ANY, "verify client certificates", NotYet, Once),
-    key("ssl.client_cert", "", ANY, "client CA certificate file; repeatable", NotYet, List),
+    key("ssl.key_password", "", ANY, "password of an encrypted private key", Refused, Once)
+        .secret(),
+    key("ssl.verify_clients", "false", BOOL,
+        "HTTPS clients must present a certificate signed by an ssl.client_cert CA (mutual TLS)",
+        Implemented, Once),
+    key("ssl.client_cert", "", Rule::text("a PEM file of CA certificates, or empty"),
+        "CA certificates (PEM) that sign client certificates; repeatable", Implemented, List),
     // [authorization]
-    key("authorization.enabled", "false", ANY, "enable authorization", NotYet, Once),
+    key("authorization.enabled", "false", ANY, "enable authorization", Refused, Once),
     key("authorization.role", "", ANY, "role:permission,permission; repeatable", NotYet, List),
     key("authorization.user", "", ANY, "user:password:role; repeatable", NotYet, List),
     // [http]
@@ -217,7 +223,7 @@ pub(crate) const KEYS: &[Key] = &[
         Implemented, Once),
     // [tcp-streaming]: snapserver 0.33+ names of the stream listener's [stream] keys
     key("tcp_streaming.enabled", "true", BOOL,
-        "the stream listener; snaprelay always runs it", AlwaysOn, Once),
+        "newer name of stream.tcp_enabled; wins over it", Overrides("stream.tcp_enabled"), Once),
     key("tcp_streaming.bind_to_address", "0.0.0.0", IP,
         "newer name of stream.bind_to_address; wins over it", Overrides("stream.bind_to_address"),
         List),
@@ -265,6 +271,9 @@ pub(crate) const KEYS: &[Key] = &[
         "stream plugins (controlscript): relative paths start here; Stream.AddStream's must be inside",
         Implemented, Once),
     key("stream.publish", "true", BOOL, "publish the stream listener via mDNS (snaprelay's name of tcp_streaming.publish)",
+        Implemented, Once),
+    key("stream.tcp_enabled", "true", BOOL,
+        "serve stream clients over plain TCP; false: only WebSocket /stream clients (HTTP/HTTPS) play (snaprelay's name of tcp_streaming.enabled)",
         Implemented, Once),
     key("stream.sandbox_dir", "/usr/share/snapserver/sandbox", ANY,
         "directory of executable process sources", NotYet, Once),
@@ -374,8 +383,8 @@ pub(crate) fn listing() -> String {
             Implemented => String::new(),
             Alias(target) => format!("; same as {target}"),
             Overrides(target) => format!("; overrides {target}"),
-            AlwaysOn => "; false is ignored".to_owned(),
             NotYet => "; not supported yet, accepted and ignored".to_owned(),
+            Refused => "; not supported yet: anything but the default stops the start".to_owned(),
         };
         let _ = writeln!(out, "      env {}{note}", env_var(key.name));
     }
@@ -425,7 +434,7 @@ mod tests {
     #[test]
     fn every_read_key_has_a_rule_its_default_meets() {
         for key in KEYS {
-            let read = !matches!(key.status, NotYet);
+            let read = !matches!(key.status, NotYet | Refused);
             assert_eq!(!matches!(key.rule, Rule::Any), read, "{}", key.name);
             assert!(
                 !key.runtime || key.status == Implemented,

@@ -323,21 +323,19 @@ fn normalize(
                 Status::NotYet => {
                     notices.push(format!("config: {name} is not supported yet; ignored"));
                 }
-                Status::AlwaysOn => match value.to_bool_lossy() {
-                    Some(true) => {}
-                    Some(false) => notices.push(format!(
-                        "config: {name} = false is ignored: snaprelay always has it on ({})",
-                        row.help
-                    )),
-                    None => {
-                        return Err(ConfigError::Invalid {
-                            value: render(&value),
+                Status::Refused => {
+                    let default = match row.default {
+                        "true" | "false" => value.to_bool_lossy() == Some(row.default == "true"),
+                        text => render(&value).trim() == text,
+                    };
+                    if !default {
+                        return Err(ConfigError::Unsupported {
                             origin: place.describe(&name),
-                            allowed: keys::allowed(&name),
+                            what: row.help,
                             key: name,
-                        })
+                        });
                     }
-                },
+                }
                 Status::Alias(_) | Status::Overrides(_) => moved.push((row, name, value)),
             }
         }

@@ -41,6 +41,12 @@ pub struct SslConfig {
     pub certificate: String,
     /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1, unencrypted); empty for none.
     pub certificate_key: String,
+    /// Whether HTTPS clients must present a certificate signed by one of `client_cert`'s CAs
+    /// (mutual TLS).
+    pub verify_clients: bool,
+    /// PEM files of the CAs that sign client certificates.
+    #[serde(deserialize_with = "string_or_list")]
+    pub client_cert: Vec<String>,
 }
 
 /// `[tcp]` keys (snapserver 0.33+: `[tcp-control]`): the JSON-RPC TCP listener.
@@ -268,6 +274,9 @@ pub(crate) struct StreamConfig {
     pub(crate) plugin_dir: PathBuf,
     /// Publish the stream listener via mDNS (`_snapcast._tcp`, `_snapcast-stream._tcp`).
     pub(crate) publish: bool,
+    /// Serve stream clients over plain TCP (`[tcp-streaming] enabled`, snapserver 0.33+).
+    /// Off: only WebSocket `/stream` clients on the HTTP/HTTPS listeners play.
+    pub(crate) tcp_enabled: bool,
 }
 
 impl Config {
@@ -299,6 +308,7 @@ impl Default for StreamConfig {
             send_batch_ms: 60,
             plugin_dir: PathBuf::from(crate::source::DEFAULT_PLUGIN_DIR),
             publish: true,
+            tcp_enabled: true,
         }
     }
 }

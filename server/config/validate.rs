@@ -87,6 +87,18 @@ pub(super) fn validate(
                 });
             }
         }
+        // Client certificates are checked against named CAs only.
+        let ssl = &config.ssl;
+        if ssl.verify_clients && ssl.client_cert.iter().all(|path| path.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                key: "ssl.client_cert".to_owned(),
+                value: String::new(),
+                origin: describe(figment, "ssl.client_cert"),
+                allowed: "a PEM file of the CAs that sign client certificates: \
+                          ssl.verify_clients is true"
+                    .to_owned(),
+            });
+        }
     }
     Ok(())
 }

@@ -15,7 +15,8 @@ use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -25,13 +26,19 @@ use super::HttpError;
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The acceptor for `certificate` and its `key` (PEM files).
+/// The acceptor for `certificate` and its `key` (PEM files); with `client_cas` (PEM files of
+/// CA certificates) clients must present a certificate one of them signed (mutual TLS,
+/// `ssl.verify_clients`), else the handshake fails.
 ///
 /// # Errors
 ///
 /// A file that cannot be read or holds no usable certificate or key, named; a key that
 /// does not belong to the certificate.
-pub(crate) fn acceptor(certificate: &Path, key: &Path) -> Result<TlsAcceptor, HttpError> {
+pub(crate) fn acceptor(
+    certificate: &Path,
+    key: &Path,
+    client_cas: &[&Path],
+) -> Result<TlsAcceptor, HttpError> {
     let bad = |path: &Path, reason: String| HttpError::Tls {
         path: path.to_owned(),
         reason,
@@ -50,10 +57,33 @@ pub(crate) fn acceptor(certificate: &Path, key: &Path) -> Result<TlsAcceptor, Ht
         )
     })?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|err| bad(certificate, err.to_string()))?
-        .with_no_client_auth()
+        .map_err(|err| bad(certificate, err.to_string()))?;
+    let builder = match client_cas {
+        [] => builder.with_no_client_auth(),
+        [first, ..] => {
+            let mut roots = RootCertStore::empty();
+            for path in client_cas {
+                for ca in
+                    CertificateDer::pem_file_iter(path).map_err(|err| bad(path, err.to_string()))?
+                {
+                    let ca = ca.map_err(|err| bad(path, err.to_string()))?;
+                    roots
+                        .add(ca)
+                        .map_err(|err| bad(path, format!("not a usable CA certificate: {err}")))?;
+                }
+            }
+            if roots.is_empty() {
+                return Err(bad(first, "no PEM certificate in it".to_owned()));
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|err| bad(first, err.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(chain, private_key)
         .map_err(|err| bad(key, format!("does not fit the certificate: {err}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -128,7 +128,10 @@ impl Relay {
                         *grpc_sink.lock().unwrap() = Some(addr);
                     }
                 }
-                if line.contains("listening for stream clients") {
+                // With TCP streaming off, the loopback port WebSocket clients join.
+                if line.contains("listening for stream clients")
+                    || line.contains("stream clients over TCP are off")
+                {
                     if let Some(addr) = field(&line, "addr") {
                         let _ = addr_tx.send(addr);
                     }

@@ -44,6 +44,7 @@ const EVERY_KEY: &[(&str, &str)] = &[
     ("stream.send_batch_ms", "40"),
     ("stream.plugin_dir", "/opt/plugins"),
     ("stream.publish", "false"),
+    ("stream.tcp_enabled", "false"),
     ("logging.filter", "*:debug"),
     ("logging.sink", "stderr"),
     ("streaming_client.initial_volume", "55"),
@@ -68,6 +69,8 @@ const EVERY_KEY: &[(&str, &str)] = &[
     ("http.ssl_port", "1889"),
     ("ssl.certificate", "/etc/relay-https.crt"),
     ("ssl.certificate_key", "/etc/relay-https.key"),
+    ("ssl.verify_clients", "true"),
+    ("ssl.client_cert", "/etc/clients-ca.pem"),
     ("tcp.enabled", "false"),
     ("tcp.bind_to_address", "127.0.0.1"),
     ("tcp.port", "1805"),
@@ -103,6 +106,7 @@ fn changed_config() -> Config {
             send_batch_ms: 40,
             plugin_dir: "/opt/plugins".into(),
             publish: false,
+            tcp_enabled: false,
         },
         logging: LoggingConfig {
             filter: "*:debug".into(),
@@ -146,6 +150,8 @@ fn changed_config() -> Config {
         ssl: SslConfig {
             certificate: "/etc/relay-https.crt".into(),
             certificate_key: "/etc/relay-https.key".into(),
+            verify_clients: true,
+            client_cert: vec!["/etc/clients-ca.pem".into()],
         },
     }
 }
