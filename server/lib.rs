@@ -10,7 +10,8 @@
 //!    `image_cache` (cover art), [`pb`] (generated gRPC code), [`heap`] (malloc settings),
 //!    [`calendar`] (dates people read), `child` (child processes that end with the relay),
 //!    `host` (facts about this machine), `startup_pages` (giving back start-up code pages),
-//!    `alloc_counter` (tests only: allocations counted per thread).
+//!    `alloc_counter` (tests only: allocations counted per thread), [`log_output`] (where
+//!    log lines go and in which format).
 //! 2. [`source`] (pipe, file, tcp, process, tone inputs and the pacer), [`encoder`]
 //!    (pcm, flac, opus, ogg), [`plugin`] (stream plugins: a stream's properties and
 //!    control) and `upstream` (another Snapcast server as a stream's input).
@@ -50,6 +51,7 @@ mod host;
 pub mod http;
 pub(crate) mod image_cache;
 pub mod jsonrpc;
+pub mod log_output;
 pub(crate) mod net;
 pub mod pb;
 pub mod plugin;

@@ -3,18 +3,24 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use snaprelay::config::{self, Args};
+use snaprelay::config::{self, Args, Personality};
+use snaprelay::jsonrpc::SNAPSERVER_VERSION;
+use snaprelay::log_output::{Sink, SnapserverFormat};
 use snaprelay::settings::LogReload;
 use tracing::{error, info};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{reload, EnvFilter};
+use tracing_subscriber::{reload, EnvFilter, Layer as _};
 
 fn main() -> ExitCode {
     snaprelay::heap::tune();
     let args = Args::parse();
     if args.help_level() > 0 {
         config::print_help(args.help_level());
+        return ExitCode::SUCCESS;
+    }
+    if args.version {
+        print_version(args.personality);
         return ExitCode::SUCCESS;
     }
     match run(&args) {
@@ -37,13 +43,26 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .with_context(|| format!("invalid logging.filter '{}'", config.logging.filter))?;
     // The filter sits behind a reload layer so `snapctl log-level` can change it at run time.
     let (filter, filter_handle) = reload::Layer::new(filter);
+    let personality = args.personality;
+    let (default_sink, program) = match personality {
+        Personality::Snaprelay => (Sink::Stderr, "snaprelay"),
+        Personality::Snapserver => (Sink::Stdout, "snapserver"),
+    };
+    let sink = Sink::parse(&config.logging.sink, default_sink).map_err(anyhow::Error::msg)?;
+    let writer = sink
+        .make_writer(program)
+        .with_context(|| format!("cannot open logging.sink {}", config.logging.sink))?;
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(sink.is_terminal());
+    let lines = match (personality, sink.stamps_time()) {
+        (Personality::Snapserver, time) => lines.event_format(SnapserverFormat { time }).boxed(),
+        (Personality::Snaprelay, true) => lines.boxed(),
+        (Personality::Snaprelay, false) => lines.without_time().boxed(),
+    };
     tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
+        .with(lines)
         .init();
     let log_reload = LogReload::new(move |directive| {
         let filter = EnvFilter::try_new(directive).map_err(|err| err.to_string())?;
@@ -65,7 +84,17 @@ fn run(args: &Args) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = shutdown_signal();
         let listeners = snaprelay::run::Listeners::bind(&config).await?;
-        info!(version = env!("CARGO_PKG_VERSION"), "snaprelay starting");
+        match personality {
+            Personality::Snaprelay => {
+                info!(version = env!("CARGO_PKG_VERSION"), "snaprelay starting");
+            }
+            // snapserver's start-up line, which programs that start it wait for.
+            Personality::Snapserver => info!(
+                target: "Snapserver",
+                "Version {SNAPSERVER_VERSION}, revision snaprelay {}",
+                env!("CARGO_PKG_VERSION")
+            ),
+        }
         let options = snaprelay::run::RunOptions {
             log_reload: Some(log_reload),
             config_sources: loaded.effective(),
@@ -75,6 +104,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
     })?;
     info!("stopped");
     Ok(())
+}
+
+/// `-v`/`--version`: the program's version; as snapserver, the snapserver version it speaks
+/// for (what JSON-RPC reports too) and snaprelay's.
+fn print_version(personality: Personality) {
+    let version = env!("CARGO_PKG_VERSION");
+    match personality {
+        Personality::Snaprelay => println!("snaprelay {version}"),
+        Personality::Snapserver => {
+            println!("snapserver v{SNAPSERVER_VERSION} (snaprelay {version})")
+        }
+    }
 }
 
 /// `--check-config`: everything start-up checks short of binding ports and opening sources,

@@ -18,6 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "clock",
             "heap",
             "host",
+            "log_output",
             "image_cache",
             "net",
             "pb",

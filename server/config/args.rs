@@ -19,7 +19,7 @@ use crate::sample_format::SampleFormat;
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "snaprelay",
-    version,
+    disable_version_flag = true,
     about = "Snapcast-compatible audio relay server",
     long_about = None,
     disable_help_flag = true,
@@ -84,6 +84,15 @@ pub struct Args {
     #[arg(short = 'h', long = "help", action = ArgAction::Count)]
     pub(crate) help: u8,
 
+    /// Print the version and exit
+    #[arg(short = 'v', long = "version", short_alias = 'V')]
+    pub version: bool,
+
+    /// Which program this runs as, from the name it was started under (`snapserver`: a
+    /// drop-in replacement, docs/DROP_IN.md).
+    #[arg(skip)]
+    pub personality: Personality,
+
     /// snapserver-style `--section.key=value` overrides, in command-line order.
     #[arg(skip)]
     pub(crate) overrides: Vec<(String, String)>,
@@ -118,7 +127,10 @@ impl Args {
     {
         let mut rest = Vec::new();
         let mut overrides = Vec::new();
-        let mut argv = argv.into_iter().map(Into::into);
+        let mut argv = argv.into_iter().map(Into::into).peekable();
+        let personality = argv.peek().map_or(Personality::Snaprelay, |program| {
+            Personality::of_program(program)
+        });
         while let Some(arg) = argv.next() {
             if arg == "--help" {
                 // `--help` is `-hh`: clap counts it once, so count it twice here.
@@ -152,6 +164,7 @@ impl Args {
         }
         let mut args = <Self as Parser>::try_parse_from(rest)?;
         args.overrides = overrides;
+        args.personality = personality;
         Ok(args)
     }
 
@@ -160,6 +173,44 @@ impl Args {
         self.help.min(2)
     }
 }
+
+/// Which program the binary runs as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Personality {
+    /// `snaprelay`: its own defaults (built-in config unless `-c`, logs on stderr).
+    #[default]
+    Snaprelay,
+    /// Started as `snapserver` (a symlink, or the packaged replacement): snapserver's config
+    /// file when no `-c` is given, its log format on its default output (stdout), its
+    /// start-up line. Everything else is the same program.
+    Snapserver,
+}
+
+impl Personality {
+    /// The personality for a program started as `program` (argv\[0\]).
+    pub fn of_program(program: &OsString) -> Self {
+        let name = std::path::Path::new(program)
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("");
+        if name == "snapserver" {
+            Self::Snapserver
+        } else {
+            Self::Snaprelay
+        }
+    }
+
+    /// The config file read when no `-c` is given, if any.
+    pub fn default_config(self) -> Option<&'static std::path::Path> {
+        match self {
+            Self::Snaprelay => None,
+            Self::Snapserver => Some(std::path::Path::new(SNAPSERVER_CONFIG)),
+        }
+    }
+}
+
+/// Where snapserver reads its config file when started without `-c`.
+pub const SNAPSERVER_CONFIG: &str = "/etc/snapserver.conf";
 
 /// `--section.key[=value]` → `("section.key", value)`; any other argument → `None`.
 fn generic_override(arg: &OsString) -> Option<(String, Option<String>)> {
@@ -197,6 +248,8 @@ pub fn print_help(level: u8) {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
@@ -292,8 +345,23 @@ mod tests {
         assert_eq!(parse(&["-hh"]).unwrap().help_level(), 2);
         assert_eq!(parse(&["-h", "-h"]).unwrap().help_level(), 2);
         assert_eq!(parse(&["--help"]).unwrap().help_level(), 2);
-        let version = parse(&["-V"]).unwrap_err();
-        assert_eq!(version.kind(), ErrorKind::DisplayVersion);
+        for flag in ["-v", "-V", "--version"] {
+            assert!(parse(&[flag]).unwrap().version, "{flag}");
+        }
+    }
+
+    #[test]
+    fn started_as_snapserver_it_is_snapserver() {
+        let of = |program: &str| Args::try_parse_from([program]).unwrap().personality;
+        assert_eq!(of("/usr/bin/snapserver"), Personality::Snapserver);
+        assert_eq!(of("snapserver"), Personality::Snapserver);
+        assert_eq!(of("/usr/bin/snaprelay"), Personality::Snaprelay);
+        assert_eq!(of("snapserver-old"), Personality::Snaprelay);
+        assert_eq!(
+            Personality::Snapserver.default_config(),
+            Some(Path::new("/etc/snapserver.conf"))
+        );
+        assert_eq!(Personality::Snaprelay.default_config(), None);
     }
 
     #[test]

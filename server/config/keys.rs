@@ -122,7 +122,7 @@ const LOG_FILTER: Rule = Rule::checked(
     log_filter::is_valid,
 );
 const LOG_SINK: Rule = Rule::checked(
-    "empty, stdout or stderr (null, system and file:<path> later)",
+    "empty, stdout, stderr, null, system or file:<path>",
     rules::log_sink,
 );
 const TOKEN: Rule = Rule::checked(
@@ -303,7 +303,7 @@ pub(crate) const KEYS: &[Key] = &[
         "private key of tls_cert", Implemented, Once),
     // [logging]
     key("logging.sink", "", LOG_SINK,
-        "where logs go; empty means the default output", Implemented, Once),
+        "where logs go: stdout, stderr, null, system (syslog) or file:<path>; empty: stderr (stdout when run as snapserver)", Implemented, Once),
     key("logging.filter", "*:info",
         LOG_FILTER,
         "log filter <tag>:<level>[,<tag>:<level>]*; repeatable, joined with commas",

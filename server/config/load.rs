@@ -127,15 +127,24 @@ pub fn load_from(
 ) -> Result<Loaded, ConfigError> {
     let mut notices = Vec::new();
     let mut figment = Figment::from(Layer::defaults());
-    if let Some(path) = &args.config {
-        figment = figment.merge(Layer::file(path, &mut notices)?);
+    match (&args.config, args.personality.default_config()) {
+        (Some(path), _) => figment = figment.merge(Layer::file(path, &mut notices)?),
+        // As snapserver: its config file when there is one, else the defaults, said once.
+        (None, Some(path)) if path.exists() => {
+            figment = figment.merge(Layer::file(path, &mut notices)?);
+        }
+        (None, Some(path)) => notices.push(format!(
+            "config: {} not found; running on the built-in defaults",
+            path.display()
+        )),
+        (None, None) => {}
     }
     figment = figment.merge(Layer::env(env, &mut notices)?);
     figment = figment.merge(Layer::flags(args, &mut notices)?);
     let mut config: Config = figment
         .extract_lossy()
         .map_err(|error| extract_error(&figment, error))?;
-    validate(&mut config, &figment, &mut notices)?;
+    validate(&mut config, &figment)?;
     // The same ignored key in two layers is still one thing to tell the user.
     let mut seen = std::collections::BTreeSet::new();
     notices.retain(|notice| seen.insert(notice.clone()));

@@ -28,7 +28,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use args::{print_help, Args};
+pub use args::{print_help, Args, Personality, SNAPSERVER_CONFIG};
 pub(crate) use error::did_you_mean;
 pub use error::ConfigError;
 pub use load::{load, load_from, Loaded, Origin};

@@ -133,9 +133,10 @@ pub(super) fn token(value: &str) -> bool {
     value.chars().all(|c| c.is_ascii_graphic())
 }
 
-/// A log sink snaprelay writes to (the snapserver ones it cannot are notices, not errors).
+/// A log sink: snapserver's `stdout`, `stderr`, `null`, `system`, `file:<path>`, or empty for
+/// the program's default.
 pub(super) fn log_sink(value: &str) -> bool {
-    matches!(value, "" | "stdout" | "stderr")
+    crate::log_output::Sink::parse(value, crate::log_output::Sink::Stderr).is_ok()
 }
 
 #[cfg(test)]
@@ -183,7 +184,7 @@ mod tests {
         assert!(non_blank("x") && !non_blank("  "));
         assert!(url_prefix("") && url_prefix("https://a.example") && !url_prefix("a.example"));
         assert!(token("") && token("s3cret!") && !token("two words") && !token("é"));
-        assert!(log_sink("stderr") && !log_sink("syslog"));
+        assert!(log_sink("stderr") && log_sink("file:/var/log/x") && !log_sink("syslog"));
         assert!(Rule::text("a path").accepts("anything"));
     }
 }

@@ -320,9 +320,10 @@ pub struct LoggingConfig {
     /// snapserver-style filter (`*:info`) or a tracing EnvFilter directive; see
     /// [`Config::log_filter_directive`].
     pub filter: String,
-    /// `""` (the binary's default output), `"stdout"` or `"stderr"`; snapserver sinks we
-    /// cannot honour yet (`null`, `system`, `file:<path>`) are reset to `""` with a notice.
-    pub(crate) sink: String,
+    /// Where log lines go: `stdout`, `stderr`, `null`, `system` (syslog), `file:<path>`, or
+    /// empty for the program's default (stderr as snaprelay, stdout as snapserver);
+    /// [`crate::log_output::Sink::parse`] reads it.
+    pub sink: String,
 }
 
 impl Default for LoggingConfig {

@@ -1,6 +1,5 @@
 //! Validation of the extracted [`Config`]: every implemented key's value against its row's
-//! [`Rule`](super::keys::Rule) in the key table, the few checks that span keys, and the notices
-//! that depend on values.
+//! [`Rule`](super::keys::Rule) in the key table and the few checks that span keys.
 
 use figment::value::Value;
 use figment::Figment;
@@ -12,11 +11,7 @@ use super::{Config, ConfigError};
 /// Checks `config` (extracted from `figment`, which says where each value came from) and
 /// normalises what snapserver treats as unset. Errors name the key, the value, its origin and
 /// what the key allows.
-pub(super) fn validate(
-    config: &mut Config,
-    figment: &Figment,
-    notices: &mut Vec<String>,
-) -> Result<(), ConfigError> {
+pub(super) fn validate(config: &mut Config, figment: &Figment) -> Result<(), ConfigError> {
     let invalid = |key: &str, value: &str| ConfigError::Invalid {
         key: key.to_owned(),
         value: value.to_owned(),
@@ -35,15 +30,6 @@ pub(super) fn validate(
         if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             *path = None;
         }
-    }
-
-    // snapserver sinks snaprelay cannot write to yet fall back to the default, with a notice.
-    let sink = &mut config.logging.sink;
-    if matches!(sink.as_str(), "null" | "system") || sink.starts_with("file:") {
-        notices.push(format!(
-            "config: logging.sink {sink} is not supported yet; using the default"
-        ));
-        sink.clear();
     }
 
     let values = Value::serialize(&*config).map_err(|error| {

@@ -14,6 +14,7 @@
 mod hub;
 mod methods;
 mod objects;
+pub use objects::SNAPSERVER_VERSION;
 mod protocol;
 mod tcp;
 pub(crate) mod web;

@@ -13,7 +13,7 @@ use crate::stream::Stream;
 /// Assistant) parses it with PEP 440 and refuses Stream.Control/SetProperty below 0.26
 /// (§7.1), so it is a plain snapserver release number; snaprelay's own
 /// version goes in `snaprelayVersion` next to it.
-pub(crate) const SNAPSERVER_VERSION: &str = "0.34.0";
+pub const SNAPSERVER_VERSION: &str = "0.34.0";
 
 /// `{"groups", "server", "streams"}`: the value of `result.server` (Server.GetStatus,
 /// Group.SetClients, Server.DeleteClient) and `params.server` (Server.OnUpdate).

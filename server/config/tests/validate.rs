@@ -47,7 +47,16 @@ fn invalid_values_name_key_value_origin_and_allowed() {
         ("server.pool_max_bytes", "-1", "0 to 4294967296"),
         ("streaming_client.initial_volume", "101", "0 to 100"),
         ("streaming_client.initial_volume", "300", "0 to 100"),
-        ("logging.sink", "syslog", "empty, stdout or stderr"),
+        (
+            "logging.sink",
+            "syslog",
+            "stdout, stderr, null, system or file:<path>",
+        ),
+        (
+            "logging.sink",
+            "file:",
+            "stdout, stderr, null, system or file:<path>",
+        ),
         ("logging.filter", "*:loud", "a filter such as *:info"),
         ("logging.filter", "", "a filter such as *:info"),
         ("tcp_streaming.enabled", "perhaps", "true or false"),

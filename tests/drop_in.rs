@@ -1,0 +1,312 @@
+//! Issue 28: snaprelay started as `snapserver` is a drop-in for the programs and files around
+//! a snapserver: Music Assistant's built-in server mode (its flags, waiting for the start-up
+//! line on stdout), Debian's unit (its ExecStart line with no `-c`, reading
+//! `/etc/snapserver.conf`, logging to the system log), and `logging.sink`'s other values.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+/// A `snapserver` symlink to the relay binary in `dir`, as a package installs it.
+fn snapserver_link(dir: &Path) -> PathBuf {
+    let link = dir.join("snapserver");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_snaprelay"), &link).expect("symlink");
+    link
+}
+
+/// Kills the child when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines the child prints on stdout, as they come.
+fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits up to `within` for a line containing `text`; returns it, or every line seen.
+fn wait_for_line(
+    lines: &mpsc::Receiver<String>,
+    text: &str,
+    within: Duration,
+) -> Result<String, Vec<String>> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return Ok(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    Err(seen)
+}
+
+/// The stream names Server.GetStatus reports on the JSON-RPC port.
+fn stream_names(port: u16) -> Vec<String> {
+    common::eventually(
+        Duration::from_secs(10),
+        "the JSON-RPC port listens",
+        || format!("127.0.0.1:{port}"),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+    );
+    let answer = common::jsonrpc_call(([127, 0, 0, 1], port).into(), "Server.GetStatus", json!({}));
+    answer["result"]["server"]["streams"]
+        .as_array()
+        .map(|streams| {
+            streams
+                .iter()
+                .filter_map(|s| s["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Music Assistant's built-in server mode starts `snapserver` with its own flags and waits
+/// (10 s) for a stdout line with "(Snapserver) Version 0." before it connects to port 1705.
+#[test]
+fn music_assistant_starts_it_as_snapserver_and_sees_its_start_up_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapserver = snapserver_link(dir.path());
+    let control = common::free_port();
+    let conf = dir.path().join("empty.conf");
+    std::fs::write(&conf, "").unwrap();
+    let mut child = Command::new(&snapserver)
+        // Music Assistant's flags (its snapcast provider), then the test's own ports.
+        .arg(format!("--server.datadir={}", dir.path().display()))
+        .args(["--http.enabled=true", "--http.port=0"])
+        .arg(format!("--http.doc_root={}", dir.path().display()))
+        .args(["--tcp.enabled=true", &format!("--tcp.port={control}")])
+        .args([
+            "--stream.sampleformat=48000:16:2",
+            "--stream.buffer=1000",
+            "--stream.chunk_ms=20",
+            "--stream.codec=flac",
+            "--stream.send_to_muted=false",
+            "--streaming_client.initial_volume=25",
+        ])
+        // Not Music Assistant's: this machine's /etc/snapserver.conf stays out of it, and the
+        // test takes free ports and announces nothing.
+        .arg("-c")
+        .arg(&conf)
+        .args([
+            "--stream.source=tone:///?name=MusicAssistant",
+            "--stream.port=0",
+            "--grpc.port=0",
+            "--server.mdns_enabled=false",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_LOG")
+        .spawn()
+        .expect("start snapserver (the relay)");
+    let lines = stdout_lines(&mut child);
+    let _running = Running(child);
+    let line = wait_for_line(&lines, "(Snapserver) Version 0.", Duration::from_secs(10))
+        .unwrap_or_else(|seen| panic!("no start-up line on stdout in 10 s; saw {seen:#?}"));
+    // snapserver's shape: date, time, [Level], (Tag).
+    assert!(
+        line.len() > 24 && line[..24].contains(' ') && line.contains("[Info] (Snapserver)"),
+        "{line}"
+    );
+    assert_eq!(stream_names(control), ["MusicAssistant"]);
+}
+
+/// Debian's unit runs `/usr/bin/snapserver --logging.sink=system --server.datadir=${HOME}`
+/// with no `-c`: the streams are those of /etc/snapserver.conf (bind-mounted here in a
+/// mount namespace of the test's own), and nothing is printed, the log going to the system
+/// log.
+#[test]
+fn debians_unit_line_serves_etc_snapserver_conf_and_logs_to_the_system_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapserver = snapserver_link(dir.path());
+    let control = common::free_port();
+    let http = common::free_port();
+    let stream = common::free_port();
+    let conf = dir.path().join("snapserver.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[server]\nmdns_enabled = false\n[http]\nport = {http}\nbind_to_address = 127.0.0.1\n\
+             [tcp]\nport = {control}\nbind_to_address = 127.0.0.1\n[stream]\nport = {stream}\n\
+             source = tone:///?name=Kitchen\nsource = tone:///?name=Garden&freq=660\n"
+        ),
+    )
+    .unwrap();
+    let log = SystemLogReceiver::start(dir.path());
+    let script = format!(
+        "set -e; mount --bind {conf} /etc/snapserver.conf; {bind_log} \
+         exec {snapserver} --logging.sink=system --server.datadir={home} --grpc.port=0",
+        conf = conf.display(),
+        bind_log = log.bind_command(),
+        snapserver = snapserver.display(),
+        home = dir.path().display(),
+    );
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_LOG")
+        .spawn()
+        .expect("unshare (util-linux) runs the unit's line in a mount namespace");
+    let printed = stdout_lines(&mut child);
+    let _running = Running(child);
+    assert_eq!(stream_names(control), ["Kitchen", "Garden"]);
+    let line = log
+        .wait_for("Version 0.", Duration::from_secs(10))
+        .unwrap_or_else(|seen| panic!("no start-up line in the system log; got {seen:#?}"));
+    assert!(line.contains("snapserver["), "syslog ident and pid: {line}");
+    assert!(
+        printed.try_recv().is_err(),
+        "logging.sink=system printed on stdout"
+    );
+}
+
+/// A datagram socket standing in for the system log's `/dev/log`: made there when the
+/// machine has none (and removed again), else bind-mounted over it inside the test's mount
+/// namespace.
+struct SystemLogReceiver {
+    socket: UnixDatagram,
+    path: PathBuf,
+    made_dev_log: bool,
+}
+
+impl SystemLogReceiver {
+    fn start(dir: &Path) -> Self {
+        let dev_log = Path::new("/dev/log");
+        let (path, made_dev_log) = if dev_log.exists() {
+            (dir.join("log.sock"), false)
+        } else {
+            (dev_log.to_owned(), true)
+        };
+        let socket = UnixDatagram::bind(&path).expect("bind the system log socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Self {
+            socket,
+            path,
+            made_dev_log,
+        }
+    }
+
+    /// The shell command that puts this socket at /dev/log in the namespace (none when it is
+    /// there already).
+    fn bind_command(&self) -> String {
+        if self.made_dev_log {
+            String::new()
+        } else {
+            format!("mount --bind {} /dev/log;", self.path.display())
+        }
+    }
+
+    fn wait_for(&self, text: &str, within: Duration) -> Result<String, Vec<String>> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if line.contains(text) {
+                    return Ok(line);
+                }
+                seen.push(line);
+            }
+        }
+        Err(seen)
+    }
+}
+
+impl Drop for SystemLogReceiver {
+    fn drop(&mut self) {
+        if self.made_dev_log {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// `logging.sink=file:PATH` appends the log there and prints nothing; `null` prints nothing
+/// at all; `stdout` moves snaprelay's own log from stderr to stdout.
+#[test]
+fn log_sinks_file_null_and_stdout_go_where_they_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("relay.log");
+    let run = |sink: &str| {
+        let output = Command::new("timeout")
+            .args(["-s", "INT", "2"])
+            .arg(env!("CARGO_BIN_EXE_snaprelay"))
+            .args([
+                "--source",
+                "tone:///?name=t",
+                "--port",
+                "0",
+                "--grpc.port=0",
+                "--http.port=0",
+                "--tcp.port=0",
+                "--server.mdns_enabled=false",
+                &format!("--logging.sink={sink}"),
+            ])
+            .arg("--datadir")
+            .arg(dir.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run snaprelay");
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (stdout, stderr) = run(&format!("file:{}", file.display()));
+    assert!(stdout.is_empty() && stderr.is_empty(), "{stdout}{stderr}");
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written.contains("listening for stream clients"),
+        "{written}"
+    );
+    let (stdout, stderr) = run("null");
+    assert!(stdout.is_empty() && stderr.is_empty(), "{stdout}{stderr}");
+    let (stdout, stderr) = run("stdout");
+    assert!(stdout.contains("listening for stream clients"), "{stdout}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// `-v` and `--version` print the version, as each name.
+#[test]
+fn version_flags_print_the_version_under_either_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapserver = snapserver_link(dir.path());
+    for flag in ["-v", "--version"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_snaprelay"))
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.starts_with("snaprelay "), "{text}");
+        let output = Command::new(&snapserver).arg(flag).output().unwrap();
+        assert!(output.status.success());
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.starts_with("snapserver v0."), "{text}");
+    }
+}
