@@ -310,3 +310,37 @@ fn version_flags_print_the_version_under_either_name() {
         assert!(text.starts_with("snapserver v0."), "{text}");
     }
 }
+
+/// Listeners bind `::` by default, as snapserver 0.30+ (the config tests check the default):
+/// bound there, IPv4 and IPv6 clients both reach them (where this host has IPv6; without it
+/// the relay says so and serves IPv4).
+#[test]
+fn a_listener_on_the_any_address_serves_ipv4_and_ipv6() {
+    let stream = common::free_port();
+    let relay = common::Relay::start(&[
+        "--source",
+        "tone:///?name=t",
+        "--bind",
+        "::",
+        "--port",
+        &stream.to_string(),
+    ]);
+    let ipv6_off = relay.log().contains("IPv6 is off here");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", stream)).is_ok(),
+        "IPv4: {}",
+        relay.log()
+    );
+    if !ipv6_off {
+        assert!(
+            std::net::TcpStream::connect(("::1", stream)).is_ok(),
+            "IPv6: {}",
+            relay.log()
+        );
+    }
+    let listening = relay.wait_for_log(&["listening for stream clients"], Duration::from_secs(5));
+    assert!(
+        listening.contains(if ipv6_off { "0.0.0.0:" } else { "[::]:" }),
+        "{listening}"
+    );
+}

@@ -33,7 +33,9 @@ pub(crate) use error::did_you_mean;
 pub use error::ConfigError;
 pub use load::{load, load_from, Loaded, Origin};
 pub(crate) use log_filter::filter_directive;
-pub use sections::{Config, GrpcConfig, HttpConfig, LoggingConfig, ServerConfig, SslConfig};
+pub use sections::{
+    Config, GrpcConfig, HttpConfig, LoggingConfig, ServerConfig, SslConfig, ANY_ADDRESS,
+};
 pub use token::{read_token, TokenFileError};
 
 /// Codecs the stream encoder can produce: the encoder's own list, so adding a codec there is

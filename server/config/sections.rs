@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::sample_format::SampleFormat;
 
+/// The default listen address of the HTTP, JSON-RPC and stream listeners: every address of
+/// both families (snapserver 0.30+). Where IPv6 is off, binding it falls back to `0.0.0.0`
+/// with a warning (`net::listen`).
+pub const ANY_ADDRESS: &str = "::";
+
 /// The whole validated server configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -55,8 +60,7 @@ pub struct SslConfig {
 pub(crate) struct TcpConfig {
     /// Whether JSON-RPC is served over TCP.
     pub(crate) enabled: bool,
-    /// Listen addresses; `0.0.0.0` rather than snapserver's `::` for the reason given at
-    /// [`HttpConfig::bind_to_address`].
+    /// Listen addresses; [`ANY_ADDRESS`] by default, as snapserver 0.30+.
     #[serde(deserialize_with = "string_or_list")]
     pub(crate) bind_to_address: Vec<String>,
     /// TCP port (snapserver's 1705); 0 picks a free one (the log line says which).
@@ -69,7 +73,7 @@ impl Default for TcpConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            bind_to_address: vec!["0.0.0.0".to_owned()],
+            bind_to_address: vec![ANY_ADDRESS.to_owned()],
             port: crate::DEFAULT_JSONRPC_PORT,
             publish: true,
         }
@@ -117,8 +121,7 @@ impl JsonRpcConfig {
 pub struct HttpConfig {
     /// Whether the HTTP listener runs at all.
     pub enabled: bool,
-    /// Listen addresses, IP addresses. `0.0.0.0` rather than snapserver's `::` by default:
-    /// binding `::` fails outright on hosts and pods with IPv6 disabled.
+    /// Listen addresses, IP addresses; [`ANY_ADDRESS`] by default, as snapserver 0.30+.
     #[serde(deserialize_with = "string_or_list")]
     pub bind_to_address: Vec<String>,
     /// TCP port (snapserver's 1780); 0 picks a free one (the log line says which).
@@ -151,7 +154,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            bind_to_address: vec!["0.0.0.0".to_owned()],
+            bind_to_address: vec![ANY_ADDRESS.to_owned()],
             port: crate::DEFAULT_HTTP_PORT,
             metrics: true,
             host: "<hostname>".to_owned(),
@@ -159,7 +162,7 @@ impl Default for HttpConfig {
             publish_http: true,
             publish_https: true,
             ssl_enabled: false,
-            ssl_bind_to_address: vec!["0.0.0.0".to_owned()],
+            ssl_bind_to_address: vec![ANY_ADDRESS.to_owned()],
             ssl_port: crate::DEFAULT_HTTPS_PORT,
             doc_root: String::new(),
         }
@@ -294,7 +297,7 @@ impl Config {
 impl Default for StreamConfig {
     fn default() -> Self {
         Self {
-            bind_to_address: vec!["0.0.0.0".to_owned()],
+            bind_to_address: vec![ANY_ADDRESS.to_owned()],
             port: crate::DEFAULT_STREAM_PORT,
             source: vec!["pipe:///tmp/snapfifo?name=default".to_owned()],
             sampleformat: SampleFormat::default(),

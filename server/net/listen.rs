@@ -1,9 +1,10 @@
 //! Binding TCP listeners: one helper for every listener of the relay (stream, JSON-RPC,
 //! HTTP, gRPC), so each restarts without waiting for TIME_WAIT and `::` serves IPv4 too.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use tokio::net::TcpListener;
+use tracing::warn;
 
 /// Binds a TCP listener the way every relay listener is bound.
 ///
@@ -11,6 +12,32 @@ use tokio::net::TcpListener;
 ///
 /// The address cannot be bound (in use, not local, no permission).
 pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    match bind(addr) {
+        // `::` where IPv6 is off (a kernel or pod without it): every IPv4 address instead,
+        // the part of "every address" this host has.
+        Err(err) if is_any_v6(addr) && ipv6_is_off(&err) => {
+            let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
+            warn!(%addr, error = %err, fallback = %v4, "IPv6 is off here; listening on IPv4 only");
+            bind(v4)
+        }
+        result => result,
+    }
+}
+
+fn is_any_v6(addr: SocketAddr) -> bool {
+    matches!(addr.ip(), IpAddr::V6(ip) if ip.is_unspecified())
+}
+
+/// The errors binding `::` gives on a host without IPv6: no such address family (IPv6 not
+/// built or `ipv6.disable=1`), or no such address (`disable_ipv6` set on every interface).
+fn ipv6_is_off(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
+    )
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -39,6 +66,16 @@ mod tests {
         let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
         let (accepted, connected) = tokio::join!(listener.accept(), connect);
         assert!(accepted.is_ok() && connected.is_ok());
+    }
+
+    #[test]
+    fn only_a_missing_ipv6_falls_back() {
+        let off = std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT);
+        let in_use = std::io::Error::from_raw_os_error(libc::EADDRINUSE);
+        assert!(ipv6_is_off(&off) && !ipv6_is_off(&in_use));
+        assert!(is_any_v6("[::]:1704".parse().unwrap()));
+        assert!(!is_any_v6("[::1]:1704".parse().unwrap()));
+        assert!(!is_any_v6("0.0.0.0:1704".parse().unwrap()));
     }
 
     #[tokio::test]

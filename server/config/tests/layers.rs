@@ -13,7 +13,7 @@ fn defaults_mirror_snapserver_and_the_key_table() {
     assert_eq!(config.server.threads, -1);
     assert_eq!(config.server.hello_timeout_ms, 10_000);
     assert_eq!(config.server.max_clients, 1000);
-    assert_eq!(config.stream.bind_to_address, ["0.0.0.0"]);
+    assert_eq!(config.stream.bind_to_address, ["::"]);
     assert_eq!(config.stream.port, 1704);
     assert_eq!(config.stream.source, ["pipe:///tmp/snapfifo?name=default"]);
     assert_eq!(config.stream.sampleformat.to_string(), "48000:16:2");
