@@ -11,7 +11,7 @@
 //!    [`calendar`] (dates people read), `child` (child processes that end with the relay),
 //!    `host` (facts about this machine), `startup_pages` (giving back start-up code pages),
 //!    `alloc_counter` (tests only: allocations counted per thread), [`log_output`] (where
-//!    log lines go and in which format).
+//!    log lines go and in which format), [`daemon`] (`-d`: detaching, pid file, user).
 //! 2. [`source`] (pipe, file, tcp, process, tone inputs and the pacer), [`encoder`]
 //!    (pcm, flac, opus, ogg), [`plugin`] (stream plugins: a stream's properties and
 //!    control) and `upstream` (another Snapcast server as a stream's input).
@@ -43,6 +43,7 @@ mod child;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod daemon;
 mod diagnostics;
 mod discovery;
 pub mod encoder;

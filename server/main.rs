@@ -35,18 +35,37 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> anyhow::Result<()> {
     let loaded = config::load(args)?;
-    let config = loaded.config.clone();
+    let mut config = loaded.config.clone();
     if args.check_config {
         return check_config(&loaded);
+    }
+    if let Some(priority) = args.daemon {
+        // Before any thread exists (the runtime, the log writer): forking is sound only now.
+        snaprelay::daemon::Daemon {
+            pidfile: config.server.pidfile.clone(),
+            user: config.server.user.clone(),
+            group: config.server.group.clone(),
+            priority,
+            datadir: config.daemon_datadir(),
+        }
+        .daemonize()
+        .context("cannot run as a daemon (-d)")?;
     }
     let filter = EnvFilter::try_new(config.log_filter_directive())
         .with_context(|| format!("invalid logging.filter '{}'", config.logging.filter))?;
     // The filter sits behind a reload layer so `snapctl log-level` can change it at run time.
     let (filter, filter_handle) = reload::Layer::new(filter);
     let personality = args.personality;
-    let (default_sink, program) = match personality {
-        Personality::Snaprelay => (Sink::Stderr, "snaprelay"),
-        Personality::Snapserver => (Sink::Stdout, "snapserver"),
+    let program = match personality {
+        Personality::Snaprelay => "snaprelay",
+        Personality::Snapserver => "snapserver",
+    };
+    // A daemon has no terminal: its log goes to the system log unless the config says
+    // otherwise (as snapserver's).
+    let default_sink = match (args.daemon, personality) {
+        (Some(_), _) => Sink::System,
+        (None, Personality::Snaprelay) => Sink::Stderr,
+        (None, Personality::Snapserver) => Sink::Stdout,
     };
     let sink = Sink::parse(&config.logging.sink, default_sink).map_err(anyhow::Error::msg)?;
     let writer = sink

@@ -344,3 +344,91 @@ fn a_listener_on_the_any_address_serves_ipv4_and_ipv6() {
         "{listening}"
     );
 }
+
+/// Kills a process by pid when dropped.
+struct Pid(i32);
+
+impl Drop for Pid {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the daemon this test started.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+/// `-d` (init scripts and packages that start snapserver that way): the command returns at
+/// once, the daemon's pid is in `server.pidfile`, it runs at the nice value given and, started
+/// as root, as `server.user`; it logs where `logging.sink` says and serves.
+#[test]
+fn daemon_mode_detaches_writes_its_pid_and_drops_root() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    // The daemon's user writes its state and log here.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let snapserver = snapserver_link(dir.path());
+    let conf = dir.path().join("empty.conf");
+    std::fs::write(&conf, "").unwrap();
+    let pidfile = dir.path().join("run").join("pid");
+    let log = dir.path().join("daemon.log");
+    let control = common::free_port();
+    let started = Instant::now();
+    let status = Command::new(&snapserver)
+        .arg("-c")
+        .arg(&conf)
+        .arg("--daemon=5")
+        .arg(format!("--server.pidfile={}", pidfile.display()))
+        .args(["--server.user=nobody", "--server.mdns_enabled=false"])
+        .arg(format!("--logging.sink=file:{}", log.display()))
+        .arg(format!(
+            "--server.datadir={}",
+            dir.path().join("state").display()
+        ))
+        .args([
+            "--stream.source=tone:///?name=Background",
+            "--stream.port=0",
+            "--http.enabled=false",
+            "--grpc.enabled=false",
+            "--tcp.bind_to_address=127.0.0.1",
+            &format!("--tcp.port={control}"),
+        ])
+        .env_remove("RUST_LOG")
+        .status()
+        .expect("start the daemon");
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "-d did not return at once"
+    );
+    let pid: i32 = common::eventually(
+        Duration::from_secs(5),
+        "the pid file is written",
+        || pidfile.display().to_string(),
+        || std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok(),
+    );
+    let _daemon = Pid(pid);
+    assert_eq!(stream_names(control), ["Background"]);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Field 19 (after the parenthesised name) is the nice value.
+    let nice = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(16))
+        .unwrap();
+    assert_eq!(nice, "5", "{stat}");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    // SAFETY: getuid(2) only reads the test's own id.
+    let own = unsafe { libc::getuid() };
+    // Started as root it drops to nobody; otherwise there is nothing to drop.
+    let expected = if own == 0 { 65534 } else { own }.to_string();
+    assert_eq!(uid, expected, "{status}");
+    let written = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        written.contains("(Snapserver) Version 0."),
+        "the daemon's log: {written}"
+    );
+}

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "calendar",
             "child",
             "clock",
+            "daemon",
             "heap",
             "host",
             "log_output",

@@ -245,12 +245,12 @@ fn check_config_validates_without_starting() {
     // A snapserver.conf (INI) works too, and its notices go to stderr.
     let ini = write(
         "snapserver.conf",
-        "[stream]\nsource = tone:///?name=x\n[server]\npidfile = /run/snapserver.pid\n",
+        "[stream]\nsource = tone:///?name=x\nsandbox_dir = /opt/sandbox\n",
     );
     let (code, stdout, stderr) = snaprelay(&["--check-config", "-c", &ini]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("1 stream(s): x"), "{stdout}");
-    assert!(stderr.contains("server.pidfile"), "{stderr}");
+    assert!(stderr.contains("stream.sandbox_dir"), "{stderr}");
 
     // A security key snaprelay does not implement is an error, not a notice, and the
     // password is not shown.

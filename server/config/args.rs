@@ -84,6 +84,20 @@ pub struct Args {
     #[arg(short = 'h', long = "help", action = ArgAction::Count)]
     pub(crate) help: u8,
 
+    /// Run in the background as snapserver does: detach, write server.pidfile, take this
+    /// nice value (default -3), and as root switch to server.user/server.group; logs go to
+    /// the system log unless logging.sink says otherwise
+    #[arg(
+        short = 'd',
+        long = "daemon",
+        value_name = "PRIORITY",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "-3",
+        allow_negative_numbers = true
+    )]
+    pub daemon: Option<i32>,
+
     /// Print the version and exit
     #[arg(short = 'v', long = "version", short_alias = 'V')]
     pub version: bool,

@@ -223,6 +223,12 @@ pub struct ServerConfig {
     pub(crate) pool_max_bytes: usize,
     /// Publish the services via mDNS / DNS-SD.
     pub(crate) mdns_enabled: bool,
+    /// Where `-d` writes the daemon's pid.
+    pub pidfile: PathBuf,
+    /// The user `-d` switches to when started as root; empty stays root.
+    pub user: String,
+    /// Its group; empty takes the user's own.
+    pub group: String,
 }
 
 impl Default for ServerConfig {
@@ -235,6 +241,9 @@ impl Default for ServerConfig {
             diagnostics_interval_s: 30,
             pool_max_bytes: crate::pool::DEFAULT_MAX_POOLED_BYTES,
             mdns_enabled: true,
+            pidfile: PathBuf::from("/var/run/snapserver/pid"),
+            user: "snapserver".to_owned(),
+            group: String::new(),
         }
     }
 }
@@ -283,6 +292,16 @@ pub(crate) struct StreamConfig {
 }
 
 impl Config {
+    /// As snapserver when it daemonises (`-d`): the state goes to `/var/lib/snapserver`
+    /// unless `server.datadir` says otherwise (the daemon's user has no home of its own).
+    /// Returns the directory the state goes to.
+    pub fn daemon_datadir(&mut self) -> PathBuf {
+        self.server
+            .datadir
+            .get_or_insert_with(|| PathBuf::from("/var/lib/snapserver"))
+            .clone()
+    }
+
     /// What `[stream]` supplies to every source URI (start-up and `Stream.AddStream` alike).
     pub fn source_defaults(&self) -> crate::source::SourceDefaults {
         crate::source::SourceDefaults {
