@@ -432,3 +432,44 @@ fn daemon_mode_detaches_writes_its_pid_and_drops_root() {
         "the daemon's log: {written}"
     );
 }
+
+/// `process://`'s `wd_timeout` (restart a process whose stderr stays silent) and `log_stderr`
+/// (its stderr lines at info level; debug without it, snapserver's default) are honoured.
+#[test]
+fn process_sources_honour_wd_timeout_and_log_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("player.sh");
+    // One stderr line, then PCM silence on stdout and nothing more on stderr.
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho hello-from-the-player >&2\nexec cat /dev/zero\n",
+    )
+    .unwrap();
+    let source = format!(
+        "process://{}?name=p&sampleformat=48000:16:2&codec=pcm&wd_timeout=1&log_stderr=true",
+        script.display()
+    );
+    // Run through sh: the script needs no exec bit of its own.
+    let source = source.replace(
+        &format!("process://{}?", script.display()),
+        &format!("process:///bin/sh?params={}&", script.display()),
+    );
+    let relay = common::Relay::start(&["--source", &source]);
+    let restarted = relay.wait_for_log(
+        &["went silent on stderr", "wd_timeout"],
+        Duration::from_secs(10),
+    );
+    assert!(restarted.contains("stream=p"), "{restarted}");
+    let line = relay.wait_for_log(&["hello-from-the-player"], Duration::from_secs(5));
+    assert!(
+        line.contains(" INFO "),
+        "log_stderr=true logs at info: {line}"
+    );
+
+    let quiet = common::Relay::start(&["--source", &source.replace("&log_stderr=true", "")]);
+    let line = quiet.wait_for_log(&["hello-from-the-player"], Duration::from_secs(5));
+    assert!(
+        line.contains(" DEBUG "),
+        "without log_stderr, debug: {line}"
+    );
+}

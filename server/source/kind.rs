@@ -47,6 +47,10 @@ pub(crate) enum SourceKind {
         path: PathBuf,
         /// Its arguments (`params=`, split like a shell would on spaces and double quotes).
         args: Vec<String>,
+        /// `wd_timeout`: restart it when its stderr has been silent this long.
+        watchdog: Option<std::time::Duration>,
+        /// `log_stderr`: its stderr lines go to the log at info level (else debug).
+        log_stderr: bool,
     },
     /// A player program (librespot, shairport-sync) run as snapserver runs it: PCM on its stdout, what it
     /// plays in its log (config file only, never from the network).

@@ -87,9 +87,23 @@ impl Reader {
             SourceKind::TcpClient { addr } => {
                 Self::TcpClient(tcp::TcpClientReader::new(&spec.name, *addr))
             }
-            SourceKind::Process { path, args } => Self::Process(Box::new(
-                process::ProcessReader::new(&spec.name, path.clone(), args.clone())
-                    .counting(stats.clone()),
+            SourceKind::Process {
+                path,
+                args,
+                watchdog,
+                log_stderr,
+            } => Self::Process(Box::new(
+                process::ProcessReader::supervised(
+                    &spec.name,
+                    path.clone(),
+                    args.clone(),
+                    process::Supervision {
+                        watchdog: *watchdog,
+                        quiet_stderr: !log_stderr,
+                        ..process::Supervision::default()
+                    },
+                )
+                .counting(stats.clone()),
             )),
             SourceKind::Player {
                 path,
@@ -116,6 +130,7 @@ impl Reader {
                             watchdog: *watchdog,
                             killall: *killall,
                             args_of: None,
+                            quiet_stderr: false,
                         },
                     )
                     .counting(stats.clone()),
@@ -153,6 +168,7 @@ impl Reader {
                             watchdog: None,
                             killall: false,
                             args_of: Some(args_of),
+                            quiet_stderr: false,
                         },
                     )
                     .counting(stats.clone()),

@@ -1,8 +1,8 @@
 //! Process input (docs/SOURCES.md §2.4, and the players of §2.5 and §2.6):
 //! runs a command and reads raw PCM from its stdout; each stderr line goes to our log and to
 //! an optional handler (a player's log says what it plays); when it exits it is restarted
-//! with backoff. A watchdog can restart it when its log stays silent too long (librespot's
-//! `wd_timeout`), and `killall` can end stray instances before the first start. Process
+//! with backoff. A watchdog can restart it when its log stays silent too long (`wd_timeout`,
+//! of librespot and of `process://`), and `killall` can end stray instances before the first start. Process
 //! sources come only from the config file (never from the network).
 
 use std::io;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::stats::SourceStats;
 
@@ -91,6 +91,9 @@ pub(crate) struct Supervision {
     pub(crate) watchdog: Option<Duration>,
     /// `killall <program>` before the first start.
     pub(crate) killall: bool,
+    /// Log its stderr lines at debug level rather than info (`process://`'s `log_stderr`
+    /// off, snapserver's default).
+    pub(crate) quiet_stderr: bool,
 }
 
 /// First restart delay; doubles up to [`MAX_BACKOFF`] while the process keeps dying fast.
@@ -120,6 +123,8 @@ pub(crate) struct ProcessReader {
 }
 
 impl ProcessReader {
+    /// A reader with no supervision beyond restarts (tests).
+    #[cfg(test)]
     pub(crate) fn new(name: &str, path: PathBuf, args: Vec<String>) -> Self {
         Self::supervised(name, path, args, Supervision::default())
     }
@@ -189,6 +194,7 @@ impl ProcessReader {
         if let Some(stderr) = child.stderr.take() {
             let name = self.name.clone();
             let on_stderr = self.supervision.on_stderr.clone();
+            let quiet = self.supervision.quiet_stderr;
             let (last, epoch) = (self.last_stderr_ms.clone(), self.epoch);
             // Ends by itself when the child's stderr closes.
             tokio::spawn(async move {
@@ -210,7 +216,11 @@ impl ProcessReader {
                     let line = text.trim_end_matches(['\n', '\r']);
                     let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
                     last.store(now, Ordering::Relaxed);
-                    info!(stream = %name, "process: {line}");
+                    if quiet {
+                        debug!(stream = %name, "process: {line}");
+                    } else {
+                        info!(stream = %name, "process: {line}");
+                    }
                     if let Some(OnStderr(handle)) = &on_stderr {
                         handle(line);
                     }
@@ -258,7 +268,7 @@ impl ProcessReader {
                         if self.epoch + last + self.supervision.watchdog.unwrap_or_default() > Instant::now() {
                             continue; // it spoke meanwhile
                         }
-                        warn!(stream = %self.name, silent_for = ?self.supervision.watchdog, "the player's log went silent; restarting it (wd_timeout)");
+                        warn!(stream = %self.name, silent_for = ?self.supervision.watchdog, "the source process went silent on stderr; restarting it (wd_timeout)");
                         let _ = child.start_kill();
                         Err(io::Error::new(io::ErrorKind::TimedOut, "watchdog"))
                     }

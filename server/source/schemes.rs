@@ -86,10 +86,30 @@ impl SourceKind {
                     other => return Err(invalid("mode", other, "server or client")),
                 }
             }
-            "process" => Self::Process {
-                path: require_path(uri, text)?,
-                args: super::uri::split_params(param(uri, "params", "")),
-            },
+            "process" => {
+                let watchdog = match param(uri, "wd_timeout", "") {
+                    "" => None,
+                    seconds => Some(
+                        seconds
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|s| (1..=86_400 * 7).contains(s))
+                            .map(std::time::Duration::from_secs)
+                            .ok_or_else(|| invalid("wd_timeout", seconds, "1 to 604800 seconds"))?,
+                    ),
+                };
+                let log_stderr = match param(uri, "log_stderr", "false") {
+                    "true" => true,
+                    "false" => false,
+                    other => return Err(invalid("log_stderr", other, "true or false")),
+                };
+                Self::Process {
+                    path: require_path(uri, text)?,
+                    args: super::uri::split_params(param(uri, "params", "")),
+                    watchdog,
+                    log_stderr,
+                }
+            }
             "librespot" | "spotify" => super::librespot::kind(uri, name)?,
             "airplay" => super::airplay::kind(uri, name)?,
             "meta" => {
@@ -438,8 +458,30 @@ mod tests {
             SourceKind::Process {
                 path: "/usr/bin/player".into(),
                 args: vec!["--out".into(), "-".into(), "my file".into()],
+                watchdog: None,
+                log_stderr: false,
             }
         );
+        let watched = parse("process:///bin/p?name=p&wd_timeout=30&log_stderr=true").unwrap();
+        assert_eq!(
+            watched.kind,
+            SourceKind::Process {
+                path: "/bin/p".into(),
+                args: Vec::new(),
+                watchdog: Some(std::time::Duration::from_secs(30)),
+                log_stderr: true,
+            }
+        );
+        for (uri, key) in [
+            ("process:///bin/p?name=p&wd_timeout=0", "wd_timeout"),
+            ("process:///bin/p?name=p&wd_timeout=soon", "wd_timeout"),
+            ("process:///bin/p?name=p&log_stderr=yes", "log_stderr"),
+        ] {
+            assert!(
+                matches!(parse(uri), Err(SourceError::InvalidParam { key: k, .. }) if k == key),
+                "{uri}"
+            );
+        }
     }
 
     #[test]
