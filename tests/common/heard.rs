@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use super::audio::{self, FRAME_BYTES, PLAYER_BLOCK_BYTES, RATE};
-use super::Snapclient;
+use super::{Arrival, Snapclient};
 
 /// Plausible latencies from a frame's due time to the player's output (1 s buffer).
 const LATENCY_US: Range<i64> = 200_000..1_700_000;
@@ -84,6 +84,19 @@ impl Heard {
     }
 }
 
+/// When the player wrote output frame `i` out (µs), from the read that carried it.
+fn output_at(arrivals: &[Arrival], i: usize) -> Option<i64> {
+    let offset = i * FRAME_BYTES;
+    let index = arrivals
+        .partition_point(|a| a.offset <= offset)
+        .checked_sub(1)?;
+    let arrival = &arrivals[index];
+    Some(
+        arrival.at_us
+            + ((offset - arrival.offset) / FRAME_BYTES) as i64 * 1_000_000 / i64::from(RATE),
+    )
+}
+
 /// Analyses `client`'s output from `settle_frames` after its first sound on, against the
 /// writer's due times (`due_at(frame)`, µs; `None` for a frame never written).
 pub fn heard(
@@ -97,18 +110,7 @@ pub fn heard(
     let Some(first_sound) = audio::first_sound(&frames) else {
         return heard;
     };
-    // When the player wrote frame `i` out, from the read that carried it.
-    let output_at = |i: usize| -> Option<i64> {
-        let offset = i * FRAME_BYTES;
-        let index = arrivals
-            .partition_point(|a| a.offset <= offset)
-            .checked_sub(1)?;
-        let arrival = &arrivals[index];
-        Some(
-            arrival.at_us
-                + ((offset - arrival.offset) / FRAME_BYTES) as i64 * 1_000_000 / i64::from(RATE),
-        )
-    };
+    let output_at = |i: usize| output_at(&arrivals, i);
     // The absolute frame that output frame `i` (counter `counter`) is.
     let absolute = |i: usize, counter: u16| -> Option<u64> {
         let at = output_at(i)?;
@@ -209,17 +211,7 @@ pub fn edges(client: &Snapclient, settle_frames: usize) -> Edges {
     let Some(first_sound) = audio::first_sound(&frames) else {
         return found;
     };
-    let output_at = |i: usize| -> Option<i64> {
-        let offset = i * FRAME_BYTES;
-        let index = arrivals
-            .partition_point(|a| a.offset <= offset)
-            .checked_sub(1)?;
-        let arrival = &arrivals[index];
-        Some(
-            arrival.at_us
-                + ((offset - arrival.offset) / FRAME_BYTES) as i64 * 1_000_000 / i64::from(RATE),
-        )
-    };
+    let output_at = |i: usize| output_at(&arrivals, i);
     let loud =
         |f: &(i16, i16)| f.0.saturating_abs() >= TONE_LEVEL || f.1.saturating_abs() >= TONE_LEVEL;
     let mut last_loud: Option<usize> = None;
