@@ -153,7 +153,7 @@ impl Listeners {
     pub async fn bind(config: &Config) -> Result<Self, RunError> {
         let stream = bind_stream(config).await?;
         let http = crate::http::bind(config).await?;
-        let stream_bridge = if stream.is_empty() && http.is_some() {
+        let stream_bridge = if !config.stream.tcp_enabled && http.is_some() {
             let addr = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
             Some(listen(addr).map_err(|source| RunError::Bind { addr, source })?)
         } else {
@@ -315,12 +315,10 @@ pub async fn run(
             ),
         }
     }
+    for addr in listeners.iter().filter_map(|l| l.local_addr().ok()) {
+        info!(%addr, "listening for stream clients");
+    }
     for listener in listeners.into_iter().chain(stream_bridge) {
-        if let Ok(addr) = listener.local_addr() {
-            if config.stream.tcp_enabled {
-                info!(%addr, "listening for stream clients");
-            }
-        }
         tracker.spawn(accept_loop(
             listener,
             relay.clone(),

@@ -171,15 +171,21 @@ fn debians_unit_line_serves_etc_snapserver_conf_and_logs_to_the_system_log() {
         .spawn()
         .expect("unshare (util-linux) runs the unit's line in a mount namespace");
     let printed = stdout_lines(&mut child);
-    let _running = Running(child);
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let running = Running(child);
     assert_eq!(stream_names(control), ["Kitchen", "Garden"]);
     let line = log
         .wait_for("Version 0.", Duration::from_secs(10))
         .unwrap_or_else(|seen| panic!("no start-up line in the system log; got {seen:#?}"));
     assert!(line.contains("snapserver["), "syslog ident and pid: {line}");
+    // Stopped, its output is complete: nothing of it went to stdout or stderr.
+    drop(running);
+    let stdout: Vec<String> = printed.iter().collect();
+    let mut errors = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut errors).unwrap();
     assert!(
-        printed.try_recv().is_err(),
-        "logging.sink=system printed on stdout"
+        stdout.is_empty() && errors.is_empty(),
+        "logging.sink=system printed: {stdout:?} {errors}"
     );
 }
 

@@ -111,12 +111,16 @@ pub async fn bind(config: &Config) -> Result<Option<HttpListener>, HttpError> {
     }
     let listeners = bind_all(&config.bind_to_address, config.port)?;
     let tls = if config.ssl_enabled {
-        let client_cas: Vec<&std::path::Path> = ssl
-            .client_cert
-            .iter()
-            .map(|path| std::path::Path::new(path.trim()))
-            .filter(|path| ssl.verify_clients && !path.as_os_str().is_empty())
-            .collect();
+        // The CAs that sign client certificates, when they are checked at all.
+        let client_cas: Vec<&std::path::Path> = if ssl.verify_clients {
+            ssl.client_cert
+                .iter()
+                .map(|path| std::path::Path::new(path.trim()))
+                .filter(|path| !path.as_os_str().is_empty())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let acceptor = tls::acceptor(
             std::path::Path::new(ssl.certificate.trim()),
             std::path::Path::new(ssl.certificate_key.trim()),
