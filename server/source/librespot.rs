@@ -3,8 +3,6 @@
 //! the command line snapserver builds from the URI, and what its log says about the track.
 //! The process itself is run by the process reader (restart, watchdog, `killall`).
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use super::{SourceError, SourceKind, SourceUri};
@@ -99,16 +97,18 @@ pub(super) fn kind(uri: &SourceUri, name: &str) -> Result<SourceKind, SourceErro
     }
     args.push("--verbose".into());
     let watchdog_text = get("wd_timeout", &DEFAULT_WATCHDOG_S.to_string());
-    let watchdog = watchdog_text
-        .parse::<u64>()
-        .ok()
-        .filter(|s| (1..=86_400 * 7).contains(s))
-        .ok_or_else(|| invalid("wd_timeout", &watchdog_text, "1 to 604800 seconds"))?;
+    let watchdog = super::process::parse_watchdog(&watchdog_text).ok_or_else(|| {
+        invalid(
+            "wd_timeout",
+            &watchdog_text,
+            super::process::WATCHDOG_ALLOWED,
+        )
+    })?;
     Ok(SourceKind::Player {
         path: super::process::program_path(&uri.path, "librespot"),
         args,
         killall: flag("killall")?,
-        watchdog: Some(Duration::from_secs(watchdog)),
+        watchdog: Some(watchdog),
         player: super::Player::Librespot,
     })
 }
@@ -195,7 +195,7 @@ mod tests {
         );
         assert!(matches!(
             spec.kind,
-            SourceKind::Player { killall: true, watchdog: Some(w), .. } if w == Duration::from_secs(60)
+            SourceKind::Player { killall: true, watchdog: Some(w), .. } if w == std::time::Duration::from_secs(60)
         ));
         // Credentials never show.
         let shown = spec.uri.redacted().to_uri_string();

@@ -59,6 +59,18 @@ pub(crate) fn find_program(path: &Path, fallback: &str) -> io::Result<PathBuf> {
         })
 }
 
+/// What a `wd_timeout` value may be, as error messages say it.
+pub(crate) const WATCHDOG_ALLOWED: &str = "1 to 604800 seconds";
+
+/// A `wd_timeout` value (whole seconds, 1 to a week); `None` when it is not one.
+pub(crate) fn parse_watchdog(seconds: &str) -> Option<Duration> {
+    seconds
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (1..=86_400 * 7).contains(s))
+        .map(Duration::from_secs)
+}
+
 /// What is done with each line the process writes to stderr (besides logging it).
 #[derive(Clone)]
 pub(crate) struct OnStderr(pub(crate) Arc<dyn Fn(&str) + Send + Sync>);

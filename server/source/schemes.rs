@@ -89,14 +89,9 @@ impl SourceKind {
             "process" => {
                 let watchdog = match param(uri, "wd_timeout", "") {
                     "" => None,
-                    seconds => Some(
-                        seconds
-                            .parse::<u64>()
-                            .ok()
-                            .filter(|s| (1..=86_400 * 7).contains(s))
-                            .map(std::time::Duration::from_secs)
-                            .ok_or_else(|| invalid("wd_timeout", seconds, "1 to 604800 seconds"))?,
-                    ),
+                    seconds => Some(super::process::parse_watchdog(seconds).ok_or_else(|| {
+                        invalid("wd_timeout", seconds, super::process::WATCHDOG_ALLOWED)
+                    })?),
                 };
                 let log_stderr = match param(uri, "log_stderr", "false") {
                     "true" => true,
